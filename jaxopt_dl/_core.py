@@ -1,0 +1,353 @@
+"""The one place every transform leans on.
+
+Types (optax's own, so jaxopt_dl and optax compose both ways), ``chain``,
+``apply_updates``, the saturating step counter, hyperparameter validation,
+gradient-tree checks, and the tree math (moments, bias correction, norms) that
+every transform uses, so that each formula is written once.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+GradientTransformation = optax.GradientTransformation
+GradientTransformationExtraArgs = optax.GradientTransformationExtraArgs
+EmptyState = optax.EmptyState
+OptState = optax.OptState
+Params = optax.Params
+Updates = optax.Updates
+Schedule = Callable[[jax.typing.ArrayLike], jax.typing.ArrayLike]
+ScalarOrSchedule = Union[float, jax.Array, Schedule]
+
+__all__ = [
+    "GradientTransformation",
+    "GradientTransformationExtraArgs",
+    "EmptyState",
+    "ScalarOrSchedule",
+    "Schedule",
+    "chain",
+    "identity",
+    "apply_updates",
+    "global_norm",
+    "safe_increment",
+]
+
+
+# --------------------------------------------------------------------------
+# Step counter
+# --------------------------------------------------------------------------
+
+
+def zero_count() -> jax.Array:
+    """The initial value of every step counter: an int32 zero."""
+    return jnp.zeros([], jnp.int32)
+
+
+def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
+    """``count + 1`` that saturates at the dtype's maximum instead of wrapping.
+
+    Args:
+      count: an integer (or float) counter.
+
+    Returns:
+      ``count + 1``, or ``count`` when it already holds the dtype's maximum.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> int(safe_increment(jnp.asarray(2**31 - 1, jnp.int32)))
+      2147483647
+    """
+    count = jnp.asarray(count)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        max_value = jnp.iinfo(count.dtype).max
+    else:
+        max_value = jnp.finfo(count.dtype).max
+    one = jnp.ones([], count.dtype)
+    return jnp.where(count < max_value, count + one, max_value).astype(count.dtype)
+
+
+# --------------------------------------------------------------------------
+# Hyperparameter validation (Python numbers only; traced values pass through)
+# --------------------------------------------------------------------------
+
+
+def is_python_number(value: Any) -> bool:
+    """True for Python/NumPy scalars (checked at build time), False for arrays and tracers."""
+    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, bool)
+
+
+def _check(name: str, value: Any, ok: Callable[[float], bool], requirement: str) -> None:
+    if value is None or callable(value) or not is_python_number(value):
+        return
+    as_float = float(value)
+    if math.isnan(as_float) or not ok(as_float):
+        raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless a Python-number ``value`` is >= 0 (NaN rejected)."""
+    _check(name, value, lambda v: v >= 0, "non-negative")
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless a Python-number ``value`` is > 0."""
+    _check(name, value, lambda v: v > 0, "positive")
+
+
+def check_decay(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless a Python-number decay/momentum lies in [0, 1)."""
+    _check(name, value, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def check_in_range(name: str, value: Any, low: float, high: float) -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high`` (Python numbers only)."""
+    _check(name, value, lambda v: low <= v <= high, f"in [{low}, {high}]")
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Raise ``ValueError`` for a NaN or infinite Python number."""
+    _check(name, value, math.isfinite, "finite")
+
+
+def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
+    """A learning rate: a non-negative, finite number, a schedule, or an array."""
+    check_nonnegative(name, value)
+    check_finite(name, value)
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {name}={value!r}")
+
+
+# --------------------------------------------------------------------------
+# Gradient-tree checks
+# --------------------------------------------------------------------------
+
+
+def _leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in flat]
+
+
+def check_tree_matches(updates: Any, reference: Any, what: str = "optimizer state") -> None:
+    """Raise ``ValueError`` when ``updates`` differs from ``reference`` in structure or shape.
+
+    Runs at trace time only (structure and shapes are static), so it costs nothing
+    in a jitted step. The message names the first differing path.
+
+    Args:
+      updates: the incoming gradient tree.
+      reference: a tree with the expected structure and leaf shapes (a moment tree).
+      what: how the reference is named in the message.
+    """
+    got = _leaves_with_paths(updates)
+    want = _leaves_with_paths(reference)
+    for (got_path, got_leaf), (want_path, want_leaf) in zip(got, want):
+        if got_path != want_path:
+            raise ValueError(
+                f"gradient tree structure differs from the {what}: first differing path "
+                f"is {got_path or '<root>'} in the gradients vs {want_path or '<root>'} "
+                f"in the {what}"
+            )
+        got_shape = getattr(got_leaf, "shape", None)
+        want_shape = getattr(want_leaf, "shape", None)
+        if got_shape is not None and want_shape is not None and got_shape != want_shape:
+            raise ValueError(
+                f"gradient leaf shape differs from the {what} at path {got_path or '<root>'}: "
+                f"{tuple(got_shape)} vs {tuple(want_shape)}"
+            )
+    if len(got) != len(want):
+        longer, side = (got, "gradients") if len(got) > len(want) else (want, what)
+        path = longer[min(len(got), len(want))][0]
+        raise ValueError(
+            f"gradient tree structure differs from the {what}: path {path or '<root>'} "
+            f"exists only in the {side} ({len(got)} gradient leaves vs {len(want)})"
+        )
+    if jax.tree_util.tree_structure(updates) != jax.tree_util.tree_structure(reference):
+        raise ValueError(
+            f"gradient tree structure differs from the {what} (same paths, different node "
+            f"types): {jax.tree_util.tree_structure(updates)} vs "
+            f"{jax.tree_util.tree_structure(reference)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Tree math: each formula written once
+# --------------------------------------------------------------------------
+
+
+def _map(fn: Callable, *trees: Any) -> Any:
+    return jax.tree.map(
+        lambda x, *rest: None if x is None else fn(x, *rest), *trees, is_leaf=lambda x: x is None
+    )
+
+
+tree_map = _map
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros with each leaf's shape (and ``dtype`` when given, else the leaf's dtype)."""
+    return _map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
+
+
+def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
+    """A constant with each leaf's shape."""
+    return _map(lambda x: jnp.full_like(x, value, dtype=dtype), tree)
+
+
+def tree_cast(tree: Any, dtype: Any) -> Any:
+    """Cast every leaf to ``dtype`` (no-op when ``dtype`` is None)."""
+    if dtype is None:
+        return tree
+    return _map(lambda x: x.astype(dtype), tree)
+
+
+def tree_cast_like(tree: Any, like: Any) -> Any:
+    """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
+    return _map(lambda x, y: x.astype(jnp.asarray(y).dtype), tree, like)
+
+
+def tree_scale(scalar: jax.typing.ArrayLike, tree: Any) -> Any:
+    """``scalar * tree``, keeping each leaf's dtype."""
+    return _map(lambda x: (scalar * x).astype(x.dtype), tree)
+
+
+def tree_add(a: Any, b: Any) -> Any:
+    """Leafwise ``a + b``."""
+    return _map(lambda x, y: x + y, a, b)
+
+
+def tree_add_scaled(a: Any, scalar: jax.typing.ArrayLike, b: Any) -> Any:
+    """Leafwise ``a + scalar * b``."""
+    return _map(lambda x, y: x + scalar * y, a, b)
+
+
+def tree_ema(updates: Any, moment: Any, decay: jax.typing.ArrayLike, order: int = 1) -> Any:
+    """Exponential moving average of the ``order``-th power of ``updates``.
+
+    .. math:: m \\leftarrow (1 - \\beta) g^{order} + \\beta m
+    """
+    return _map(lambda g, m: (1 - decay) * (g**order) + decay * m, updates, moment)
+
+
+def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> Any:
+    """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex)."""
+    return _map(lambda g, m: (1 - decay) * _abs_sq(g) + decay * m, updates, moment)
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Array) -> Any:
+    """Divide an EMA by ``1 - decay**count`` (Kingma & Ba 2014, Alg. 1).
+
+    ``1 - decay**count`` is computed in the count's float precision and cast to each
+    leaf's dtype only for the division, so bf16 moments do not round it to zero.
+    """
+    correction = 1 - decay**count
+    return _map(lambda t: t / correction.astype(t.dtype), moment)
+
+
+def tree_sum_sq(tree: Any) -> jax.Array:
+    """Sum of squares of every entry of the tree."""
+    leaves = [jnp.sum(_abs_sq(x)) for x in jax.tree.leaves(tree)]
+    return sum(leaves, jnp.zeros([], jnp.float32))
+
+
+def global_norm(updates: Any) -> jax.Array:
+    """The L2 norm of a whole tree: ``sqrt(sum_i ||g_i||^2)``."""
+    return jnp.sqrt(tree_sum_sq(updates))
+
+
+def tree_all_finite(tree: Any) -> jax.Array:
+    """One boolean: every entry of every leaf is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+# --------------------------------------------------------------------------
+# Learning rates and schedules
+# --------------------------------------------------------------------------
+
+
+def evaluate(value: ScalarOrSchedule, count: jax.Array) -> jax.typing.ArrayLike:
+    """A hyperparameter's value at step ``count``: call it if it is a schedule."""
+    return value(count) if callable(value) else value
+
+
+# --------------------------------------------------------------------------
+# Composition
+# --------------------------------------------------------------------------
+
+
+def identity() -> GradientTransformation:
+    """Pass updates through unchanged (optax.identity)."""
+
+    def init_fn(params):
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        return updates, state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
+    """Apply transforms in sequence; the state is the tuple of their states (as optax.chain).
+
+    Any optax transform can appear in a jaxopt_dl chain and vice versa; extra keyword
+    arguments to ``update`` (e.g. ``value=loss`` for reduce-on-plateau) reach the
+    transforms that accept them.
+
+    Example:
+      >>> import jaxopt_dl as jdl
+      >>> tx = jdl.chain(jdl.clip_by_global_norm(1.0), jdl.scale_by_adam(), jdl.scale(-1e-3))
+    """
+    transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
+
+    def init_fn(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if len(state) != len(transforms):
+            raise ValueError(
+                f"chain has {len(transforms)} transforms but the state has {len(state)} entries"
+            )
+        new_state = []
+        for t, s in zip(transforms, state):
+            updates, s = t.update(updates, s, params, **extra_args)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """``params + updates``, each result in its param's dtype (bf16/fp16 stay bf16/fp16).
+
+    Args:
+      params: a tree of parameters.
+      updates: a tree with the same structure and shapes.
+
+    Returns:
+      The updated parameters, each leaf in the dtype of its parameter.
+    """
+    return jax.tree.map(
+        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
+
