@@ -241,10 +241,10 @@ def tree_ema(updates: Any, moment: Any, decay: jax.typing.ArrayLike, order: int 
 
 def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> Any:
     """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex)."""
-    return _map(lambda g, m: (1 - decay) * _abs_sq(g) + decay * m, updates, moment)
+    return _map(lambda g, m: (1 - decay) * abs_sq(g) + decay * m, updates, moment)
 
 
-def _abs_sq(x: jax.Array) -> jax.Array:
+def abs_sq(x: jax.Array) -> jax.Array:
     return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
 
 
@@ -260,7 +260,7 @@ def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Ar
 
 def tree_sum_sq(tree: Any) -> jax.Array:
     """Sum of squares of every entry of the tree."""
-    leaves = [jnp.sum(_abs_sq(x)) for x in jax.tree.leaves(tree)]
+    leaves = [jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree)]
     return sum(leaves, jnp.zeros([], jnp.float32))
 
 

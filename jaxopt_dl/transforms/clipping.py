@@ -1,0 +1,115 @@
+"""Gradient clipping: the remedy for cliffs and exploding gradients (seed 000)."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_dl import _core
+from jaxopt_dl._core import GradientTransformation
+
+
+def _stateless(update_fn) -> GradientTransformation:
+    return GradientTransformation(lambda params: _core.EmptyState(), update_fn)
+
+
+def clip(max_delta: jax.typing.ArrayLike) -> GradientTransformation:
+    """Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value).
+
+    .. math:: u = \\mathrm{clip}(g, -c, c)
+    """
+    _core.check_nonnegative("max_delta", max_delta)
+
+    def update_fn(updates, state, params=None):
+        del params
+        return _core.tree_map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
+
+    return _stateless(update_fn)
+
+
+def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformation:
+    """Rescale the whole update when its global norm exceeds ``max_norm`` (clip by norm).
+
+    .. math:: u = g \\cdot \\min(1, c / \\|g\\|)
+
+    The direction is kept; only the step length is bounded, which is what stops a
+    jump off a cliff (Pascanu et al. 2013; Goodfellow et al. 2016, Sec. 10.11.1).
+    """
+    _core.check_nonnegative("max_norm", max_norm)
+
+    def update_fn(updates, state, params=None):
+        del params
+        g_norm = _core.global_norm(updates)
+        keep = g_norm < max_norm
+        updates = _core.tree_map(
+            lambda g: jax.lax.select(keep, g, (g / g_norm.astype(g.dtype)) * max_norm), updates
+        )
+        return updates, state
+
+    return _stateless(update_fn)
+
+
+def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation:
+    """Rescale each leaf whose root-mean-square exceeds ``threshold``.
+
+    .. math:: u_i = g_i / \\max(1, \\mathrm{rms}(g_i) / c)
+    """
+    _core.check_nonnegative("threshold", threshold)
+
+    def update_fn(updates, state, params=None):
+        del params
+
+        def clip_leaf(g):
+            return g / jnp.maximum(1.0, jnp.sqrt(jnp.mean(_core.abs_sq(g))) / threshold)
+
+        return _core.tree_map(clip_leaf, updates), state
+
+    return _stateless(update_fn)
+
+
+def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax.Array:
+    """Per-output-unit L2 norm, broadcast to ``x.shape`` (fan-in axes reduced)."""
+    if axis is None:
+        if jnp.squeeze(x).ndim <= 1:
+            axis = tuple(range(x.ndim))
+        elif x.ndim in (2, 3):
+            axis = 0
+        elif x.ndim in (4, 5):
+            axis = tuple(range(x.ndim - 1))
+        else:
+            raise ValueError(f"unitwise_norm: pass axis for a parameter of shape {x.shape}")
+    squared = jnp.sum(_core.abs_sq(x), axis=axis, keepdims=True)
+    return jnp.broadcast_to(jnp.sqrt(squared), x.shape)
+
+
+def adaptive_grad_clip(
+    clipping: jax.typing.ArrayLike,
+    eps: jax.typing.ArrayLike = 1e-3,
+    axis: Optional[Union[int, tuple]] = None,
+) -> GradientTransformation:
+    """Adaptive gradient clipping: clip each unit's gradient relative to its weight norm.
+
+    .. math:: u = g \\cdot \\min(1, \\lambda \\max(\\|w\\|, \\epsilon) / \\|g\\|)
+      \\;\\text{per output unit}
+
+    References:
+      Brock et al. 2021 (NFNets).
+    """
+    _core.check_nonnegative("clipping", clipping)
+    _core.check_nonnegative("eps", eps)
+
+    def update_fn(updates, state, params):
+        if params is None:
+            raise ValueError("adaptive_grad_clip needs params: call update(updates, state, params)")
+
+        def clip_leaf(g, p):
+            g_norm = unitwise_norm(g, axis)
+            max_norm = clipping * jnp.maximum(unitwise_norm(p, axis), eps)
+            clipped = g * (max_norm / jnp.maximum(g_norm, 1e-6))
+            return jnp.where(g_norm < max_norm, g, clipped)
+
+        return _core.tree_map(clip_leaf, updates, params), state
+
+    return _stateless(update_fn)
