@@ -204,6 +204,22 @@ def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
     return _map(lambda x: jnp.full_like(x, value, dtype=dtype), tree)
 
 
+def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) -> Any:
+    """Initial second-moment accumulators: ``value`` with each leaf's shape.
+
+    The dtype is ``dtype`` when given, else the leaf's -- except float16 leaves, whose
+    squared gradients underflow fp16's range (g^2 < 6e-8 for |g| < 2.4e-4) and turn
+    ``m / sqrt(v)`` into inf; their accumulators are float32 (optax keeps fp16 and
+    returns NaN there).
+    """
+
+    def make(x):
+        leaf_dtype = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
+        return jnp.full(x.shape, value, leaf_dtype)
+
+    return _map(make, tree)
+
+
 def tree_cast(tree: Any, dtype: Any) -> Any:
     """Cast every leaf to ``dtype`` (no-op when ``dtype`` is None)."""
     if dtype is None:
@@ -236,12 +252,17 @@ def tree_ema(updates: Any, moment: Any, decay: jax.typing.ArrayLike, order: int 
 
     .. math:: m \\leftarrow (1 - \\beta) g^{order} + \\beta m
     """
-    return _map(lambda g, m: (1 - decay) * (g**order) + decay * m, updates, moment)
+    return _map(lambda g, m: (1 - decay) * (_widen_to(g, m) ** order) + decay * m, updates, moment)
 
 
 def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> Any:
     """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex)."""
-    return _map(lambda g, m: (1 - decay) * abs_sq(g) + decay * m, updates, moment)
+    return _map(lambda g, m: (1 - decay) * abs_sq(_widen_to(g, m)) + decay * m, updates, moment)
+
+
+def _widen_to(g: jax.Array, m: jax.Array) -> jax.Array:
+    """Square the gradient in the accumulator's precision when that is wider (fp16 grads)."""
+    return g.astype(jnp.promote_types(g.dtype, m.dtype))
 
 
 def abs_sq(x: jax.Array) -> jax.Array:

@@ -69,16 +69,29 @@ def inverse_root(
     nu: jax.Array, eps: jax.typing.ArrayLike, eps_in_sqrt: bool
 ) -> jax.Array:
     """``1 / sqrt(nu + eps)`` (eps inside the root) or ``1 / (sqrt(nu) + eps)`` (outside)."""
+    nu, dtype = _widen(nu)
     if eps_in_sqrt:
-        return jax.lax.rsqrt(nu + eps)
-    return 1 / (jnp.sqrt(nu) + eps)
+        return jax.lax.rsqrt(nu + eps).astype(dtype)
+    return (1 / (jnp.sqrt(nu) + eps)).astype(dtype)
 
 
 def adam_direction(
     m: jax.Array, v: jax.Array, eps: jax.typing.ArrayLike, eps_root: jax.typing.ArrayLike
 ) -> jax.Array:
     """Adam's step direction ``m / (sqrt(v + eps_root) + eps)``."""
-    return m / (jnp.sqrt(v + eps_root) + eps)
+    (m, dtype), (v, _) = _widen(m), _widen(v)
+    return (m / (jnp.sqrt(v + eps_root) + eps)).astype(dtype)
+
+
+def _widen(x: jax.Array) -> tuple[jax.Array, Any]:
+    """Half-precision leaves are divided in float32: ``eps=1e-8`` is zero in fp16/bf16.
+
+    float32/float64 leaves pass through unchanged (so their numbers equal optax's);
+    optax's Adam returns NaN for an fp16 coordinate whose second moment underflows.
+    """
+    if x.dtype in (jnp.float16, jnp.bfloat16):
+        return x.astype(jnp.float32), x.dtype
+    return x, x.dtype
 
 
 def _check_adaptive(eps, decays=(), eps_root=0.0):
@@ -115,7 +128,7 @@ def scale_by_rss(
     _check_adaptive(eps)
 
     def init_fn(params):
-        return ScaleByRssState(_core.tree_full_like(params, initial_accumulator_value))
+        return ScaleByRssState(_core.tree_second_moment_like(params, initial_accumulator_value))
 
     def update_fn(updates, state, params=None):
         del params
@@ -158,7 +171,8 @@ def scale_by_rms(
     _check_adaptive(eps, [("decay", decay)])
 
     def init_fn(params):
-        return ScaleByRmsState(_core.zero_count(), _core.tree_full_like(params, initial_scale))
+        nu = _core.tree_second_moment_like(params, initial_scale)
+        return ScaleByRmsState(_core.zero_count(), nu)
 
     def update_fn(updates, state, params=None):
         del params
@@ -195,7 +209,9 @@ def scale_by_stddev(
 
     def init_fn(params):
         return ScaleByRStdDevState(
-            _core.zero_count(), _core.tree_zeros_like(params), _core.tree_full_like(params, initial_scale)
+            _core.zero_count(),
+            _core.tree_zeros_like(params),
+            _core.tree_second_moment_like(params, initial_scale),
         )
 
     def update_fn(updates, state, params=None):
@@ -267,7 +283,7 @@ def scale_by_adam(
         return ScaleByAdamState(
             _core.zero_count(),
             _core.tree_zeros_like(params, dtype=mu_dtype),
-            _core.tree_zeros_like(params, dtype=nu_dtype),
+            _core.tree_second_moment_like(params, dtype=nu_dtype),
         )
 
     def update_fn(updates, state, params=None):
@@ -341,9 +357,9 @@ def scale_by_amsgrad(
     _check_adaptive(eps, [("b1", b1), ("b2", b2)], eps_root)
 
     def init_fn(params):
-        zeros = _core.tree_zeros_like(params)
+        squares = _core.tree_second_moment_like(params)
         return ScaleByAmsgradState(
-            _core.zero_count(), _core.tree_zeros_like(params, dtype=mu_dtype), zeros, zeros
+            _core.zero_count(), _core.tree_zeros_like(params, dtype=mu_dtype), squares, squares
         )
 
     def update_fn(updates, state, params=None):
@@ -376,8 +392,8 @@ def scale_by_adadelta(
     _check_adaptive(eps, [("rho", rho)])
 
     def init_fn(params):
-        zeros = _core.tree_zeros_like(params)
-        return ScaleByAdaDeltaState(zeros, zeros)
+        squares = _core.tree_second_moment_like(params)
+        return ScaleByAdaDeltaState(squares, squares)
 
     def update_fn(updates, state, params=None):
         del params

@@ -1,0 +1,54 @@
+"""Shared test fixtures: an ill-conditioned, noisy problem and trajectory runners."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxopt_dl as jdl
+
+CURVATURES = jnp.logspace(-2, 2, 6, dtype=jnp.float32)
+
+
+def make_params():
+    """A small tree: a matrix, a vector and a scalar."""
+    return {
+        "dense": {"kernel": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
+                  "bias": jnp.full((4,), 0.5, jnp.float32)},
+        "scale": jnp.asarray(2.0, jnp.float32),
+    }
+
+
+def noisy_ill_conditioned_grad(params, step):
+    """Gradient of sum_i a_i/2 w_i^2 with curvatures a_i in 1e-2..1e2, plus fixed noise."""
+    key = jax.random.fold_in(jax.random.PRNGKey(0), step)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    grads = []
+    for leaf, k in zip(leaves, keys):
+        flat = leaf.reshape(-1)
+        curv = jnp.resize(CURVATURES, flat.shape)
+        noise = 0.1 * jax.random.normal(k, flat.shape, jnp.float32)
+        grads.append((curv * flat + noise).reshape(leaf.shape).astype(leaf.dtype))
+    return jax.tree.unflatten(treedef, grads)
+
+
+def run_trajectory(opt, params, steps=100, apply=jdl.apply_updates, grad_fn=None):
+    """Run ``steps`` jitted updates; return the final params (scan, one compile)."""
+    grad_fn = grad_fn or noisy_ill_conditioned_grad
+
+    @jax.jit
+    def run(params):
+        def body(carry, step):
+            p, s = carry
+            updates, s = opt.update(grad_fn(p, step), s, p)
+            return (apply(p, updates), s), None
+
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jnp.arange(steps))
+        return p
+
+    return run(params)
+
+
+@pytest.fixture
+def params():
+    return make_params()
