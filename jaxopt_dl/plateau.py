@@ -63,8 +63,9 @@ def reduce_on_plateau(
     happens at the ``patience + 1``-th bad evaluation); optax's and Keras' ``patience=p``
     reduce one evaluation earlier, i.e. equal ``patience=p - 1`` here. With the base
     learning rate ``lr``, ``lr * scale`` follows torch's ``ReduceLROnPlateau(mode="min",
-    threshold_mode="rel", threshold=rtol, factor, patience, cooldown, min_lr=lr*min_scale)``
-    for positive losses.
+    threshold_mode="rel", threshold=rtol, factor, patience, cooldown, min_lr=lr*min_scale,
+    eps=0)`` for positive losses (torch's default ``eps=1e-8`` skips reductions smaller
+    than 1e-8; here only ``min_scale`` stops them).
 
     Args:
       factor: multiplier applied at a reduction, in (0, 1).
