@@ -330,7 +330,8 @@ def exponential_decay(
 
     .. math::
       \\epsilon_t = I \\, r^{p},\\quad p = \\frac{t - B}{T}
-      \\;(\\lfloor\\cdot\\rfloor \\text{ with staircase}),\\qquad \\epsilon_t = I \\text{ for } t \\le B
+      \\;(\\lfloor\\cdot\\rfloor \\text{ with staircase}),\\qquad
+      \\epsilon_t = I \\text{ for } t \\le B
 
     then clipped from below by ``end_value`` when ``r < 1`` (from above when ``r > 1``).
     With ``transition_steps=1`` this is the lecture's ``eta alpha^t`` and torch's
@@ -369,9 +370,7 @@ def exponential_decay(
         p = decreased_count / transition_steps
         if staircase:
             p = jnp.floor(p)
-        value = jnp.where(
-            decreased_count <= 0, init_value, init_value * jnp.power(decay_rate, p)
-        )
+        value = jnp.where(decreased_count <= 0, init_value, init_value * jnp.power(decay_rate, p))
         if end_value is not None:
             value = jnp.where(
                 decay_rate < 1.0, jnp.maximum(value, end_value), jnp.minimum(value, end_value)
@@ -936,9 +935,7 @@ def cyclic_schedule(
     def schedule(count):
         cycle = jnp.floor(count / total)
         x = count - cycle * total
-        height = jnp.where(
-            x <= step_size_up, x / step_size_up, (total - x) / step_size_down
-        )
+        height = jnp.where(x <= step_size_up, x / step_size_up, (total - x) / step_size_down)
         if mode == "triangular":
             amplitude = 1.0
         elif mode == "triangular2":

@@ -67,7 +67,9 @@ def _torch_kwargs(config, mode="min"):
         factor=config["factor"],
         patience=config["patience"],
         cooldown=config.get("cooldown", 0),
-        threshold=config.get("atol", 0.0) if config.get("rtol", 1e-4) == 0 else config.get("rtol", 1e-4),
+        threshold=config.get("atol", 0.0)
+        if config.get("rtol", 1e-4) == 0
+        else config.get("rtol", 1e-4),
         threshold_mode="abs" if config.get("rtol", 1e-4) == 0 else "rel",
         min_lr=BASE_LR * config.get("min_scale", 0.0),
         eps=0.0,  # torch skips reductions smaller than eps (1e-8); we have no such floor

@@ -32,20 +32,30 @@ OPTAX_TABLE = [
     ("cosine", lambda m: m.cosine_decay_schedule(1.0, 700)),
     ("cosine_alpha_exponent", lambda m: m.cosine_decay_schedule(2.0, 400, 0.1, 2.0)),
     ("warmup_cosine", lambda m: m.warmup_cosine_decay_schedule(0.0, 1.0, 100, 900, 0.01)),
-    ("warmup_cosine_nowarmup", lambda m: m.warmup_cosine_decay_schedule(0.1, 0.5, 0, 500, 0.0, 1.5)),
+    (
+        "warmup_cosine_nowarmup",
+        lambda m: m.warmup_cosine_decay_schedule(0.1, 0.5, 0, 500, 0.0, 1.5),
+    ),
     (
         "warmup_exponential",
         lambda m: m.warmup_exponential_decay_schedule(
             0.0, 1.0, 50, 100, 0.7, transition_begin=20, staircase=True, end_value=0.05
         ),
     ),
-    ("warmup_exponential_plain", lambda m: m.warmup_exponential_decay_schedule(0.1, 1.0, 30, 40, 0.9)),
+    (
+        "warmup_exponential_plain",
+        lambda m: m.warmup_exponential_decay_schedule(0.1, 1.0, 30, 40, 0.9),
+    ),
     ("piecewise", lambda m: m.piecewise_constant_schedule(1.0, {300: 0.1, 100: 0.5, 700: 2.0})),
     ("piecewise_none", lambda m: m.piecewise_constant_schedule(0.7)),
     (
         "join",
         lambda m: m.join_schedules(
-            [m.linear_schedule(0.0, 1.0, 200), m.cosine_decay_schedule(1.0, 500), m.constant_schedule(0.3)],
+            [
+                m.linear_schedule(0.0, 1.0, 200),
+                m.cosine_decay_schedule(1.0, 500),
+                m.constant_schedule(0.3),
+            ],
             [200, 700],
         ),
     ),
@@ -54,8 +64,12 @@ OPTAX_TABLE = [
         lambda m: m.sgdr_schedule(
             [
                 dict(init_value=0.0, peak_value=1.0, warmup_steps=20, decay_steps=300),
-                dict(init_value=0.1, peak_value=0.5, warmup_steps=0, decay_steps=200, end_value=0.01),
-                dict(init_value=0.0, peak_value=0.25, warmup_steps=50, decay_steps=400, exponent=2.0),
+                dict(
+                    init_value=0.1, peak_value=0.5, warmup_steps=0, decay_steps=200, end_value=0.01
+                ),
+                dict(
+                    init_value=0.0, peak_value=0.25, warmup_steps=50, decay_steps=400, exponent=2.0
+                ),
             ]
         ),
     ),
@@ -139,7 +153,12 @@ TORCH_TABLE = [
         jdl.multistep_decay(0.1, [10, 25, 25, 60], 0.3),
         100,
     ),
-    ("ExponentialLR", lambda o: sched.ExponentialLR(o, gamma=0.97), jdl.exponential_decay(0.1, 1, 0.97), 200),
+    (
+        "ExponentialLR",
+        lambda o: sched.ExponentialLR(o, gamma=0.97),
+        jdl.exponential_decay(0.1, 1, 0.97),
+        200,
+    ),
     (
         "CosineAnnealingLR",
         lambda o: sched.CosineAnnealingLR(o, T_max=50, eta_min=0.001),
@@ -149,7 +168,11 @@ TORCH_TABLE = [
     (
         "OneCycleLR_cos",
         lambda o: sched.OneCycleLR(
-            o, max_lr=1.0, anneal_strategy="cos", three_phase=False, cycle_momentum=False,
+            o,
+            max_lr=1.0,
+            anneal_strategy="cos",
+            three_phase=False,
+            cycle_momentum=False,
             **_onecycle_equivalent(100, 0.3),
         ),
         jdl.cosine_onecycle_schedule(100, 1.0, 0.3),
@@ -158,8 +181,14 @@ TORCH_TABLE = [
     (
         "OneCycleLR_cos_args",
         lambda o: sched.OneCycleLR(
-            o, max_lr=2.0, anneal_strategy="cos", three_phase=False, cycle_momentum=False,
-            div_factor=10.0, final_div_factor=100.0, **_onecycle_equivalent(77, 0.25),
+            o,
+            max_lr=2.0,
+            anneal_strategy="cos",
+            three_phase=False,
+            cycle_momentum=False,
+            div_factor=10.0,
+            final_div_factor=100.0,
+            **_onecycle_equivalent(77, 0.25),
         ),
         jdl.cosine_onecycle_schedule(77, 2.0, 0.25, 10.0, 100.0),
         78,
@@ -169,7 +198,11 @@ TORCH_TABLE = [
     (
         "OneCycleLR_linear",
         lambda o: sched.OneCycleLR(
-            o, max_lr=1.0, anneal_strategy="linear", three_phase=True, cycle_momentum=False,
+            o,
+            max_lr=1.0,
+            anneal_strategy="linear",
+            three_phase=True,
+            cycle_momentum=False,
             **_onecycle_equivalent(100, 0.3),
         ),
         jdl.linear_onecycle_schedule(100, 1.0, 0.3, 0.6),
@@ -177,20 +210,30 @@ TORCH_TABLE = [
     ),
     (
         "CyclicLR_triangular",
-        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=7, step_size_down=5, cycle_momentum=False),
+        lambda o: sched.CyclicLR(
+            o, 0.01, 0.1, step_size_up=7, step_size_down=5, cycle_momentum=False
+        ),
         jdl.cyclic_schedule(0.01, 0.1, 7, 5),
         150,
     ),
     (
         "CyclicLR_triangular2",
-        lambda o: sched.CyclicLR(o, 0.01, 0.1, step_size_up=6, mode="triangular2", cycle_momentum=False),
+        lambda o: sched.CyclicLR(
+            o, 0.01, 0.1, step_size_up=6, mode="triangular2", cycle_momentum=False
+        ),
         jdl.cyclic_schedule(0.01, 0.1, 6, mode="triangular2"),
         150,
     ),
     (
         "CyclicLR_exp_range",
         lambda o: sched.CyclicLR(
-            o, 0.01, 0.1, step_size_up=5, step_size_down=9, mode="exp_range", gamma=0.99,
+            o,
+            0.01,
+            0.1,
+            step_size_up=5,
+            step_size_down=9,
+            mode="exp_range",
+            gamma=0.99,
             cycle_momentum=False,
         ),
         jdl.cyclic_schedule(0.01, 0.1, 5, 9, mode="exp_range", gamma=0.99),
@@ -248,7 +291,9 @@ def test_piecewise_constant_equals_keras_piecewise_constant_decay():
 
 def test_robbins_monro_one_over_t_sum_diverges_and_squares_converge():
     n = 10**6
-    terms = np.asarray(jax.jit(jax.vmap(jdl.inverse_time_decay(1.0, 1.0)))(jnp.arange(n)), np.float64)
+    terms = np.asarray(
+        jax.jit(jax.vmap(jdl.inverse_time_decay(1.0, 1.0)))(jnp.arange(n)), np.float64
+    )
     np.testing.assert_allclose(terms[:5], [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5], rtol=1e-7)
     partial = np.cumsum(terms)
     squares = np.cumsum(terms**2)
@@ -263,6 +308,7 @@ def test_robbins_monro_one_over_t_sum_diverges_and_squares_converge():
         assert -1e-6 < gap < 1.01 / n_k + 1e-6
     # Each decade adds ln 10 (up to the 1/(2N) terms): no bound.
     growth = np.diff([partial[n_k - 1] for n_k in decades])
+
     def harmonic(n):  # ln N + gamma + 1/(2N) - 1/(12 N^2), error O(1/N^4)
         return math.log(n) + euler_gamma + 1 / (2 * n) - 1 / (12 * n**2)
 
@@ -333,7 +379,9 @@ def test_as_optax_sgd_learning_rate_matches_optax_schedule(name, builder):
         _, path = jax.lax.scan(step, (params, opt.init(params)), None, length=300)
         return path
 
-    chex.assert_trees_all_close(jax.jit(train, static_argnums=0)(builder(jdl)), train(builder(optax)), rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(
+        jax.jit(train, static_argnums=0)(builder(jdl)), train(builder(optax)), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("name,make", NEW_TABLE[:4], ids=[n for n, _ in NEW_TABLE[:4]])
@@ -361,11 +409,16 @@ def test_traced_hyperparameters_are_not_validated_and_work():
             jax.vmap(jdl.cyclic_schedule(0.01, peak, 5, mode="exp_range", gamma=gamma))(steps),
         )
 
-    args = (jnp.array([0.1, 0.2]), jnp.array([0.5, 0.9]), jnp.array([1.0, 0.0]), jnp.array([0.9, 0.99]))
+    args = (
+        jnp.array([0.1, 0.2]),
+        jnp.array([0.5, 0.9]),
+        jnp.array([1.0, 0.0]),
+        jnp.array([0.9, 0.99]),
+    )
     batched = jax.jit(jax.vmap(values))(*args)
     for i in range(2):
         single = values(*(float(a[i]) for a in args))
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], batched), single, rtol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], batched), single, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -383,10 +436,18 @@ BAD_INPUT = [
     (lambda: jdl.warmup_cosine_decay_schedule(0.0, 1.0, 200, 100), "warmup_steps", "200"),
     (lambda: jdl.warmup_cosine_decay_schedule(0.0, 1.0, 100, 100), "decay_steps", "100"),
     (lambda: jdl.warmup_cosine_decay_schedule(0.0, 1.0, -1, 100), "warmup_steps", "-1"),
-    (lambda: jdl.warmup_exponential_decay_schedule(0.0, 1.0, 10, -3, 0.5), "transition_steps", "-3"),
+    (
+        lambda: jdl.warmup_exponential_decay_schedule(0.0, 1.0, 10, -3, 0.5),
+        "transition_steps",
+        "-3",
+    ),
     (lambda: jdl.piecewise_constant_schedule(1.0, {-10: 0.5}), "boundaries_and_scales", "-10"),
     (lambda: jdl.piecewise_constant_schedule(1.0, {10: -0.5}), "boundaries_and_scales", "-0.5"),
-    (lambda: jdl.join_schedules([jdl.constant_schedule(1.0)] * 3, [50, 10]), "boundaries", "50, 10"),
+    (
+        lambda: jdl.join_schedules([jdl.constant_schedule(1.0)] * 3, [50, 10]),
+        "boundaries",
+        "50, 10",
+    ),
     (lambda: jdl.join_schedules([jdl.constant_schedule(1.0)] * 2, [-1]), "boundaries", "-1"),
     (lambda: jdl.join_schedules([jdl.constant_schedule(1.0)] * 2, []), "boundaries", r"\[\]"),
     (lambda: jdl.cosine_onecycle_schedule(0, 1.0), "transition_steps", "0"),
@@ -429,7 +490,10 @@ def test_bad_input_raises_value_error_naming_argument_and_value(make, name, valu
 BATCH_TABLE = [
     (jdl.constant_batch_size(64), lambda e: 64),
     (jdl.step_doubling_batch_size(32, 5), lambda e: 32 * 2 ** (e // 5)),
-    (jdl.step_doubling_batch_size(32, 3, 4, max_batch_size=1000), lambda e: min(1000, 32 * 4 ** (e // 3))),
+    (
+        jdl.step_doubling_batch_size(32, 3, 4, max_batch_size=1000),
+        lambda e: min(1000, 32 * 4 ** (e // 3)),
+    ),
     (jdl.geometric_batch_size(16, 1.5, 500), lambda e: min(500, int(round(16 * 1.5**e)))),
     (jdl.geometric_batch_size(10, 2, 10**9), lambda e: min(10**9, 10 * 2**e)),
 ]
@@ -469,3 +533,22 @@ def test_lr_decay_by_k_matches_batch_growth_by_k_on_noisy_quadratic():
     np.testing.assert_allclose(np.asarray(var), np.asarray(exact), rtol=0.1)
     np.testing.assert_allclose(float(var[1] / var[2]), 1.0, atol=0.1)
     assert float(var[0]) > 3 * float(var[1])
+
+
+def test_experiment_script_writes_figure_and_table(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "schedules.py"
+    spec = importlib.util.spec_from_file_location("experiments_schedules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "schedules.png").stat().st_size > 10_000
+    table = (tmp_path / "schedules.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(module.schedules(200)) + 1  # header, schedules, plateau
+    for name in jdl.schedules.__all__:
+        if name.endswith("_schedule") or name.endswith("_decay") or name == "per_epoch":
+            assert name in table, name
+    assert "reduce_on_plateau" in table
