@@ -15,4 +15,5 @@ __version__ = "0.1.0"
 
 
 # --- training-side names ----------------------------------------------------
+from jaxopt_dl import data, initializers, models
 
