@@ -8,8 +8,10 @@ All are called as ``model.apply(variables, x, train=...)``:
   ``logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
   rngs={"dropout": key})`` (``rngs`` only needed with ``dropout_rate > 0``).
 * ``train=False`` uses the running averages and no dropout: deterministic.
-* Every layer sows its output activation into the ``"intermediates"`` collection
-  (``mutable=["intermediates"]``) so diagnostics can read per-layer mean/std.
+* Every layer sows its output activation into the ``"intermediates"`` collection as
+  ``"<layer>_out"`` (``"dense_0_out"``, ..., ``"logits_out"``; residual blocks sow
+  ``"out"`` in their own scope) — read it with ``mutable=["intermediates"]`` for
+  per-layer activation mean/std.
 * ``kernel_init`` accepts any initializer of :mod:`jaxopt_dl.initializers`.
 """
 

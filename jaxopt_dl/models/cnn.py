@@ -67,7 +67,7 @@ class CNN(Layers):
                 name=f"conv_{i}",
             )(x)
             x = self.activation(self.normalize(x, train, f"bn_{i}"))
-            self.sow("intermediates", f"conv_{i}", x)
+            self.sow("intermediates", f"conv_{i}_out", x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(
@@ -78,7 +78,7 @@ class CNN(Layers):
             name="dense",
         )(x)
         x = self.activation(self.normalize(x, train, "bn_dense"))
-        self.sow("intermediates", "dense", x)
+        self.sow("intermediates", "dense_out", x)
         x = self.dropout(x, train)
         logits = nn.Dense(
             self.num_classes,
@@ -86,5 +86,5 @@ class CNN(Layers):
             bias_init=self.output_bias_init,
             name="logits",
         )(x)
-        self.sow("intermediates", "logits", logits)
+        self.sow("intermediates", "logits_out", logits)
         return logits

@@ -66,7 +66,7 @@ class MLP(Layers):
                 name=f"dense_{i}",
             )(x)
             x = self.activation(self.normalize(x, train, f"bn_{i}"))
-            self.sow("intermediates", f"dense_{i}", x)
+            self.sow("intermediates", f"dense_{i}_out", x)
             x = self.dropout(x, train)
         logits = nn.Dense(
             self.num_classes,
@@ -74,5 +74,5 @@ class MLP(Layers):
             bias_init=self.output_bias_init,
             name="logits",
         )(x)
-        self.sow("intermediates", "logits", logits)
+        self.sow("intermediates", "logits_out", logits)
         return logits

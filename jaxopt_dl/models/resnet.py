@@ -132,7 +132,7 @@ class ResNet(Layers):
         )(as_images(x))
         if not self.preactivation:
             x = self.activation(self.normalize(x, train, "bn_stem"))
-        self.sow("intermediates", "stem", x)
+        self.sow("intermediates", "stem_out", x)
         for i, n_blocks in enumerate(self.stage_sizes):
             for j in range(n_blocks):
                 x = ResidualBlock(
@@ -149,7 +149,7 @@ class ResNet(Layers):
         if self.preactivation:
             x = self.activation(self.normalize(x, train, "bn_final"))
         x = jnp.mean(x, axis=(1, 2))
-        self.sow("intermediates", "pool", x)
+        self.sow("intermediates", "pool_out", x)
         x = self.dropout(x, train)
         logits = nn.Dense(
             self.num_classes,
@@ -157,5 +157,5 @@ class ResNet(Layers):
             bias_init=self.output_bias_init,
             name="logits",
         )(x)
-        self.sow("intermediates", "logits", logits)
+        self.sow("intermediates", "logits_out", logits)
         return logits

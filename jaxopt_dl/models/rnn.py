@@ -78,7 +78,7 @@ class RNN(Layers):
         h0 = jnp.zeros((x.shape[0], self.hidden), drive.dtype)
         _, states = jax.lax.scan(step, h0, drive)
         states = jnp.swapaxes(states, 0, 1)
-        self.sow("intermediates", "hidden", states)
+        self.sow("intermediates", "hidden_out", states)
         out = states if self.return_sequence else states[:, -1]
         out = self.dropout(out, train)
         logits = nn.Dense(
@@ -87,5 +87,5 @@ class RNN(Layers):
             bias_init=self.output_bias_init,
             name="logits",
         )(out)
-        self.sow("intermediates", "logits", logits)
+        self.sow("intermediates", "logits_out", logits)
         return logits
