@@ -40,8 +40,8 @@ def test_shapes_collections_and_determinism(name, model, x):
     chex.assert_shape(out, (x.shape[0], model.num_classes))
     chex.assert_tree_all_finite(out)
     chex.assert_trees_all_equal(out, apply(variables, x))
-    # train=False uses the running averages: each example's logits ignore the others.
-    chex.assert_trees_all_close(apply(variables, x[:2]), out[:2], atol=1e-5)
+    if has_bn:  # train=False uses the running averages: examples don't see each other.
+        chex.assert_trees_all_close(apply(variables, x[:2]), out[:2], atol=1e-5)
 
 
 @pytest.mark.parametrize("model", [models.CNN(features=(4,), dense=8),
@@ -95,8 +95,7 @@ def test_default_batchnorm_momentum_and_eps():
     assert (model.bn_momentum, model.bn_epsilon) == (0.9, 1e-5)
     variables = _init(model, X_FLAT)
     _, updates = model.apply(variables, X_FLAT, train=True, mutable=["batch_stats"])
-    # Every running mean moved by 10% of a batch mean from 0, so none is still zero
-    # and none reached the batch statistics.
+    # Every running average (mean and var, every BN layer) moved away from its start.
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"],
                          variables["batch_stats"])
     assert all(jax.tree.leaves(moved))

@@ -63,7 +63,8 @@ class ResidualBlock(Layers):
             y = self.activation(self.normalize(y, train, "bn_2"))
             out = self.conv(y, 3, 1, "conv_2") + shortcut
         else:
-            y = self.activation(self.normalize(self.conv(x, 3, self.strides, "conv_1"), train, "bn_1"))
+            y = self.conv(x, 3, self.strides, "conv_1")
+            y = self.activation(self.normalize(y, train, "bn_1"))
             y = self.normalize(self.conv(y, 3, 1, "conv_2"), train, "bn_2")
             shortcut = x
             if needs_projection:
