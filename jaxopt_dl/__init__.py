@@ -99,4 +99,5 @@ from jaxopt_dl.schedules import (
 
 
 # --- training-side names ----------------------------------------------------
+from jaxopt_dl import data, initializers, models
 

@@ -1,0 +1,23 @@
+"""Flax linen models for the digits experiments: MLP, CNN, ResNet and a vanilla tanh RNN.
+
+All are called as ``model.apply(variables, x, train=...)``:
+
+* ``variables = model.init(key, x, train=False)`` holds ``"params"`` and, with batch
+  norm, ``"batch_stats"`` (the running averages).
+* ``train=True`` normalizes with the batch statistics and updates the running averages:
+  ``logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+  rngs={"dropout": key})`` (``rngs`` only needed with ``dropout_rate > 0``).
+* ``train=False`` uses the running averages and no dropout: deterministic.
+* Every layer sows its output activation into the ``"intermediates"`` collection as
+  ``"<layer>_out"`` (``"dense_0_out"``, ..., ``"logits_out"``; residual blocks sow
+  ``"out"`` in their own scope) — read it with ``mutable=["intermediates"]`` for
+  per-layer activation mean/std.
+* ``kernel_init`` accepts any initializer of :mod:`jaxopt_dl.initializers`.
+"""
+
+from jaxopt_dl.models.cnn import CNN
+from jaxopt_dl.models.mlp import MLP
+from jaxopt_dl.models.resnet import ResidualBlock, ResNet
+from jaxopt_dl.models.rnn import RNN
+
+__all__ = ["MLP", "CNN", "ResNet", "ResidualBlock", "RNN"]

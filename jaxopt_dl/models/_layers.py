@@ -1,0 +1,46 @@
+"""Shared pieces of the models: optional batch norm, optional dropout, config checks."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from jaxopt_dl._core import check_decay, check_nonnegative
+
+
+class Layers(nn.Module):
+    """Base of the models: batch norm and dropout switched by the subclass's fields.
+
+    Subclasses declare ``use_batchnorm``, ``dropout_rate``, ``bn_momentum`` and
+    ``bn_epsilon`` (in their own field order) and call these helpers inside their
+    ``@nn.compact`` method, so the layers are created in the subclass's scope.
+    """
+
+    def check_config(self) -> None:
+        """Raise ``ValueError`` for a dropout rate or batch-norm momentum outside [0, 1)."""
+        check_decay("dropout_rate", getattr(self, "dropout_rate", 0.0))
+        check_decay("bn_momentum", getattr(self, "bn_momentum", 0.0))
+        check_nonnegative("bn_epsilon", getattr(self, "bn_epsilon", 0.0))
+
+    def normalize(self, x: jax.Array, train: bool, name: str) -> jax.Array:
+        """Batch norm (Ioffe & Szegedy 2015) when ``use_batchnorm``, else identity.
+
+        With ``train=True``: ``(x - mu_B) / sqrt(var_B + eps) * gamma + beta`` with the
+        batch mean/biased variance, and the running averages move as
+        ``ra <- momentum * ra + (1 - momentum) * batch_stat``. With ``train=False`` the
+        running averages replace the batch statistics.
+        """
+        if not self.use_batchnorm:
+            return x
+        return nn.BatchNorm(
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            name=name,
+        )(x)
+
+    def dropout(self, x: jax.Array, train: bool) -> jax.Array:
+        """Inverted dropout with ``dropout_rate`` when training (needs the "dropout" rng)."""
+        if self.dropout_rate == 0:
+            return x
+        return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
