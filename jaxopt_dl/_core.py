@@ -269,6 +269,15 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
 
 
+def widen(x: jax.Array) -> jax.Array:
+    """``x`` in at least float32, for norms of bf16/fp16 leaves.
+
+    Squares of float16 values above 256 overflow and bf16 sums lose digits, so every
+    norm is accumulated in ``promote_types(x.dtype, float32)``.
+    """
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Array) -> Any:
     """Divide an EMA by ``1 - decay**count`` (Kingma & Ba 2014, Alg. 1).
 
@@ -280,8 +289,8 @@ def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Ar
 
 
 def tree_sum_sq(tree: Any) -> jax.Array:
-    """Sum of squares of every entry of the tree."""
-    leaves = [jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree)]
+    """Sum of squares of every entry of the tree, accumulated in at least float32."""
+    leaves = [jnp.sum(abs_sq(widen(x))) for x in jax.tree.leaves(tree)]
     return sum(leaves, jnp.zeros([], jnp.float32))
 
 

@@ -44,7 +44,10 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
         g_norm = _core.global_norm(updates)
         keep = g_norm < max_norm
         updates = _core.tree_map(
-            lambda g: jax.lax.select(keep, g, (g / g_norm.astype(g.dtype)) * max_norm), updates
+            lambda g: jax.lax.select(
+                keep, g, ((_core.widen(g) / g_norm) * max_norm).astype(g.dtype)
+            ),
+            updates,
         )
         return updates, state
 
@@ -62,7 +65,9 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
         del params
 
         def clip_leaf(g):
-            return g / jnp.maximum(1.0, jnp.sqrt(jnp.mean(_core.abs_sq(g))) / threshold)
+            wide = _core.widen(g)
+            rms = jnp.sqrt(jnp.mean(_core.abs_sq(wide)))
+            return (wide / jnp.maximum(1.0, rms / threshold)).astype(g.dtype)
 
         return _core.tree_map(clip_leaf, updates), state
 
@@ -70,7 +75,10 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
 
 
 def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax.Array:
-    """Per-output-unit L2 norm, broadcast to ``x.shape`` (fan-in axes reduced)."""
+    """Per-output-unit L2 norm, broadcast to ``x.shape`` (fan-in axes reduced).
+
+    Accumulated and returned in at least float32 (see :func:`jaxopt_dl._core.widen`).
+    """
     if axis is None:
         if jnp.squeeze(x).ndim <= 1:
             axis = tuple(range(x.ndim))
@@ -80,7 +88,7 @@ def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax
             axis = tuple(range(x.ndim - 1))
         else:
             raise ValueError(f"unitwise_norm: pass axis for a parameter of shape {x.shape}")
-    squared = jnp.sum(_core.abs_sq(x), axis=axis, keepdims=True)
+    squared = jnp.sum(_core.abs_sq(_core.widen(x)), axis=axis, keepdims=True)
     return jnp.broadcast_to(jnp.sqrt(squared), x.shape)
 
 
@@ -107,7 +115,7 @@ def adaptive_grad_clip(
         def clip_leaf(g, p):
             g_norm = unitwise_norm(g, axis)
             max_norm = clipping * jnp.maximum(unitwise_norm(p, axis), eps)
-            clipped = g * (max_norm / jnp.maximum(g_norm, 1e-6))
+            clipped = (g * (max_norm / jnp.maximum(g_norm, 1e-6))).astype(g.dtype)
             return jnp.where(g_norm < max_norm, g, clipped)
 
         return _core.tree_map(clip_leaf, updates, params), state
