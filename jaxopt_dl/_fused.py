@@ -129,7 +129,8 @@ def fused_call(
       name: the kernel (``"adam"``).
       scalars: a float32 vector of the step's hyperparameters.
       inputs: per leaf, its input arrays (same size, float32).
-      aliases: for each output slot ``k``, the input slot it overwrites in place.
+      aliases: for each output slot ``k``, the input slot it overwrites in place, or
+        None for a fresh buffer.
       **attrs: integer attributes of the kernel.
 
     Returns:
@@ -140,8 +141,9 @@ def fused_call(
     for leaf, arrays in enumerate(inputs):
         operands.extend(arrays)
         for k, slot in enumerate(aliases):
-            io_aliases[1 + leaf * n_in + slot] = leaf * len(aliases) + k
-            results.append(jax.ShapeDtypeStruct(arrays[slot].shape, jnp.float32))
+            if slot is not None:
+                io_aliases[1 + leaf * n_in + slot] = leaf * len(aliases) + k
+            results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
     flat = jax.ffi.ffi_call(
         f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases,
         vmap_method="sequential",

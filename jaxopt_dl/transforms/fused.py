@@ -120,7 +120,8 @@ def fused_adam(
             if return_params:
                 inputs, aliases = [columns[i] for i in fast], [0, 2, 3]
             else:
-                inputs, aliases = [columns[i][1:] for i in fast], [0, 1, 2]
+                # No alias for the updates: an undonated gradient would be copied first.
+                inputs, aliases = [columns[i][1:] for i in fast], [None, 1, 2]
             results = _fused.fused_call("adam", scalars, inputs, aliases, apply=int(return_params))
             for i, (o, m, v) in zip(fast, results):
                 outs[i], mus[i], nus[i] = o, m, v
