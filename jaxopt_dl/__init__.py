@@ -66,6 +66,7 @@ from jaxopt_dl.transforms import (
     trace,
     velocity,
 )
+from jaxopt_dl.transforms.fused import fused_adam
 
 
 # --- schedules ------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Build, load and call the fused multi-leaf CPU update kernel (XLA FFI).
+
+The kernel (``_kernels/fused_update.cc``) updates every float32 leaf of a tree in one
+pass over memory on a few threads (``JAXOPT_DL_FUSED_THREADS``, default: all cores).
+It is compiled with the system C++ compiler on first use into a cache directory
+(``$JAXOPT_DL_CACHE``, else ``$XDG_CACHE_HOME/jaxopt_dl``, else ``~/.cache/jaxopt_dl``)
+and registered with ``jax.ffi``. It is never required for correctness: when it cannot
+be built, on GPU/TPU, on more than one device (sharded programs), or with
+``JAXOPT_DL_NO_KERNEL=1``, callers use their pure-JAX path instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_SOURCE = Path(__file__).with_name("_kernels") / "fused_update.cc"
+_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c++17",
+          "-shared", "-fPIC", "-pthread")
+_TARGETS = {"adam": "JdlFusedAdam"}
+CALL_LEAVES = 16
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("JAXOPT_DL_CACHE"):
+        return Path(os.environ["JAXOPT_DL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxopt_dl"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on, so a cache shared between machines stays safe."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") or line.startswith("Features"):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _library_path() -> Path:
+    key = hashlib.sha256()
+    for part in (_SOURCE.read_bytes(), " ".join(_FLAGS).encode(), jax.__version__.encode(),
+                 _cpu_signature().encode(), sys.platform.encode()):
+        key.update(part)
+    return _cache_dir() / f"fused_update_{key.hexdigest()[:16]}.so"
+
+
+def _compile(target: Path) -> None:
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise RuntimeError("no C++ compiler (g++/c++) found")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = [compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", tmp]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling the fused kernel failed:\n{result.stderr[-2000:]}")
+        os.replace(tmp, target)  # atomic: concurrent builders never see a partial file
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> bool:
+    """Build (once, cached on disk) and register the kernel; False when unavailable."""
+    if os.environ.get("JAXOPT_DL_NO_KERNEL", "") not in ("", "0"):
+        return False
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64", "aarch64"):
+        return False
+    try:
+        path = _library_path()
+        if not path.exists():
+            _compile(path)
+        library = ctypes.cdll.LoadLibrary(str(path))
+        for name, symbol in _TARGETS.items():
+            jax.ffi.register_ffi_target(
+                f"jaxopt_dl_fused_{name}", jax.ffi.pycapsule(getattr(library, symbol)),
+                platform="cpu",
+            )
+    except Exception as error:  # noqa: BLE001 -- any failure means "use the fallback"
+        warnings.warn(f"jaxopt_dl: fused CPU kernel unavailable, using pure JAX ({error})")
+        return False
+    return True
+
+
+def kernel_available() -> bool:
+    """True when the fused kernel can run in the program being traced now.
+
+    That needs the CPU backend with a single device (so no sharding to preserve),
+    and a successful build.
+    """
+    return jax.default_backend() == "cpu" and jax.device_count() == 1 and _load()
+
+
+def eligible(*arrays) -> bool:
+    """The kernel handles float32 arrays only (other dtypes take the pure-JAX path)."""
+    return all(jnp.result_type(a) == jnp.float32 for a in arrays)
+
+
+def fused_call(
+    name: str,
+    scalars: jax.Array,
+    inputs: Sequence[Sequence[jax.Array]],
+    aliases: Sequence[int],
+    **attrs,
+) -> list[list[jax.Array]]:
+    """One kernel call over all leaves.
+
+    Args:
+      name: the kernel (``"adam"``).
+      scalars: a float32 vector of the step's hyperparameters.
+      inputs: per leaf, its input arrays (same size, float32).
+      aliases: for each output slot ``k``, the input slot it overwrites in place, or
+        None for a fresh buffer.
+      **attrs: integer attributes of the kernel.
+
+    Returns:
+      Per leaf, its output arrays (shapes of the leaf).
+    """
+    # XLA's compile time grows faster than linearly in the operand count of one
+    # custom call (400 leaves in one call: ~10 s, aliasing included), so the leaves go
+    # in calls of at most CALL_LEAVES each.
+    if len(inputs) > CALL_LEAVES:
+        return [out for start in range(0, len(inputs), CALL_LEAVES)
+                for out in fused_call(name, scalars, inputs[start:start + CALL_LEAVES],
+                                      aliases, **attrs)]
+    n_in = len(inputs[0])
+    operands, results, io_aliases = [scalars], [], {}
+    for leaf, arrays in enumerate(inputs):
+        operands.extend(arrays)
+        for k, slot in enumerate(aliases):
+            if slot is not None:
+                io_aliases[1 + leaf * n_in + slot] = leaf * len(aliases) + k
+            results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
+    flat = jax.ffi.ffi_call(
+        f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases,
+        vmap_method="sequential",
+    )(*operands, **{k: np.int64(v) for k, v in attrs.items()})
+    width = len(aliases)
+    return [list(flat[i * width:(i + 1) * width]) for i in range(len(inputs))]
+
+
+def scalar_vector(values: Sequence, dtype=jnp.float32) -> jax.Array:
+    """Stack Python numbers / traced scalars into the kernel's float32 scalar operand."""
+    return jnp.stack([jnp.asarray(v, dtype).reshape(()) for v in values])
+
