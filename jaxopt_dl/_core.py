@@ -252,15 +252,15 @@ def tree_ema(updates: Any, moment: Any, decay: jax.typing.ArrayLike, order: int 
 
     .. math:: m \\leftarrow (1 - \\beta) g^{order} + \\beta m
     """
-    return _map(lambda g, m: (1 - decay) * (_widen_to(g, m) ** order) + decay * m, updates, moment)
+    return _map(lambda g, m: (1 - decay) * (widen_to(g, m) ** order) + decay * m, updates, moment)
 
 
 def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> Any:
     """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex)."""
-    return _map(lambda g, m: (1 - decay) * abs_sq(_widen_to(g, m)) + decay * m, updates, moment)
+    return _map(lambda g, m: (1 - decay) * abs_sq(widen_to(g, m)) + decay * m, updates, moment)
 
 
-def _widen_to(g: jax.Array, m: jax.Array) -> jax.Array:
+def widen_to(g: jax.Array, m: jax.Array) -> jax.Array:
     """Square the gradient in the accumulator's precision when that is wider (fp16 grads)."""
     return g.astype(jnp.promote_types(g.dtype, m.dtype))
 

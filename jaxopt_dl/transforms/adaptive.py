@@ -75,6 +75,11 @@ def inverse_root(
     return (1 / (jnp.sqrt(nu) + eps)).astype(dtype)
 
 
+def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
+    """``factor * g`` in the gradient's dtype (factors of fp16 leaves come from float32 state)."""
+    return (factor * g).astype(g.dtype)
+
+
 def adam_direction(
     m: jax.Array, v: jax.Array, eps: jax.typing.ArrayLike, eps_root: jax.typing.ArrayLike
 ) -> jax.Array:
@@ -135,7 +140,7 @@ def scale_by_rss(
         _core.check_tree_matches(updates, state.sum_of_squares)
         sum_sq = _core.tree_map(lambda g, r: _core.abs_sq(g) + r, updates, state.sum_of_squares)
         updates = _core.tree_map(
-            lambda g, r: jnp.where(r > 0, inverse_root(r, eps, eps_in_sqrt), 0.0) * g,
+            lambda g, r: _rescale(g, jnp.where(r > 0, inverse_root(r, eps, eps_in_sqrt), 0.0)),
             updates,
             sum_sq,
         )
@@ -181,7 +186,7 @@ def scale_by_rms(
         count = _core.safe_increment(state.count)
         nu_hat = _core.tree_bias_correction(nu, decay, count) if bias_correction else nu
         updates = _core.tree_map(
-            lambda g, n: inverse_root(n, eps, eps_in_sqrt) * g, updates, nu_hat
+            lambda g, n: _rescale(g, inverse_root(n, eps, eps_in_sqrt)), updates, nu_hat
         )
         return updates, ScaleByRmsState(count, nu)
 
@@ -226,7 +231,7 @@ def scale_by_stddev(
         else:
             mu_hat, nu_hat = mu, nu
         updates = _core.tree_map(
-            lambda g, m, n: inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt) * g,
+            lambda g, m, n: _rescale(g, inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt)),
             updates,
             mu_hat,
             nu_hat,
@@ -322,17 +327,21 @@ def scale_by_adamax(
     _check_adaptive(eps, [("b1", b1), ("b2", b2)])
 
     def init_fn(params):
-        zeros = _core.tree_zeros_like(params)
-        return ScaleByAdamState(_core.zero_count(), zeros, zeros)
+        return ScaleByAdamState(
+            _core.zero_count(), _core.tree_zeros_like(params), _core.tree_second_moment_like(params)
+        )
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
         count = _core.safe_increment(state.count)
         mu = _core.tree_ema(updates, state.mu, b1)
-        nu = _core.tree_map(lambda g, v: jnp.maximum(jnp.abs(g) + eps, b2 * v), updates, state.nu)
+        nu = _core.tree_map(lambda g, v: jnp.maximum(jnp.abs(_core.widen_to(g, v)) + eps, b2 * v),
+            updates,
+            state.nu,)
         mu_hat = _core.tree_bias_correction(mu, b1, count)
-        return _core.tree_map(lambda m, v: m / v, mu_hat, nu), ScaleByAdamState(count, mu, nu)
+        updates = _core.tree_map(lambda m, v: (m / v).astype(m.dtype), mu_hat, nu)
+        return updates, ScaleByAdamState(count, mu, nu)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -400,7 +409,10 @@ def scale_by_adadelta(
         _core.check_tree_matches(updates, state.e_g)
         e_g = _core.tree_ema(updates, state.e_g, rho, 2)
         updates = _core.tree_map(
-            lambda g, eg, ex: jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g, updates, e_g, state.e_x
+            lambda g, eg, ex: _rescale(g, jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps)),
+            updates,
+            e_g,
+            state.e_x,
         )
         e_x = _core.tree_ema(updates, state.e_x, rho, 2)
         return updates, ScaleByAdaDeltaState(e_g, e_x)
