@@ -267,12 +267,15 @@ def scale_by_adam(
         u_t = \\hat m_t / (\\sqrt{\\hat v_t + \\epsilon_{root}} + \\epsilon)
 
     Args:
-      b1, b2: decay rates in [0, 1).
-      eps: added outside the root; eps_root: added inside.
-      mu_dtype, nu_dtype: storage dtypes of the moments (e.g. ``jnp.bfloat16`` halves
-        the state memory); arithmetic happens in the gradient's dtype.
+      b1: decay rate of the first moment, in [0, 1).
+      b2: decay rate of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` halves its
+        memory); arithmetic happens in the gradient's dtype.
       nesterov: NAdam's look-ahead first moment (Dozat 2016).
       bias_correction: ``False`` gives seed 003's "not quite Adam" (no ``1-beta^t``).
+      nu_dtype: storage dtype of the second moment (as ``mu_dtype``).
 
     References:
       Kingma & Ba 2014; Goodfellow et al. 2016, Alg. 8.7; Dozat 2016.
