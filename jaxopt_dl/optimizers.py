@@ -121,9 +121,11 @@ def rmsprop(
     """RMSProp (Tieleman & Hinton 2012).
 
     ``eps_in_sqrt=True`` is Goodfellow Alg. 8.5 (``eps / sqrt(delta + r)``), optax's
-    default; ``eps_in_sqrt=False`` is torch.optim.RMSprop / Keras (``sqrt(r) + eps``),
-    also with ``centered`` (Graves 2013) and ``momentum`` (torch's buffer of the
-    scaled gradient: ``b <- mu b + g / (sqrt(r) + eps); theta <- theta - lr b``).
+    default and Keras' ``RMSprop`` (``rsqrt(r + eps)``; Keras defaults ``rho=0.9``,
+    ``epsilon=1e-7``); ``eps_in_sqrt=False`` is torch.optim.RMSprop
+    (``sqrt(r) + eps``), also with ``centered`` (Graves 2013) and ``momentum`` (torch's
+    buffer of the scaled gradient: ``b <- mu b + g / (sqrt(r) + eps); theta <- theta -
+    lr b``; the same numbers for a constant learning rate).
     """
     scaler = adaptive.scale_by_stddev if centered else adaptive.scale_by_rms
     blocks = [

@@ -3,9 +3,10 @@
 Where the conventions differ (users hit this when porting):
 
 * eps inside the square root, ``g / sqrt(r + eps)``: optax's ``adagrad``/``rmsprop``
-  defaults and Goodfellow Alg. 8.5 (RMSProp) -- ``eps_in_sqrt=True``.
-* eps outside, ``g / (sqrt(r) + eps)``: torch's Adagrad/RMSprop, Goodfellow Alg. 8.4
-  (AdaGrad) and Keras -- ``eps_in_sqrt=False``.
+  defaults, Keras' ``Adagrad``/``RMSprop`` and Goodfellow Alg. 8.5 (RMSProp) --
+  ``eps_in_sqrt=True``.
+* eps outside, ``g / (sqrt(r) + eps)``: torch's Adagrad/RMSprop and Goodfellow Alg. 8.4
+  (AdaGrad) -- ``eps_in_sqrt=False``.
 * Adam always puts ``eps`` outside (and ``eps_root`` inside) the root.
 """
 
@@ -162,7 +163,7 @@ def scale_by_rms(
       decay: ``rho`` in [0, 1).
       eps: ``delta``.
       initial_scale: starting value of ``r``.
-      eps_in_sqrt: Goodfellow/optax (True) or torch/Keras (False).
+      eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
       bias_correction: divide ``r_t`` by ``1 - rho^t`` before the root.
 
     References:
