@@ -121,9 +121,11 @@ def rmsprop(
     """RMSProp (Tieleman & Hinton 2012).
 
     ``eps_in_sqrt=True`` is Goodfellow Alg. 8.5 (``eps / sqrt(delta + r)``), optax's
-    default; ``eps_in_sqrt=False`` is torch.optim.RMSprop / Keras (``sqrt(r) + eps``),
-    also with ``centered`` (Graves 2013) and ``momentum`` (torch's buffer of the
-    scaled gradient: ``b <- mu b + g / (sqrt(r) + eps); theta <- theta - lr b``).
+    default and Keras' ``RMSprop`` (``rsqrt(r + eps)``; Keras defaults ``rho=0.9``,
+    ``epsilon=1e-7``); ``eps_in_sqrt=False`` is torch.optim.RMSprop
+    (``sqrt(r) + eps``), also with ``centered`` (Graves 2013) and ``momentum`` (torch's
+    buffer of the scaled gradient: ``b <- mu b + g / (sqrt(r) + eps); theta <- theta -
+    lr b``; the same numbers for a constant learning rate).
     """
     scaler = adaptive.scale_by_stddev if centered else adaptive.scale_by_rms
     blocks = [
@@ -232,6 +234,21 @@ def adamax(
 
 
 nadam = functools.partial(adam, nesterov=True)
+"""NAdam (Dozat 2016): ``adam(..., nesterov=True)``, optax's numbers.
+
+.. math::
+    u_t = -\\epsilon \\frac{\\beta_1 m_t / (1-\\beta_1^{t+1}) + (1-\\beta_1) g_t / (1-\\beta_1^t)}
+    {\\sqrt{v_t / (1-\\beta_2^t)} + \\delta}
+
+Takes every argument of :func:`adam` except ``nesterov``.
+
+Example:
+  >>> import jax.numpy as jnp, jaxopt_dl as jdl
+  >>> state = jdl.nadam(1e-3).init(jnp.zeros(3))
+
+References:
+  Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
+"""
 nadam.__doc__ = "NAdam (Dozat 2016): ``adam(..., nesterov=True)``."
 
 
@@ -287,5 +304,30 @@ def _check_lr_and_decays(*decays: str) -> Callable[[dict], None]:
 
 
 lamb = _validated(optax.lamb, _check_lr_and_decays("b1", "b2"))
+"""LAMB (You et al. 2020): optax.lamb, its arguments and numbers, inputs validated.
+
+Adam's direction plus weight decay, rescaled per layer by the trust ratio
+``||w|| / ||u||``. ``learning_rate``, ``b1`` and ``b2`` are checked when built
+(``ValueError`` naming the argument).
+
+References:
+  You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
+"""
 lion = _validated(optax.lion, _check_lr_and_decays("b1", "b2"))
+"""Lion (Chen et al. 2023): optax.lion, its arguments and numbers, inputs validated.
+
+.. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
+    m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+
+References:
+  Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
+"""
 adafactor = _validated(optax.adafactor, lambda a: _core.check_learning_rate(a["learning_rate"]))
+"""Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments and numbers.
+
+Factored second moments (row and column averages) for matrices, so the state costs
+``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built.
+
+References:
+  Shazeer & Stern 2018, Adafactor; optax.adafactor.
+"""

@@ -49,6 +49,7 @@ from jaxopt_dl._core import (
 
 ArrayLike = jax.typing.ArrayLike
 BatchSizeSchedule = Callable[[int], int]
+"""A function ``epoch -> batch size`` (plain Python: the training loop reads it per epoch)."""
 
 __all__ = [
     "constant_schedule",

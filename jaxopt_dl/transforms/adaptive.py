@@ -3,9 +3,10 @@
 Where the conventions differ (users hit this when porting):
 
 * eps inside the square root, ``g / sqrt(r + eps)``: optax's ``adagrad``/``rmsprop``
-  defaults and Goodfellow Alg. 8.5 (RMSProp) -- ``eps_in_sqrt=True``.
-* eps outside, ``g / (sqrt(r) + eps)``: torch's Adagrad/RMSprop, Goodfellow Alg. 8.4
-  (AdaGrad) and Keras -- ``eps_in_sqrt=False``.
+  defaults, Keras' ``Adagrad``/``RMSprop`` and Goodfellow Alg. 8.5 (RMSProp) --
+  ``eps_in_sqrt=True``.
+* eps outside, ``g / (sqrt(r) + eps)``: torch's Adagrad/RMSprop and Goodfellow Alg. 8.4
+  (AdaGrad) -- ``eps_in_sqrt=False``.
 * Adam always puts ``eps`` outside (and ``eps_root`` inside) the root.
 """
 
@@ -167,7 +168,7 @@ def scale_by_rms(
       decay: ``rho`` in [0, 1).
       eps: ``delta``.
       initial_scale: starting value of ``r``.
-      eps_in_sqrt: Goodfellow/optax (True) or torch/Keras (False).
+      eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
       bias_correction: divide ``r_t`` by ``1 - rho^t`` before the root.
 
     References:
@@ -272,12 +273,15 @@ def scale_by_adam(
         u_t = \\hat m_t / (\\sqrt{\\hat v_t + \\epsilon_{root}} + \\epsilon)
 
     Args:
-      b1, b2: decay rates in [0, 1).
-      eps: added outside the root; eps_root: added inside.
-      mu_dtype, nu_dtype: storage dtypes of the moments (e.g. ``jnp.bfloat16`` halves
-        the state memory); arithmetic happens in the gradient's dtype.
+      b1: decay rate of the first moment, in [0, 1).
+      b2: decay rate of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` halves its
+        memory); arithmetic happens in the gradient's dtype.
       nesterov: NAdam's look-ahead first moment (Dozat 2016).
       bias_correction: ``False`` gives seed 003's "not quite Adam" (no ``1-beta^t``).
+      nu_dtype: storage dtype of the second moment (as ``mu_dtype``).
 
     References:
       Kingma & Ba 2014; Goodfellow et al. 2016, Alg. 8.7; Dozat 2016.
