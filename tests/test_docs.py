@@ -43,10 +43,21 @@ def public_names() -> list[str]:
     names = [
         alias.asname or alias.name
         for node in tree.body
-        if isinstance(node, ast.ImportFrom)
+        if isinstance(node, ast.ImportFrom) and node.module != "jaxopt_dl"
         for alias in node.names
     ]
     return sorted(name for name in names if not name.startswith("_"))
+
+
+def public_submodules() -> list[str]:
+    """Submodules re-exported as ``from jaxopt_dl import X`` (documented as whole pages)."""
+    tree = ast.parse((ROOT / "jaxopt_dl" / "__init__.py").read_text())
+    return sorted(
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module == "jaxopt_dl"
+        for alias in node.names
+    )
 
 
 def documented_names(reference_dir: pathlib.Path) -> dict[str, str]:
@@ -108,3 +119,9 @@ def test_public_names_are_found_by_the_parser():
     """Guards the check above against vacuously passing on an empty name list."""
     names = public_names()
     assert {"adam", "chain", "exponential_decay", "reduce_on_plateau"} <= set(names)
+
+
+def test_every_public_submodule_has_a_reference_page():
+    pages = "\n".join(p.read_text() for p in (ROOT / "docs" / "reference").rglob("*.md"))
+    missing = [m for m in public_submodules() if f"::: jaxopt_dl.{m}" not in pages]
+    assert not missing, f"submodules without a docs/reference page: {missing}"
