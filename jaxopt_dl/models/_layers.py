@@ -44,3 +44,28 @@ class Layers(nn.Module):
         if self.dropout_rate == 0:
             return x
         return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+    def hidden_dense(self, x: jax.Array, width: int, train: bool, name: str, bn_name: str):
+        """Dense -> (batch norm) -> activation, sown as ``<name>_out`` (no bias under BN)."""
+        x = nn.Dense(
+            width,
+            use_bias=not self.use_batchnorm,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            name=name,
+        )(x)
+        x = self.activation(self.normalize(x, train, bn_name))
+        self.sow("intermediates", f"{name}_out", x)
+        return x
+
+    def classifier_head(self, x: jax.Array, train: bool) -> jax.Array:
+        """Dropout, then the ``logits`` Dense layer (its own bias init), sown as ``logits_out``."""
+        x = self.dropout(x, train)
+        logits = nn.Dense(
+            self.num_classes,
+            kernel_init=self.kernel_init,
+            bias_init=self.output_bias_init,
+            name="logits",
+        )(x)
+        self.sow("intermediates", "logits_out", logits)
+        return logits

@@ -70,21 +70,5 @@ class CNN(Layers):
             self.sow("intermediates", f"conv_{i}_out", x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
         x = x.reshape(x.shape[0], -1)
-        x = nn.Dense(
-            self.dense,
-            use_bias=not self.use_batchnorm,
-            kernel_init=self.kernel_init,
-            bias_init=self.bias_init,
-            name="dense",
-        )(x)
-        x = self.activation(self.normalize(x, train, "bn_dense"))
-        self.sow("intermediates", "dense_out", x)
-        x = self.dropout(x, train)
-        logits = nn.Dense(
-            self.num_classes,
-            kernel_init=self.kernel_init,
-            bias_init=self.output_bias_init,
-            name="logits",
-        )(x)
-        self.sow("intermediates", "logits_out", logits)
-        return logits
+        x = self.hidden_dense(x, self.dense, train, "dense", "bn_dense")
+        return self.classifier_head(x, train)

@@ -58,21 +58,7 @@ class MLP(Layers):
         self.check_config()
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(
-                width,
-                use_bias=not self.use_batchnorm,
-                kernel_init=self.kernel_init,
-                bias_init=self.bias_init,
-                name=f"dense_{i}",
-            )(x)
-            x = self.activation(self.normalize(x, train, f"bn_{i}"))
-            self.sow("intermediates", f"dense_{i}_out", x)
-            x = self.dropout(x, train)
-        logits = nn.Dense(
-            self.num_classes,
-            kernel_init=self.kernel_init,
-            bias_init=self.output_bias_init,
-            name="logits",
-        )(x)
-        self.sow("intermediates", "logits_out", logits)
-        return logits
+            x = self.hidden_dense(x, width, train, f"dense_{i}", f"bn_{i}")
+            if i < len(self.hidden) - 1:
+                x = self.dropout(x, train)
+        return self.classifier_head(x, train)

@@ -151,12 +151,4 @@ class ResNet(Layers):
             x = self.activation(self.normalize(x, train, "bn_final"))
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "pool_out", x)
-        x = self.dropout(x, train)
-        logits = nn.Dense(
-            self.num_classes,
-            kernel_init=self.kernel_init,
-            bias_init=self.output_bias_init,
-            name="logits",
-        )(x)
-        self.sow("intermediates", "logits_out", logits)
-        return logits
+        return self.classifier_head(x, train)

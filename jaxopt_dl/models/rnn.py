@@ -80,12 +80,4 @@ class RNN(Layers):
         states = jnp.swapaxes(states, 0, 1)
         self.sow("intermediates", "hidden_out", states)
         out = states if self.return_sequence else states[:, -1]
-        out = self.dropout(out, train)
-        logits = nn.Dense(
-            self.num_classes,
-            kernel_init=self.kernel_init,
-            bias_init=self.output_bias_init,
-            name="logits",
-        )(out)
-        self.sow("intermediates", "logits_out", logits)
-        return logits
+        return self.classifier_head(out, train)
