@@ -175,9 +175,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         raise ValueError("rows must hold at least one row, got rows=[]")
     columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |")
+        lines.append("| " + " | ".join(cell(fmt(row.get(c, ""))) for c in columns) + " |")
     return lines
 
 
