@@ -4,23 +4,28 @@ Writes ``OUT/schedules.png`` (one panel per schedule) and ``OUT/schedules.md`` (
 schedule's formula and its value at a few steps).
 
     python experiments/schedules.py [--quick] [--out DIR]
+
+Not a claim of issue 7 (claim 0): a gallery with a sanity criterion.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-from typing import Optional, Sequence
-
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+import _common
 import jaxopt_dl as jdl
+from _common import plt
+
+NAME = "schedules"
+CLAIM = 0
+TITLE = "Gallery: every learning-rate schedule, reduce-on-plateau and batch-size schedule"
+SEEDS = ("000", "002")
+CRITERION = (
+    "every schedule's value is finite and within [0, 0.1] (the peak) at every step, and "
+    "reduce_on_plateau lowers the learning rate at least once after the loss flattens"
+)
 
 
 def schedules(total: int) -> list[tuple[str, str, jdl.schedules.Schedule]]:
@@ -125,16 +130,9 @@ def plateau_trajectory(total: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(losses), 0.1 * np.asarray(scales)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (a quick smoke run)")
-    parser.add_argument(
-        "--out", default=os.path.join("experiments", "results"), help="output folder"
-    )
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-
-    total = 200 if args.quick else 1000
+def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
+    """Draw every schedule; check each stays finite in [0, 0.1] and the plateau rule acts."""
+    total = _common.pick(quick, smoke, 1000, 200, 80)
     steps = jnp.arange(total + 1)
     table = schedules(total)
     values = [np.asarray(jax.jit(jax.vmap(schedule))(steps)) for _, _, schedule in table]
@@ -149,53 +147,71 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     panels = len(table) + 2
     cols = 4
     rows = -(-panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
     axes = axes.ravel()
     for ax, (name, formula, _), y in zip(axes, table, values):
-        ax.plot(np.asarray(steps), y)
+        ax.plot(np.asarray(steps), y, label=name)
         ax.set_title(f"{name}\n{formula}", fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel("learning rate", fontsize=7)
         ax.tick_params(labelsize=7)
     ax = axes[len(table)]
-    ax.plot(plateau_lr, label="lr")
+    ax.plot(plateau_lr, label="lr (log scale)")
     ax.set_yscale("log")
+    ax.set_xlabel("step", fontsize=7)
+    ax.set_ylabel("learning rate", fontsize=7)
     ax2 = ax.twinx()
-    ax2.plot(losses, color="0.7", lw=0.5)
+    ax2.plot(losses, color="0.7", lw=0.5, label="loss")
+    ax2.set_ylabel("loss", fontsize=7)
     ax.set_title("reduce_on_plateau (lr, log; loss in grey)", fontsize=8)
+    ax.legend(fontsize=6, loc="upper right")
     ax = axes[len(table) + 1]
     for label, schedule in batch_sizes.items():
         ax.step(epochs, [schedule(int(e)) for e in epochs], where="post", label=label)
     ax.set_title("batch-size schedules (per epoch)", fontsize=8)
+    ax.set_xlabel("epoch", fontsize=7)
+    ax.set_ylabel("batch size", fontsize=7)
     ax.legend(fontsize=6)
     for ax in axes[panels:]:
         ax.axis("off")
+    fig.suptitle(f"Learning-rate and batch-size schedules ({total} steps)")
     fig.tight_layout()
-    figure_path = os.path.join(args.out, "schedules.png")
-    fig.savefig(figure_path, dpi=80 if args.quick else 120)
-    plt.close(fig)
+    figure_path = _common.save_figure(fig, out_dir, NAME, dpi=80 if quick else 110)
 
+    in_range = [bool(np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 0.1 + 1e-6)
+                for y in values]
+    reductions = int(np.sum(plateau_lr[1:] < plateau_lr[:-1]))
+    reproduced = all(in_range) and reductions >= 1
     marks = [0, total // 4, total // 2, total]
-    lines = [
-        f"# Learning-rate schedules ({total} steps)",
-        "",
-        "| schedule | formula | " + " | ".join(f"t={m}" for m in marks) + " |",
-        "|---|---|" + "---|" * len(marks),
+    rows_ = [
+        {"schedule": name, "formula": f"`{formula}`",
+         **{f"t={m}": y[m] for m in marks}, "finite, in [0, 0.1]": ok}
+        for (name, formula, _), y, ok in zip(table, values, in_range)
     ]
-    for (name, formula, _), y in zip(table, values):
-        lines.append(f"| {name} | `{formula}` | " + " | ".join(f"{y[m]:.4g}" for m in marks) + " |")
-    lines.append(
-        "| reduce_on_plateau | `scale *= factor after patience+1 bad evaluations` | "
-        + " | ".join(f"{plateau_lr[min(m, total - 1)]:.4g}" for m in marks)
-        + " |"
+    rows_.append(
+        {"schedule": "reduce_on_plateau",
+         "formula": "`scale *= factor after patience+1 bad evaluations`",
+         **{f"t={m}": plateau_lr[min(m, total - 1)] for m in marks},
+         "finite, in [0, 0.1]": bool(np.all(np.isfinite(plateau_lr)))}
     )
-    lines += ["", "Batch sizes at epochs 0, 10, 20, 39:", ""]
-    for label, schedule in batch_sizes.items():
-        lines.append(f"- `{label}`: " + ", ".join(str(schedule(e)) for e in (0, 10, 20, 39)))
-    table_path = os.path.join(args.out, "schedules.md")
-    with open(table_path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print(f"wrote {figure_path} and {table_path}")
-    return 0
+    batches = [
+        {"batch-size schedule": label, **{f"epoch {e}": schedule(e) for e in (0, 10, 20, 39)}}
+        for label, schedule in batch_sizes.items()
+    ]
+    measured = {
+        "schedules drawn": len(table),
+        "schedules finite and in [0, 0.1]": sum(in_range),
+        "plateau lr reductions": reductions,
+        "plateau final lr": float(plateau_lr[-1]),
+    }
+    setup = f"every schedule sized to {total} steps (peak 0.1); reduce_on_plateau on a noisy loss that flattens."
+    table_path = _common.write_table(
+        rows_, out_dir, NAME, TITLE,
+        notes=_common.verdict_notes(globals(), reproduced, setup),
+        extra_tables={"Batch-size schedules": batches},
+    )
+    return _common.result(globals(), measured, reproduced, figure_path, table_path)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_common.main(run, __doc__))
