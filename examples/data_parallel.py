@@ -85,6 +85,12 @@ def make_train_step(model: nn.Module, tx, shardings=None):
     )
 
 
+def process_rows(batch):
+    """This process's contiguous share of a global batch (all of it in one process)."""
+    count, index = jax.process_count(), jax.process_index()
+    return jax.tree.map(lambda a: a[index * len(a) // count:(index + 1) * len(a) // count], batch)
+
+
 def init_params(seed: int = 0):
     return MLP().init(jax.random.PRNGKey(seed), jnp.zeros((1, 64), jnp.float32))["params"]
 
@@ -92,8 +98,8 @@ def init_params(seed: int = 0):
 def train(params, tx, data, steps, batch_size, mesh=None, param_shardings=None):
     """Train from ``params``; on ``mesh`` with ``param_shardings`` when given.
 
-    In several processes each passes its own share of every batch (``data`` holds
-    the process's rows of the global batch) and the same initial params.
+    In several processes every process passes the same ``params`` and ``data`` and
+    feeds its own rows of each global batch (:func:`process_rows`).
     """
     model = MLP()
     if mesh is None:
@@ -107,7 +113,7 @@ def train(params, tx, data, steps, batch_size, mesh=None, param_shardings=None):
         step = make_train_step(
             model, tx, (param_shardings, state_sh, distributed.data_parallel_sharding(mesh))
         )
-        put = lambda x, y: distributed.shard_batch((x, y), mesh)  # noqa: E731
+        put = lambda x, y: distributed.shard_batch(process_rows((x, y)), mesh)  # noqa: E731
     losses = []
     for x, y in batches(*data, batch_size=batch_size, steps=steps):
         params, state, loss = step(params, state, *put(x, y))
