@@ -83,6 +83,11 @@ def adam_direction(
     return (m / (jnp.sqrt(v + eps_root) + eps)).astype(dtype)
 
 
+def _scaled(factor: jax.Array, g: jax.Array) -> jax.Array:
+    """``factor * g`` in the gradient's dtype (fp16 gradients meet float32 accumulators)."""
+    return (factor * g).astype(g.dtype)
+
+
 def _widen(x: jax.Array) -> tuple[jax.Array, Any]:
     """Half-precision leaves are divided in float32: ``eps=1e-8`` is zero in fp16/bf16.
 
@@ -135,7 +140,7 @@ def scale_by_rss(
         _core.check_tree_matches(updates, state.sum_of_squares)
         sum_sq = _core.tree_map(lambda g, r: _core.abs_sq(g) + r, updates, state.sum_of_squares)
         updates = _core.tree_map(
-            lambda g, r: jnp.where(r > 0, inverse_root(r, eps, eps_in_sqrt), 0.0) * g,
+            lambda g, r: _scaled(jnp.where(r > 0, inverse_root(r, eps, eps_in_sqrt), 0.0), g),
             updates,
             sum_sq,
         )
@@ -181,7 +186,7 @@ def scale_by_rms(
         count = _core.safe_increment(state.count)
         nu_hat = _core.tree_bias_correction(nu, decay, count) if bias_correction else nu
         updates = _core.tree_map(
-            lambda g, n: inverse_root(n, eps, eps_in_sqrt) * g, updates, nu_hat
+            lambda g, n: _scaled(inverse_root(n, eps, eps_in_sqrt), g), updates, nu_hat
         )
         return updates, ScaleByRmsState(count, nu)
 
@@ -226,7 +231,7 @@ def scale_by_stddev(
         else:
             mu_hat, nu_hat = mu, nu
         updates = _core.tree_map(
-            lambda g, m, n: inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt) * g,
+            lambda g, m, n: _scaled(inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt), g),
             updates,
             mu_hat,
             nu_hat,
@@ -399,10 +404,10 @@ def scale_by_adadelta(
         del params
         _core.check_tree_matches(updates, state.e_g)
         e_g = _core.tree_ema(updates, state.e_g, rho, 2)
-        updates = _core.tree_map(
+        steps = _core.tree_map(
             lambda g, eg, ex: jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g, updates, e_g, state.e_x
         )
-        e_x = _core.tree_ema(updates, state.e_x, rho, 2)
-        return updates, ScaleByAdaDeltaState(e_g, e_x)
+        e_x = _core.tree_ema(steps, state.e_x, rho, 2)
+        return _core.tree_cast_like(steps, updates), ScaleByAdaDeltaState(e_g, e_x)
 
     return GradientTransformation(init_fn, update_fn)
