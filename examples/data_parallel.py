@@ -123,9 +123,8 @@ def train(params, tx, data, steps, batch_size, mesh=None, param_shardings=None):
 
 def trees_close(a, b, rtol=1e-5, atol=1e-6) -> bool:
     a, b = jax.device_get(a), jax.device_get(b)
-    return all(
-        np.allclose(x, y, rtol=rtol, atol=atol) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
-    )
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    return all(np.allclose(x, y, rtol=rtol, atol=atol) for x, y in pairs)
 
 
 def main():

@@ -72,13 +72,15 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _dtype_name(x: Any) -> str:
+    return str(x.dtype) if _is_key(x) else str(np.asarray(x).dtype)
+
+
 def _signature(tree: Any) -> dict:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     return {
         "leaves": [
-            [jax.tree_util.keystr(path), list(np.shape(x)), str(np.asarray(x).dtype)
-             if not _is_key(x) else str(x.dtype)]
-            for path, x in leaves
+            [jax.tree_util.keystr(path), list(np.shape(x)), _dtype_name(x)] for path, x in leaves
         ],
         "treedef": str(treedef),
     }
@@ -128,7 +130,7 @@ def _to_storable(x: Any) -> Any:
 
 
 def _from_stored(value: Any, like: Any) -> Any:
-    """Give a loaded array the template leaf's kind: key, jax.Array (its sharding), NumPy, scalar."""
+    """Give a loaded array the template leaf's kind: key, jax.Array, NumPy array or scalar."""
     if _is_key(like):
         data = value if isinstance(value, jax.Array) else np.asarray(value)
         key = jax.random.wrap_key_data(data, impl=jax.random.key_impl(like))
@@ -345,7 +347,9 @@ def save_checkpoint(
     try:
         encoded = json.dumps(record, indent=1).encode()
     except TypeError as error:
-        raise ValueError(f"metadata must be JSON-serializable, got metadata={metadata!r}") from error
+        raise ValueError(
+            f"metadata must be JSON-serializable, got metadata={metadata!r}"
+        ) from error
 
     name = f"step_{step}"
     partial = os.path.join(directory, f".{name}.partial")

@@ -161,8 +161,8 @@ def test_killed_writer_leaves_a_restorable_checkpoint(backend, tmp_path):
     sys.path.insert(0, str(ROOT / "tests" / "scripts"))
     from checkpoint_writer import state_at
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               JAX_PLATFORMS="cpu")
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=pythonpath, JAX_PLATFORMS="cpu")
     rng = random.Random(backend)
     interrupted_saves = 0
     last = 0
@@ -292,6 +292,5 @@ def test_interrupted_and_resumed_run_is_bit_identical(backend, tmp_path):
     assert start == INTERRUPT_AT == int(restored["step"])
     resumed = train(restored, make_train_step(make_tx()), data, start, TOTAL_STEPS)
     chex.assert_trees_all_equal(raw(resumed), raw(uninterrupted))
-    assert not np.array_equal(
-        raw(resumed)["params"]["out"]["kernel"], raw(init_train_state(SEED))["params"]["out"]["kernel"]
-    )
+    initial = raw(init_train_state(SEED))["params"]["out"]["kernel"]
+    assert not np.array_equal(raw(resumed)["params"]["out"]["kernel"], initial)

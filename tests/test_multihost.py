@@ -40,7 +40,8 @@ def single_process_run():
 def test_two_processes_match_single_process(tmp_path):
     out = tmp_path / "params.npz"
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=pythonpath)
     workers = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "scripts" / "multihost_worker.py"),

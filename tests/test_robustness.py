@@ -179,7 +179,8 @@ def test_bad_hyperparameters_raise_value_error_naming_them_or_work(name):
                     failures.append(f"{argument}={bad}: ValueError not naming it: {error}")
                 continue
             except Exception as error:  # noqa: BLE001 -- anything else is a bug
-                failures.append(f"{argument}={bad}: {type(error).__name__} at construction: {error}")
+                kind = type(error).__name__
+                failures.append(f"{argument}={bad}: {kind} at construction: {error}")
                 continue
             try:
                 exercise(built)

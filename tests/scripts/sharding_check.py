@@ -92,7 +92,8 @@ def make_step(tx):
 
 def check_state_sharding(name, state, params):
     """Each param-shaped leaf on its param's sharding, everything else replicated."""
-    by_suffix = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    by_suffix = {jax.tree_util.keystr(p): x for p, x in flat}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         where = jax.tree_util.keystr(path)
         owner = [x for suffix, x in by_suffix.items() if where.endswith(suffix)]
