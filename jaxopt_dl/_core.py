@@ -219,11 +219,14 @@ def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) ->
     squared gradients underflow fp16's range (g^2 < 6e-8 for |g| < 2.4e-4) and turn
     ``m / sqrt(v)`` into inf; their accumulators are float32 (optax keeps fp16 and
     returns NaN there).
+
+    ``full_like`` (not ``full(x.shape)``) keeps each leaf's sharding, so under a mesh
+    with explicit axes ``jax.jit(tx.init)`` shards the accumulators like their params.
     """
 
     def make(x):
         leaf_dtype = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
-        return jnp.full(x.shape, value, leaf_dtype)
+        return jnp.full_like(x, value, dtype=leaf_dtype)
 
     return _map(make, tree)
 

@@ -603,6 +603,8 @@ def sgdr_schedule(cosine_kwargs: Iterable[Mapping[str, ArrayLike]]) -> Schedule:
 
 def _check_onecycle(transition_steps, div_factor, final_div_factor, pct_start) -> None:
     check_positive("transition_steps", transition_steps)
+    # the phase boundaries become int32 step counts
+    check_in_range("transition_steps", transition_steps, 1, 2**31 - 1)
     check_positive("div_factor", div_factor)
     check_positive("final_div_factor", final_div_factor)
     check_in_range("pct_start", pct_start, 0.0, 1.0)
@@ -651,7 +653,12 @@ def linear_onecycle_schedule(
       Smith & Topin 2017, Super-Convergence; optax.linear_onecycle_schedule.
     """
     _check_onecycle(transition_steps, div_factor, final_div_factor, pct_start)
-    check_in_range("pct_final", pct_final, pct_start if is_python_number(pct_start) else 0.0, 1.0)
+    check_in_range("pct_final", pct_final, 0.0, 1.0)
+    if is_python_number(pct_start) and is_python_number(pct_final) and pct_final < pct_start:
+        raise ValueError(
+            f"pct_final must be at least pct_start, got pct_start={pct_start!r}, "
+            f"pct_final={pct_final!r}"
+        )
     return _piecewise_interpolate(
         _linear_interpolate,
         peak_value / div_factor,
@@ -1030,6 +1037,7 @@ def step_doubling_batch_size(
     _check_batch_size("initial", initial)
     _check_batch_size("every", every)
     check_in_range("factor", factor, 1.0, math.inf)
+    check_finite("factor", factor)
     cap = _check_cap(max_batch_size, initial)
 
     def schedule(epoch: int) -> int:

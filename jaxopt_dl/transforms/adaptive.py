@@ -70,7 +70,8 @@ def inverse_root(
     nu: jax.Array, eps: jax.typing.ArrayLike, eps_in_sqrt: bool
 ) -> jax.Array:
     """``1 / sqrt(nu + eps)`` (eps inside the root) or ``1 / (sqrt(nu) + eps)`` (outside)."""
-    nu, dtype = _widen(nu)
+    dtype = nu.dtype
+    nu = _core.widen(nu)
     if eps_in_sqrt:
         return jax.lax.rsqrt(nu + eps).astype(dtype)
     return (1 / (jnp.sqrt(nu) + eps)).astype(dtype)
@@ -84,20 +85,14 @@ def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
 def adam_direction(
     m: jax.Array, v: jax.Array, eps: jax.typing.ArrayLike, eps_root: jax.typing.ArrayLike
 ) -> jax.Array:
-    """Adam's step direction ``m / (sqrt(v + eps_root) + eps)``."""
-    (m, dtype), (v, _) = _widen(m), _widen(v)
-    return (m / (jnp.sqrt(v + eps_root) + eps)).astype(dtype)
+    """Adam's step direction ``m / (sqrt(v + eps_root) + eps)``, in the dtype of ``m``.
 
-
-def _widen(x: jax.Array) -> tuple[jax.Array, Any]:
-    """Half-precision leaves are divided in float32: ``eps=1e-8`` is zero in fp16/bf16.
-
-    float32/float64 leaves pass through unchanged (so their numbers equal optax's);
-    optax's Adam returns NaN for an fp16 coordinate whose second moment underflows.
+    Half-precision moments are divided in float32 (``eps=1e-8`` is zero in fp16);
+    float32 leaves are untouched, so their numbers equal optax's.
     """
-    if x.dtype in (jnp.float16, jnp.bfloat16):
-        return x.astype(jnp.float32), x.dtype
-    return x, x.dtype
+    dtype = m.dtype
+    m, v = _core.widen(m), _core.widen(v)
+    return (m / (jnp.sqrt(v + eps_root) + eps)).astype(dtype)
 
 
 def _check_adaptive(eps, decays=(), eps_root=0.0):
@@ -412,13 +407,10 @@ def scale_by_adadelta(
         del params
         _core.check_tree_matches(updates, state.e_g)
         e_g = _core.tree_ema(updates, state.e_g, rho, 2)
-        updates = _core.tree_map(
-            lambda g, eg, ex: _rescale(g, jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps)),
-            updates,
-            e_g,
-            state.e_x,
+        steps = _core.tree_map(
+            lambda g, eg, ex: jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g, updates, e_g, state.e_x
         )
-        e_x = _core.tree_ema(updates, state.e_x, rho, 2)
-        return updates, ScaleByAdaDeltaState(e_g, e_x)
+        e_x = _core.tree_ema(steps, state.e_x, rho, 2)
+        return _core.tree_cast_like(steps, updates), ScaleByAdaDeltaState(e_g, e_x)
 
     return GradientTransformation(init_fn, update_fn)

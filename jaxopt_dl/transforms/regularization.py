@@ -101,8 +101,9 @@ def add_elastic_net(
 
     .. math:: u = g + \\lambda_1 \\mathrm{sign}(w) + \\lambda_2 w
     """
-    _core.check_nonnegative("l1", l1)
-    _core.check_nonnegative("l2", l2)
+    for name, value in (("l1", l1), ("l2", l2)):
+        _core.check_nonnegative(name, value)
+        _core.check_finite(name, value)
     return _core.chain(_renamed_l1(l1, mask), add_l2(l2, mask))
 
 
