@@ -157,7 +157,9 @@ def _least_squares_impl(
             r_new = residuals(x_new)
             f_new = 0.5 * jnp.vdot(r_new, r_new)
             predicted = 0.5 * jnp.vdot(h, mu * d * h - g)
-            rho = (f - f_new) / predicted
+            # F(x) - F(x+h) as 0.5 (r - r_new).(r + r_new): no cancellation near the optimum.
+            actual = 0.5 * jnp.vdot(st.r - r_new, st.r + r_new)
+            rho = actual / predicted
             accept = jnp.isfinite(rho) & jnp.isfinite(f_new) & (rho > 0)
             mu_next = jnp.where(
                 accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), mu * nu

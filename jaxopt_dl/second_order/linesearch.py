@@ -19,7 +19,7 @@ from jaxopt_dl._core import tree_add_scaled, tree_all_finite
 
 ValueAndGrad = Callable[[Any], tuple[jax.Array, Any]]
 
-__all__ = ["LineSearchResult", "backtracking", "zoom", "tree_vdot"]
+__all__ = ["LineSearchResult", "backtracking", "zoom", "full_step", "tree_vdot"]
 
 
 class LineSearchResult(NamedTuple):
@@ -52,6 +52,21 @@ def _finite(value: jax.Array, grad: Any) -> jax.Array:
     return jnp.isfinite(value) & tree_all_finite(grad)
 
 
+def _noise(fun: jax.Array) -> jax.Array:
+    """The rounding noise of an objective value: ``100 eps |f|``."""
+    return 100 * jnp.finfo(jnp.result_type(fun)).eps * jnp.abs(fun)
+
+
+def _approx_decrease(f_t, d_t, fun, slope, c1) -> jax.Array:
+    """Hager & Zhang's approximate Armijo test, used where ``f`` differences are noise.
+
+    Near a minimizer, ``f(x + t d) - f(x)`` drowns in rounding error long before the
+    gradient does; accept ``f(x + t d) <= f(x) + noise`` when the slope also shows
+    no overshoot, ``grad(x + t d).d <= (2 c1 - 1) grad(x).d``.
+    """
+    return (f_t <= fun + _noise(fun)) & (d_t <= (2 * c1 - 1) * slope)
+
+
 def backtracking(
     value_and_grad: ValueAndGrad,
     x: Any,
@@ -69,7 +84,9 @@ def backtracking(
 
     .. math:: f(x + t d) \\le f(x) + c_1 t \\nabla f(x)^\\top d
 
-    and the trial value and gradient are finite (Nocedal & Wright, Alg. 3.1).
+    and the trial value and gradient are finite (Nocedal & Wright, Alg. 3.1). Where
+    the decrease is below ``f``'s rounding noise, Hager & Zhang's approximate test
+    (value within noise, slope ``<= (2 c1 - 1) grad.d``) also accepts.
 
     Args:
       value_and_grad: ``x -> (f(x), grad f(x))``.
@@ -95,7 +112,9 @@ def backtracking(
       0.5
 
     References:
-      Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 3.1 (2006).
+      Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 3.1 (2006);
+      Hager & Zhang, A new conjugate gradient method with guaranteed descent and an
+      efficient line search, SIAM J. Optim. 16 (2005).
     """
     slope = tree_vdot(grad, direction)
     dtype = jnp.result_type(fun)
@@ -103,7 +122,10 @@ def backtracking(
     def trial(t):
         x_t = tree_add_scaled(x, t, direction)
         f_t, g_t = value_and_grad(x_t)
-        ok = _finite(f_t, g_t) & (f_t <= fun + c1 * t * slope)
+        decrease = (f_t <= fun + c1 * t * slope) | _approx_decrease(
+            f_t, tree_vdot(g_t, direction), fun, slope, c1
+        )
+        ok = _finite(f_t, g_t) & decrease
         return x_t, f_t, g_t, ok
 
     def cond(carry):
@@ -132,6 +154,27 @@ def _result(ok, t, x_t, f_t, g_t, x, fun, grad, nfev) -> LineSearchResult:
         success=ok,
         nfev=nfev,
     )
+
+
+def full_step(
+    value_and_grad: ValueAndGrad, x: Any, fun: jax.Array, grad: Any, direction: Any, **unused: Any
+) -> LineSearchResult:
+    """No search: the full step ``x + d`` (``t = 1``), accepted whenever it is finite.
+
+    This is the pure form of Newton's and Gauss-Newton's methods; the step may
+    increase ``f``. Extra keyword arguments (``init_step``, ...) are ignored.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> f = lambda x: jnp.sum(x**2); x = jnp.ones(2); v, g = jax.value_and_grad(f)(x)
+      >>> float(full_step(jax.value_and_grad(f), x, v, g, -g).fun)
+      2.0
+    """
+    del unused
+    x_t = tree_add_scaled(x, 1.0, direction)
+    f_t, g_t = value_and_grad(x_t)
+    t = jnp.ones([], jnp.result_type(fun))
+    return _result(_finite(f_t, g_t), t, x_t, f_t, g_t, x, fun, grad, jnp.ones([], jnp.int32))
 
 
 class _ZoomState(NamedTuple):
@@ -179,7 +222,8 @@ def zoom(
     Phase 1 (N&W Alg. 3.5) doubles ``t`` until an interval containing acceptable
     steps is bracketed; phase 2 (Alg. 3.6) shrinks the bracket, choosing each trial as
     the minimizer of the cubic through both ends, safeguarded to the middle 80% of the
-    bracket (bisection otherwise). Both phases share one ``while_loop``, one
+    bracket (bisection otherwise). Hager & Zhang's approximate Armijo test stands in
+    for the value comparisons where they are below rounding noise. Both phases share one ``while_loop``, one
     evaluation per iteration. When the budget runs out, the lowest point that met
     the sufficient-decrease condition (if any) is returned with ``success=True``
     (it may miss the curvature condition; BFGS then skips its update).
@@ -208,7 +252,8 @@ def zoom(
       (True, 0.5)
 
     References:
-      Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 3.5 and 3.6 (2006).
+      Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 3.5 and 3.6 (2006);
+      Hager & Zhang, SIAM J. Optim. 16 (2005) (approximate Wolfe conditions).
     """
     slope = tree_vdot(grad, direction)
     dtype = jnp.result_type(fun)
@@ -223,7 +268,8 @@ def zoom(
         finite = _finite(f_t, g_t)
         # f_lo is f(x) before the first accepted trial, so the comparison with the
         # previous/low point (N&W Alg. 3.5 line 5, Alg. 3.6 line 4) covers both phases.
-        armijo_fails = ~finite | (f_t > fun + c1 * t * slope) | (f_t >= s.f_lo)
+        approx = _approx_decrease(f_t, d_t, fun, slope, c1)
+        armijo_fails = ~finite | (((f_t > fun + c1 * t * slope) | (f_t >= s.f_lo)) & ~approx)
         curvature_ok = jnp.abs(d_t) <= -c2 * slope
         accept = ~armijo_fails & curvature_ok
 

@@ -35,7 +35,7 @@ from jaxopt_dl.second_order.driver import OptimizeResult, run
 __all__ = ["minimize", "METHODS"]
 
 METHODS = ("gd", "newton", "bfgs", "lbfgs")
-LINESEARCHES = ("backtracking", "zoom")
+LINESEARCHES = ("backtracking", "zoom", "none")
 
 _COMMON = {"c1": 1e-4, "c2": 0.9, "shrink": 0.5, "linesearch_maxiter": 30}
 _DEFAULTS = {
@@ -80,10 +80,11 @@ def minimize(
       method: ``"gd"``, ``"newton"``, ``"bfgs"``, ``"lbfgs"`` or an optax transformation.
       maxiter: the most iterations.
       tol: the tolerance on the gradient's 2-norm.
-      **options: ``linesearch`` (``"backtracking"`` or ``"zoom"``), ``c1`` (1e-4),
-        ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking only),
-        ``linesearch_maxiter`` (30); ``damping`` for newton (1e-3; ``0`` gives pure
-        Newton, which converges to saddle points when started near one);
+      **options: ``linesearch`` (``"backtracking"``, ``"zoom"`` or ``"none"`` = full
+        steps), ``c1`` (1e-4), ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking
+        only), ``linesearch_maxiter`` (30); ``damping`` for newton (1e-3; ``0`` gives
+        pure Newton ``x <- x - H^{-1} g`` with full steps unless ``linesearch`` is
+        given, which converges to a saddle point when started near one);
         ``memory`` for lbfgs (10).
 
     Returns:
@@ -143,6 +144,8 @@ def _check_options(opts: dict[str, Any]) -> None:
 
 
 def _search(opts: dict[str, Any]) -> Callable:
+    if opts["linesearch"] == "none":
+        return linesearch.full_step
     if opts["linesearch"] == "zoom":
         return functools.partial(
             linesearch.zoom, c1=opts["c1"], c2=opts["c2"], maxiter=opts["linesearch_maxiter"]
@@ -167,6 +170,8 @@ def _minimize_impl(x0, maxiter, tol, *, fun, method, options) -> OptimizeResult:
     if isinstance(method, optax.GradientTransformation):
         return _first_order(fun, x0, method, maxiter, tol)
     opts = {**_DEFAULTS[method], **dict(options)}
+    if method == "newton" and opts["damping"] == 0 and "linesearch" not in dict(options):
+        opts["linesearch"] = "none"
     flat0, unravel = ravel_pytree(x0)
     flat_fun = lambda z: fun(unravel(z))  # noqa: E731
     value_and_grad = jax.value_and_grad(flat_fun)
