@@ -96,6 +96,9 @@ from jaxopt_dl.schedules import (
 
 
 # --- second order and diagnostics -----------------------------------------
+from jaxopt_dl import diagnostics
+from jaxopt_dl.diagnostics import gradient_check
+from jaxopt_dl.second_order import OptimizeResult, least_squares, minimize
 
 
 # --- training-side names ----------------------------------------------------
