@@ -103,4 +103,5 @@ from jaxopt_dl.second_order import OptimizeResult, least_squares, minimize
 
 # --- training-side names ----------------------------------------------------
 from jaxopt_dl import data, initializers, models
+from jaxopt_dl import training
 
