@@ -13,7 +13,12 @@
 """
 
 from jaxopt_dl.training.continuation import ContinuationResult, continuation, gaussian_smoothing
-from jaxopt_dl.training.curriculum import CurriculumSampler, baby_steps, linear_pacing
+from jaxopt_dl.training.curriculum import (
+    CurriculumSampler,
+    baby_steps,
+    example_scores,
+    linear_pacing,
+)
 from jaxopt_dl.training.history import History, plot_history
 from jaxopt_dl.training.loop import NonFiniteError, epoch_indices, evaluate, fit
 from jaxopt_dl.training.state import TrainState, create_train_state
@@ -45,6 +50,7 @@ __all__ = [
     "CurriculumSampler",
     "linear_pacing",
     "baby_steps",
+    "example_scores",
     "continuation",
     "ContinuationResult",
     "gaussian_smoothing",

@@ -110,7 +110,8 @@ def plot_history(history: History, path: str) -> None:
         ax.plot(history.epoch[: len(history.val_accuracy)], history.val_accuracy, "s-",
                 label="validation")
     ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax.legend()
+    if history.train_accuracy:
+        ax.legend()
 
     if panels == 3:
         ax = axes[2]
