@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
@@ -143,7 +144,9 @@ def sweep(
     )
 
 
+@functools.lru_cache(maxsize=16)
 def _compiled_run(make_tx, model, grad_accum_steps, has_val):
+    """The jitted program, cached so a repeated sweep of the same model/make_tx reuses it."""
     def one(setting, key_data, x, y, indices, val):
         key = jax.random.wrap_key_data(key_data)
         state = create_train_state(model, make_tx(**setting), key, x[:1])
