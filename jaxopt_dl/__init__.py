@@ -97,8 +97,18 @@ from jaxopt_dl.schedules import (
 
 
 # --- second order and diagnostics -----------------------------------------
+from jaxopt_dl.diagnostics import gradient_check
+from jaxopt_dl.second_order import OptimizeResult, least_squares, minimize
 
 
 # --- training-side names ----------------------------------------------------
-from jaxopt_dl import data, initializers, models
+from jaxopt_dl import (
+    checkpoint,
+    data,
+    diagnostics,
+    distributed,
+    initializers,
+    models,
+    training,
+)
 

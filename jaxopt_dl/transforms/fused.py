@@ -52,8 +52,13 @@ def fused_adam(
 
     Args:
       learning_rate: a float, a traced scalar or a schedule.
-      b1, b2, eps, eps_root, mu_dtype, nu_dtype, bias_correction: as :func:`adam`.
-        Only float32 leaves with float32 moments use the kernel.
+      b1: as :func:`adam`.
+      b2: as :func:`adam`.
+      eps: as :func:`adam`.
+      eps_root: as :func:`adam`.
+      mu_dtype: as :func:`adam`; only float32 leaves with float32 moments use the kernel.
+      nu_dtype: as :func:`adam`.
+      bias_correction: as :func:`adam`.
       use_kernel: False forces the pure-JAX path (the plain ``adam`` transform).
 
     Returns:

@@ -1,0 +1,26 @@
+"""Second-order methods and line search (seed 002): minimize, least_squares, line searches.
+
+A solver is a descent direction (:mod:`.directions`) + a step-size search
+(:mod:`.linesearch`), run by one ``lax.while_loop`` driver (:mod:`.driver`) that
+returns an :class:`OptimizeResult`.
+"""
+
+from jaxopt_dl.second_order.directions import Direction, bfgs, gradient, lbfgs, newton
+from jaxopt_dl.second_order.driver import OptimizeResult
+from jaxopt_dl.second_order.least_squares import least_squares
+from jaxopt_dl.second_order.linesearch import LineSearchResult, backtracking, zoom
+from jaxopt_dl.second_order.minimize import minimize
+
+__all__ = [
+    "Direction",
+    "LineSearchResult",
+    "OptimizeResult",
+    "backtracking",
+    "bfgs",
+    "gradient",
+    "lbfgs",
+    "least_squares",
+    "minimize",
+    "newton",
+    "zoom",
+]
