@@ -533,22 +533,3 @@ def test_lr_decay_by_k_matches_batch_growth_by_k_on_noisy_quadratic():
     np.testing.assert_allclose(np.asarray(var), np.asarray(exact), rtol=0.1)
     np.testing.assert_allclose(float(var[1] / var[2]), 1.0, atol=0.1)
     assert float(var[0]) > 3 * float(var[1])
-
-
-def test_experiment_script_writes_figure_and_table(tmp_path):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "schedules.py"
-    spec = importlib.util.spec_from_file_location("experiments_schedules", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "schedules.png").stat().st_size > 10_000
-    table = (tmp_path / "schedules.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + len(module.schedules(200)) + 1  # header, schedules, plateau
-    for name in jdl.schedules.__all__:
-        if name.endswith("_schedule") or name.endswith("_decay") or name == "per_epoch":
-            assert name in table, name
-    assert "reduce_on_plateau" in table
