@@ -1,4 +1,4 @@
-"""fit with checkpoints: an interrupted and resumed run equals the uninterrupted one, bit for bit."""
+"""fit with checkpoints: an interrupted, resumed run equals the uninterrupted one bit for bit."""
 
 import chex
 import jax

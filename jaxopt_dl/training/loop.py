@@ -31,7 +31,7 @@ from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import diagnostics_step, eval_step, train_step_fn
 
 __all__ = [
-    "fit", "evaluate", "epoch_indices", "state_shardings", "NonFiniteError", "Sampler",
+    "fit", "evaluate", "epoch_indices", "train_state_shardings", "NonFiniteError", "Sampler",
     "Callback",
 ]
 
@@ -111,7 +111,9 @@ def epoch_indices(
     return indices, weights
 
 
-def state_shardings(state: TrainState, mesh: Mesh, fsdp: bool = False, axis: str = "data"):
+def train_state_shardings(
+    state: TrainState, mesh: Mesh, fsdp: bool = False, axis: str = "data"
+) -> TrainState:
     """Shardings of a :class:`TrainState` on ``mesh`` for data-parallel or FSDP training.
 
     Data parallel (``fsdp=False``): everything replicated. FSDP: the params sharded by
@@ -123,6 +125,15 @@ def state_shardings(state: TrainState, mesh: Mesh, fsdp: bool = False, axis: str
 
     Returns:
       A :class:`TrainState`-shaped tree of ``NamedSharding``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
+      >>> from jaxopt_dl import distributed, training
+      >>> state = training.create_train_state(
+      ...     jdl.models.MLP(hidden=(8,)), jdl.adam(1e-3), jax.random.key(0), jnp.zeros((1, 64)))
+      >>> mesh = distributed.make_mesh(data=jax.device_count())
+      >>> shardings = training.train_state_shardings(state, mesh, fsdp=True)
+      >>> state = jax.device_put(state, shardings)
     """
     replicated = distributed.replicated_sharding(mesh)
     shardings = jax.tree.map(lambda _: replicated, state)
@@ -146,7 +157,8 @@ def _train_epoch(state, x, y, indices, weights, grad_accum_steps, max_consecutiv
                 batch, distributed.data_parallel_sharding(mesh))
         state, metrics = train_step_fn(state, batch, grad_accum_steps, max_consecutive_nonfinite)
         if mesh is not None:
-            state = jax.lax.with_sharding_constraint(state, state_shardings(state, mesh, fsdp))
+            shardings = train_state_shardings(state, mesh, fsdp)
+            state = jax.lax.with_sharding_constraint(state, shardings)
         return state, metrics
 
     return jax.lax.scan(body, state, (indices, weights))
@@ -273,7 +285,7 @@ def fit(
       eval_batch_size: chunk size of the evaluation.
       mesh: a mesh with a ``"data"`` axis (:func:`jaxopt_dl.distributed.make_mesh`):
         each batch is split over ``"data"`` (data parallelism; XLA all-reduces the
-        gradients) and the state is laid out by :func:`state_shardings`.
+        gradients) and the state is laid out by :func:`train_state_shardings`.
       fsdp: with ``mesh``, also shard the params and their optimizer state over
         ``"data"`` (fully sharded data parallelism).
       checkpoint_dir: save the full training state (params, batch statistics,
@@ -334,7 +346,7 @@ def fit(
     x_host, y_host = np.asarray(train_data[0]), np.asarray(train_data[1])
     x, y = jnp.asarray(x_host), jnp.asarray(y_host)
     if mesh is not None:
-        state = jax.device_put(state, state_shardings(state, mesh, fsdp))
+        state = jax.device_put(state, train_state_shardings(state, mesh, fsdp))
         x, y = jax.device_put((x, y), distributed.replicated_sharding(mesh))
     history = History()
     best = (np.inf, state)
