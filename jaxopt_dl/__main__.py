@@ -21,13 +21,14 @@ OPTIMIZERS = (
     "adamax", "nadam", "amsgrad", "lamb", "lion", "adafactor", "noisy_sgd",
 )
 MODELS = ("mlp", "cnn", "resnet")
-SCHEDULES = ("constant", "cosine", "step", "exponential", "inverse_time")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "exponential", "inverse_time")
 INITS = (
     "he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "normalized_uniform",
     "lecun_normal", "orthogonal", "sparse", "small_random",
 )
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
 DATASETS = ("digits",)
+STANDARDIZE = ("global", "feature", "none")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -42,6 +43,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive integers like 256,128, got {text}")
+    return widths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
         help="batch norm (default: on for resnet, off otherwise)")
     add("--dropout", type=float, default=0.0)
+    add("--hidden", type=_widths, default=(128, 64), metavar="W1,W2,...",
+        help="hidden widths of --model mlp")
+    add("--standardize", choices=STANDARDIZE, default="global",
+        help="input scaling with training-set statistics: one mean/std for all pixels, "
+             "one per pixel, or raw pixels")
     add("--init", choices=INITS, default="he_normal")
     add("--sparse-k", type=_positive_int, default=15, help="k of --init sparse")
     add("--grad-accum", type=_positive_int, default=1)
@@ -80,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after PATIENCE epochs without validation improvement (15%% of train held out)")
     add("--max-nonfinite", type=_positive_int, default=5,
         help="stop after this many consecutive non-finite steps")
+    add("--checkpoint-dir", default=None, metavar="DIR",
+        help="save the full training state after every epoch (atomic)")
+    add("--resume", action=argparse.BooleanOptionalAction, default=True,
+        help="continue from the latest checkpoint in --checkpoint-dir (bit-identical)")
     add("--no-progress", action="store_true")
     return parser
 
@@ -92,6 +113,8 @@ def _schedule(args, steps_per_epoch: int):
         return args.lr
     if args.schedule == "cosine":
         return jdl.cosine_decay_schedule(args.lr, total)
+    if args.schedule == "warmup_cosine":  # linear warmup over the first 5% of the steps
+        return jdl.warmup_cosine_decay_schedule(0.0, args.lr, max(1, total // 20), total)
     if args.schedule == "step":
         return jdl.step_decay(args.lr, args.decay_rate, max(1, total // 3))
     if args.schedule == "exponential":
@@ -144,14 +167,16 @@ def build_model(args):
         getattr(jdl.initializers, args.init)())
     batchnorm = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
     common = dict(use_batchnorm=batchnorm, dropout_rate=args.dropout, kernel_init=init)
-    return {"mlp": jdl.models.MLP, "cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[
-        args.model](**common)
+    if args.model == "mlp":
+        return jdl.models.MLP(hidden=args.hidden, **common)
+    return {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[args.model](**common)
 
 
 def _load(args):
     import jaxopt_dl as jdl
 
-    train, test = jdl.data.load_digits(seed=args.seed)
+    standardize = {"global": "global", "feature": True, "none": False}[args.standardize]
+    train, test = jdl.data.load_digits(seed=args.seed, standardize=standardize)
     val = test
     if args.early_stopping is not None:
         from sklearn.model_selection import train_test_split
@@ -187,7 +212,8 @@ def train(args) -> int:
         state, history = training.fit(
             state, (x, y), val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
             grad_accum_steps=args.grad_accum, early_stopping_patience=args.early_stopping,
-            max_consecutive_nonfinite=args.max_nonfinite, progress=not args.no_progress)
+            max_consecutive_nonfinite=args.max_nonfinite, progress=not args.no_progress,
+            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     except training.NonFiniteError as error:
         jdl.initializers.save_params(error.state.params, params_path)
         _write(args.out, error.history, config, None, str(error))

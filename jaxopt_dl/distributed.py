@@ -50,6 +50,7 @@ __all__ = [
     "shard_batch",
     "shard_params",
     "state_shardings",
+    "follow_params",
     "sharded_init",
 ]
 
@@ -199,23 +200,43 @@ def state_shardings(tx: _core.GradientTransformation, params: Any) -> Any:
     Returns:
       A tree of ``NamedSharding`` with the structure of ``tx.init(params)``.
     """
-    param_leaves, param_def = jax.tree.flatten(params)
+    param_leaves = jax.tree.leaves(params)
+    state_shapes = jax.eval_shape(tx.init, params)
     if not param_leaves:
-        return jax.tree.map(lambda _: None, jax.eval_shape(tx.init, params))
-    mesh = param_leaves[0].sharding.mesh
+        return jax.tree.map(lambda _: None, state_shapes)
+    param_shardings = jax.tree.map(lambda x: x.sharding, params)
+    return follow_params(state_shapes, params, param_shardings, param_leaves[0].sharding.mesh)
+
+
+def follow_params(tree: Any, params: Any, param_shardings: Any, mesh: Mesh) -> Any:
+    """Shardings for ``tree``: each subtree shaped like ``params`` gets ``param_shardings``.
+
+    A subtree "shaped like the params" has the params' tree structure and leaf shapes
+    (an optimizer moment, an accumulator, a copy of the best params); every other leaf
+    is replicated over ``mesh``. Only shapes are read, so ``tree`` and ``params`` may be
+    arrays, ``jax.ShapeDtypeStruct``s or tracers (inside ``jit``, for
+    ``jax.lax.with_sharding_constraint``).
+
+    Args:
+      tree: e.g. an optimizer state.
+      params: the params (for their structure and shapes).
+      param_shardings: a tree of shardings with the structure of ``params``.
+      mesh: the mesh the other leaves are replicated over.
+
+    Returns:
+      A tree of ``Sharding`` with the structure of ``tree``.
+    """
+    param_leaves, param_def = jax.tree.flatten(params)
     param_shapes = [np.shape(x) for x in param_leaves]
-    param_shardings = [x.sharding for x in param_leaves]
 
     def is_params_like(node):
         leaves, treedef = jax.tree.flatten(node)
         return treedef == param_def and [np.shape(x) for x in leaves] == param_shapes
 
     def assign(node):
-        if is_params_like(node):
-            return jax.tree.unflatten(param_def, param_shardings)
-        return replicated_sharding(mesh)
+        return param_shardings if is_params_like(node) else replicated_sharding(mesh)
 
-    return jax.tree.map(assign, jax.eval_shape(tx.init, params), is_leaf=is_params_like)
+    return jax.tree.map(assign, tree, is_leaf=is_params_like)
 
 
 def sharded_init(tx: _core.GradientTransformation, params: Any) -> Any:

@@ -39,3 +39,10 @@ def test_data_parallel_and_fsdp_example_match_single_device():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "data-parallel == single-device: True" in result.stdout
     assert "fsdp == single-device: True" in result.stdout
+
+
+def test_fit_on_a_mesh_data_parallel_and_fsdp_matches_single_device():
+    result = run_with_8_devices(ROOT / "tests" / "scripts" / "fit_mesh_check.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ALL OK" in result.stdout
+    assert result.stdout.count("ok ") == 3

@@ -41,3 +41,14 @@ def test_sweep_rejects_ragged_hyperparameters():
     with pytest.raises(ValueError, match="hyperparams"):
         training.sweep(make_tx, {"learning_rate": np.ones(2), "b1": np.ones(3)}, [0], MODEL,
                        DATA, epochs=1, batch_size=32)
+
+
+def test_sweep_evaluating_only_at_the_end_gives_the_same_final_metrics():
+    hp = {"learning_rate": np.array([1e-3, 3e-2]), "b1": np.array([0.9, 0.5])}
+    every = training.sweep(make_tx, hp, [0], MODEL, DATA, epochs=2, batch_size=32, val_data=VAL)
+    end = training.sweep(make_tx, hp, [0], MODEL, DATA, epochs=2, batch_size=32, val_data=VAL,
+                         eval_every_epoch=False)
+    assert end.train_loss.shape == end.val_accuracy.shape == (2, 1, 1)
+    np.testing.assert_allclose(end.step_loss, every.step_loss, rtol=1e-6)
+    np.testing.assert_allclose(end.final_loss, every.final_loss, rtol=1e-6)
+    np.testing.assert_allclose(end.train_loss[..., 0], every.train_loss[..., -1], rtol=1e-6)

@@ -137,6 +137,25 @@ def test_fit_stops_after_consecutive_nonfinite_steps_naming_step_and_layer():
     assert np.isnan(error.history.step_loss[bad_from])
 
 
+def test_fit_skips_nonfinite_steps_bit_exactly_and_counts_them():
+    # Steps 3..7 of the epoch have a NaN input; fewer than max_consecutive_nonfinite in a
+    # row, so fit skips them: the state must equal bit for bit the state after the first
+    # 3 steps (the same epoch program with 3 steps), with the 5 skips counted.
+    batch = 32
+    x, y = X[:256].copy(), Y[:256]
+    x[3 * batch :, 7] = np.nan
+    state = make_state(BN_MLP)
+    skipped, history = training.fit(state, (x, y), epochs=1, batch_size=batch, shuffle=False,
+                                    max_consecutive_nonfinite=6, progress=False)
+    clean, _ = training.fit(state, (x[: 3 * batch], y[: 3 * batch]), epochs=1,
+                            batch_size=batch, shuffle=False, progress=False)
+    for field in ("params", "opt_state", "batch_stats", "step", "rng"):
+        assert_trees_equal(getattr(skipped, field), getattr(clean, field))
+    assert (int(skipped.nonfinite_streak), int(skipped.nonfinite_total)) == (5, 5)
+    assert history.nonfinite_steps == 5
+    assert np.isnan(history.step_loss[3:]).all() and np.isfinite(history.step_loss[:3]).all()
+
+
 # --------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from jaxopt_dl.training.curriculum import (
     linear_pacing,
 )
 from jaxopt_dl.training.history import History, plot_history
-from jaxopt_dl.training.loop import NonFiniteError, epoch_indices, evaluate, fit
+from jaxopt_dl.training.loop import (
+    NonFiniteError,
+    epoch_indices,
+    evaluate,
+    fit,
+    train_state_shardings,
+)
 from jaxopt_dl.training.state import TrainState, create_train_state
 from jaxopt_dl.training.steps import (
     cross_entropy,
@@ -42,6 +48,7 @@ __all__ = [
     "fit",
     "evaluate",
     "epoch_indices",
+    "train_state_shardings",
     "NonFiniteError",
     "History",
     "plot_history",

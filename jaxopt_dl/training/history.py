@@ -72,6 +72,19 @@ class History:
         """
         return _plain(dataclasses.asdict(self))
 
+    @classmethod
+    def from_dict(cls, record: dict) -> "History":
+        """The inverse of :meth:`to_dict` (``None`` per-step values become NaN again).
+
+        Example:
+          >>> History.from_dict(History(step_loss=[1.0, float("nan")]).to_dict()).step_loss
+          [1.0, nan]
+        """
+        record = dict(record)
+        for name in ("step_loss", "step_learning_rate"):
+            record[name] = [math.nan if v is None else v for v in record.get(name, [])]
+        return cls(**record)
+
 
 def plot_history(history: History, path: str) -> None:
     """Save loss curves (per step and per epoch), accuracy and learning rate to ``path``.

@@ -21,14 +21,19 @@ from typing import Any, Callable, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from jaxopt_dl import checkpoint, distributed
 from jaxopt_dl._core import check_positive
 from jaxopt_dl.training.history import History
 from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import diagnostics_step, eval_step, train_step_fn
 
-__all__ = ["fit", "evaluate", "epoch_indices", "NonFiniteError", "Sampler", "Callback"]
+__all__ = [
+    "fit", "evaluate", "epoch_indices", "train_state_shardings", "NonFiniteError", "Sampler",
+    "Callback",
+]
 
 Data = tuple  # (x, y) arrays
 Sampler = Callable[[int, np.random.Generator], Union[np.ndarray, tuple]]
@@ -106,17 +111,55 @@ def epoch_indices(
     return indices, weights
 
 
+def train_state_shardings(
+    state: TrainState, mesh: Mesh, fsdp: bool = False, axis: str = "data"
+) -> TrainState:
+    """Shardings of a :class:`TrainState` on ``mesh`` for data-parallel or FSDP training.
+
+    Data parallel (``fsdp=False``): everything replicated. FSDP: the params sharded by
+    :func:`jaxopt_dl.distributed.fsdp_sharding` over ``axis`` and every param-shaped
+    subtree of the optimizer state (moments, accumulators) sharded like its params
+    (:func:`jaxopt_dl.distributed.follow_params`); the rest (step, rng, batch
+    statistics, counters, scalar optimizer state) replicated. Reads only shapes, so it
+    also works on the traced state inside ``jit``.
+
+    Returns:
+      A :class:`TrainState`-shaped tree of ``NamedSharding``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
+      >>> from jaxopt_dl import distributed, training
+      >>> state = training.create_train_state(
+      ...     jdl.models.MLP(hidden=(8,)), jdl.adam(1e-3), jax.random.key(0), jnp.zeros((1, 64)))
+      >>> mesh = distributed.make_mesh(data=jax.device_count())
+      >>> shardings = training.train_state_shardings(state, mesh, fsdp=True)
+      >>> state = jax.device_put(state, shardings)
+    """
+    replicated = distributed.replicated_sharding(mesh)
+    shardings = jax.tree.map(lambda _: replicated, state)
+    if not fsdp:
+        return shardings
+    params = distributed.fsdp_sharding(state.params, mesh, axis)
+    opt_state = distributed.follow_params(state.opt_state, state.params, params, mesh)
+    return shardings.replace(params=params, opt_state=opt_state)
+
+
 @functools.partial(
-    jax.jit, static_argnames=("grad_accum_steps", "max_consecutive_nonfinite", "data_sharding")
+    jax.jit, static_argnames=("grad_accum_steps", "max_consecutive_nonfinite", "mesh", "fsdp")
 )
 def _train_epoch(state, x, y, indices, weights, grad_accum_steps, max_consecutive_nonfinite,
-                 data_sharding=None):
+                 mesh=None, fsdp=False):
     def body(state, step_inputs):
         idx, w = step_inputs
         batch = (x[idx], y[idx], w)
-        if data_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, data_sharding)
-        return train_step_fn(state, batch, grad_accum_steps, max_consecutive_nonfinite)
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(
+                batch, distributed.data_parallel_sharding(mesh))
+        state, metrics = train_step_fn(state, batch, grad_accum_steps, max_consecutive_nonfinite)
+        if mesh is not None:
+            shardings = train_state_shardings(state, mesh, fsdp)
+            state = jax.lax.with_sharding_constraint(state, shardings)
+        return state, metrics
 
     return jax.lax.scan(body, state, (indices, weights))
 
@@ -176,6 +219,13 @@ def _nonfinite_error(state, history, finite_flags, first_step, epoch, limit):
     return NonFiniteError(message, step, layer, state, history)
 
 
+def _checkpoint_tree(state: TrainState, best: Optional[TrainState]) -> dict:
+    """What a checkpoint holds: the state and (with early stopping) the best params."""
+    if best is None:
+        return {"state": state}
+    return {"state": state, "best": {"params": best.params, "batch_stats": best.batch_stats}}
+
+
 def fit(
     state: TrainState,
     train_data: Data,
@@ -194,8 +244,13 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     eval_batch_size: int = 1024,
-    data_sharding: Optional[jax.sharding.Sharding] = None,
-    state_sharding: Optional[Any] = None,
+    mesh: Optional[Mesh] = None,
+    fsdp: bool = False,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: int = 1,
+    resume: bool = True,
+    checkpoint_backend: str = "msgpack",
+    checkpoint_keep: Optional[int] = 3,
 ) -> tuple[TrainState, History]:
     """Train a classifier for ``epochs`` epochs of shuffled minibatches.
 
@@ -228,17 +283,32 @@ def fit(
       callbacks: ``callback(epoch, state, history)``; a ``True`` return stops training.
       progress: show a tqdm bar (only on a terminal and when ``TQDM_DISABLE`` is unset).
       eval_batch_size: chunk size of the evaluation.
-      data_sharding: a sharding of the batch (e.g. ``NamedSharding(mesh, P("data"))``
-        for data parallelism); applied to each gathered batch inside the program.
-      state_sharding: a sharding (or tree of shardings) the state is placed with before
-        training (e.g. fully-sharded params and optimizer state); jit keeps it.
+      mesh: a mesh with a ``"data"`` axis (:func:`jaxopt_dl.distributed.make_mesh`):
+        each batch is split over ``"data"`` (data parallelism; XLA all-reduces the
+        gradients) and the state is laid out by :func:`train_state_shardings`.
+      fsdp: with ``mesh``, also shard the params and their optimizer state over
+        ``"data"`` (fully sharded data parallelism).
+      checkpoint_dir: save the full training state (params, batch statistics,
+        optimizer state, step, rng, non-finite counters, early-stopping best params)
+        with the epoch, history and seed every ``checkpoint_every`` epochs and after the
+        last one (:func:`jaxopt_dl.checkpoint.save_checkpoint`, atomic; the checkpoint's
+        step is the number of finished epochs).
+      checkpoint_every: epochs between checkpoints.
+      resume: with ``checkpoint_dir``, continue from its latest checkpoint: the epoch
+        order is a function of ``(seed, epoch)`` and the rng is in the state, so the
+        resumed run is bit-identical to an uninterrupted one. ``state`` is the template
+        (its structure, shapes and dtypes must match the checkpoint's). A ``sampler``
+        must be a function of its ``(epoch, rng)`` arguments for this to hold.
+      checkpoint_backend: ``"msgpack"`` or ``"orbax"``.
+      checkpoint_keep: how many checkpoints to keep (``None``: all).
 
     Returns:
       ``(state, history)``.
 
     Raises:
-      ValueError: bad ``epochs``/``batch_size``/``grad_accum_steps``, or early stopping
-        without ``val_data``.
+      ValueError: bad ``epochs``/``batch_size``/``grad_accum_steps``/
+        ``checkpoint_every``, early stopping without ``val_data``, ``fsdp`` without a
+        ``mesh``, or a checkpoint that does not match ``state``.
       NonFiniteError: too many consecutive non-finite steps.
 
     Example:
@@ -268,19 +338,53 @@ def fit(
         check_positive("early_stopping_patience", early_stopping_patience)
         if val_data is None:
             raise ValueError("early_stopping_patience needs val_data, got val_data=None")
+    check_positive("checkpoint_every", checkpoint_every)
+    if fsdp and mesh is None:
+        raise ValueError("fsdp=True needs a mesh, got mesh=None")
     schedule = batch_size_schedule or (lambda epoch: batch_size)
 
     x_host, y_host = np.asarray(train_data[0]), np.asarray(train_data[1])
     x, y = jnp.asarray(x_host), jnp.asarray(y_host)
-    if state_sharding is not None:
-        state = jax.device_put(state, state_sharding)
+    if mesh is not None:
+        state = jax.device_put(state, train_state_shardings(state, mesh, fsdp))
+        x, y = jax.device_put((x, y), distributed.replicated_sharding(mesh))
     history = History()
     best = (np.inf, state)
     since_best = 0
     global_step = 0
+    first_epoch = 0
+    stopping = early_stopping_patience is not None
+    latest = None if checkpoint_dir is None or not resume else checkpoint.latest_step(
+        checkpoint_dir)
+    if latest is not None:
+        saved = checkpoint.restore_checkpoint(
+            checkpoint_dir, _checkpoint_tree(state, state if stopping else None), latest)
+        info = checkpoint.checkpoint_metadata(checkpoint_dir, latest)["metadata"]
+        if info.get("seed") != seed:
+            raise ValueError(
+                f"the checkpoint in checkpoint_dir={checkpoint_dir!r} was written with "
+                f"seed={info.get('seed')}, got seed={seed}"
+            )
+        state = saved["state"]
+        if stopping:
+            best = (np.inf if info["best_loss"] is None else info["best_loss"],
+                    state.replace(**saved["best"]))
+        since_best, global_step = info["since_best"], info["global_step"]
+        first_epoch = info["epoch"]
+        history = History.from_dict(info["history"])
 
-    epochs_iter = tqdm(range(epochs), desc="train", unit="epoch",
-                       disable=not _show_progress(progress))
+    def save(epoch):
+        checkpoint.save_checkpoint(
+            checkpoint_dir, _checkpoint_tree(state, best[1] if stopping else None), epoch,
+            backend=checkpoint_backend,
+            keep=checkpoint_keep, metadata={
+                "epoch": epoch, "global_step": global_step, "seed": seed,
+                "since_best": since_best, "history": history.to_dict(),
+                "best_loss": float(best[0]) if np.isfinite(best[0]) else None,
+            })
+
+    epochs_iter = tqdm(range(first_epoch, epochs), desc="train", unit="epoch",
+                       initial=first_epoch, total=epochs, disable=not _show_progress(progress))
     for epoch in epochs_iter:
         start = time.perf_counter()
         size = int(schedule(epoch))
@@ -294,7 +398,7 @@ def fit(
             weights = np.ones(indices.shape, np.float32)
         state, metrics = _train_epoch(
             state, x, y, indices, weights, grad_accum_steps, max_consecutive_nonfinite,
-            data_sharding,
+            mesh, fsdp,
         )
         metrics = jax.device_get(metrics)
         steps = len(metrics["loss"])
@@ -338,6 +442,10 @@ def fit(
                 stop = since_best >= early_stopping_patience
         for callback in callbacks:
             stop = bool(callback(epoch, state, history)) or stop
+        if checkpoint_dir is not None and (
+            stop or epoch + 1 == epochs or (epoch + 1) % checkpoint_every == 0
+        ):
+            save(epoch + 1)
         if stop:
             history.stopped_early = (
                 early_stopping_patience is not None and since_best >= early_stopping_patience

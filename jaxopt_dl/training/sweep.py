@@ -28,7 +28,8 @@ class SweepResult(NamedTuple):
       seeds: ``(seeds,)`` the seeds.
       step_loss: ``(settings, seeds, epochs * steps_per_epoch)`` training loss per step.
       train_loss, train_accuracy: ``(settings, seeds, epochs)`` on the whole training set
-        (``train=False``) after every epoch.
+        (``train=False``) after every epoch (``(settings, seeds, 1)``, after the last
+        epoch, with ``eval_every_epoch=False``).
       val_loss, val_accuracy: same on ``val_data`` (``None`` without it).
       final_loss, final_accuracy: ``(settings, seeds)`` after the last epoch, on
         ``val_data`` when given, else on the training set.
@@ -61,6 +62,7 @@ def sweep(
     batch_size: int,
     val_data: Optional[tuple] = None,
     grad_accum_steps: int = 1,
+    eval_every_epoch: bool = True,
 ) -> SweepResult:
     """Train ``model`` for every setting and seed in ONE ``jit(vmap(vmap(...)))`` program.
 
@@ -90,6 +92,9 @@ def sweep(
       batch_size: examples per step (last partial batch dropped, as in ``fit``).
       val_data: optional ``(x, y)`` evaluated after every epoch.
       grad_accum_steps: micro-batches per step.
+      eval_every_epoch: evaluate on the training set and ``val_data`` after every
+        epoch; ``False`` evaluates only after the last one (the curves then have one
+        entry), which saves a full pass over the training set per epoch and setting.
 
     Returns:
       A :class:`SweepResult`.
@@ -125,7 +130,7 @@ def sweep(
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     val = None if val_data is None else (jnp.asarray(val_data[0]), jnp.asarray(val_data[1]))
 
-    run = _compiled_run(make_tx, model, grad_accum_steps, val is not None)
+    run = _compiled_run(make_tx, model, grad_accum_steps, val is not None, eval_every_epoch)
     out = jax.device_get(run(hp, keys, jnp.asarray(x), jnp.asarray(y), indices, val))
     step_loss, train_loss, train_acc, val_loss, val_acc = out
     n_settings = step_loss.shape[0]
@@ -145,11 +150,15 @@ def sweep(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_run(make_tx, model, grad_accum_steps, has_val):
+def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
     """The jitted program, cached so a repeated sweep of the same model/make_tx reuses it."""
     def one(setting, key_data, x, y, indices, val):
         key = jax.random.wrap_key_data(key_data)
         state = create_train_state(model, make_tx(**setting), key, x[:1])
+
+        def metrics(state):
+            train = _mean_metrics(state, (x, y))
+            return (*train, *(_mean_metrics(state, val) if has_val else train))
 
         def epoch(state, epoch_indices):
             def step(state, idx):
@@ -158,11 +167,11 @@ def _compiled_run(make_tx, model, grad_accum_steps, has_val):
                 return state, loss
 
             state, losses = jax.lax.scan(step, state, epoch_indices)
-            train = _mean_metrics(state, (x, y))
-            valid = _mean_metrics(state, val) if has_val else train
-            return state, (losses, *train, *valid)
+            return state, (losses, *(metrics(state) if eval_every_epoch else ()))
 
-        _, curves = jax.lax.scan(epoch, state, indices)
+        state, curves = jax.lax.scan(epoch, state, indices)
+        if not eval_every_epoch:
+            curves = (curves[0], *(m[None] for m in metrics(state)))
         return curves
 
     over_seeds = jax.vmap(one, in_axes=(None, 0, None, None, 0, None))
