@@ -15,7 +15,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
-	$(PY) -m jaxopt_dl train --dataset digits --model resnet --optimizer adam --lr 1e-3 --epochs 10 --batch-size 64 --seed 0 --out runs/demo
+	$(PY) -m jaxopt_dl train --dataset digits --model resnet --optimizer adam --lr 3e-3 --schedule warmup_cosine --epochs 12 --batch-size 64 --seed 0 --out runs/demo
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
