@@ -22,7 +22,9 @@ jax.config.update("jax_enable_x64", True)
 
 from jaxopt_dl.second_order import minimize  # noqa: E402
 
-N, BATCH, TOL, MAXITER = 1000, 64, 1e-5, 2000
+# From uniform(-1.5, 1.5) starts this problem needs thousands of iterations (scipy too),
+# so every solver runs to the same iteration cap and the table reports nit and f.
+N, BATCH, TOL, MAXITER = 1000, 64, 1e-5, 500
 
 
 def rosen(x):
@@ -79,7 +81,7 @@ def main() -> None:
 
     for method in ("lbfgs", "bfgs", "newton"):
         solve = jax.jit(lambda x: minimize(rosen, x, method=method, tol=TOL, maxiter=MAXITER))
-        t, res = timed(lambda: solve(x0))
+        t, res = timed(lambda: solve(x0), repeats=1 if method == "newton" else 3)
         rows.append({"solver": f"jaxopt_dl {method}", "batch": 1, "seconds": t,
                      "nit": int(res.nit), "fun": float(res.fun)})  # fmt: skip
     t, (x, count) = timed(lambda: jax.jit(optax_lbfgs_solve)(x0))
