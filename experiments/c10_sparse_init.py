@@ -44,11 +44,12 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     lrs = np.array(_common.pick(quick, smoke, [0.003, 0.01, 0.03, 0.1], [0.003, 0.01, 0.03, 0.1],
                                 [0.01, 0.1]), np.float32)
     seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1], [0])
+    depth = _common.pick(quick, smoke, DEPTH, DEPTH, 2)
     (x, y), test = jdl.data.load_digits()
     x, y = x[:n_train], y[:n_train]
     found = {}
     for name, init in INITS.items():
-        model = jdl.models.MLP(hidden=(WIDTH,) * DEPTH, activation=nn.tanh, kernel_init=init)
+        model = jdl.models.MLP(hidden=(WIDTH,) * depth, activation=nn.tanh, kernel_init=init)
         res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
                                  {"learning_rate": lrs}, seeds, model, (x, y), epochs=epochs,
                                  batch_size=32, val_data=test)
@@ -76,7 +77,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     axes[0].axhline(log_c, color="0.5", ls=":", label="log(10): chance")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("train loss (mean over seeds)")
-    axes[0].set_title(f"{DEPTH}x{WIDTH} tanh MLP (faint: other lrs)")
+    axes[0].set_title(f"{depth}x{WIDTH} tanh MLP (faint: other lrs)")
     axes[0].legend(fontsize=8)
     axes[1].axhline(log_c, color="0.5", ls=":", label="log(10)")
     axes[1].set_xlabel("learning rate")
@@ -96,7 +97,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         "dense small: test accuracy": dense["final_acc"][dense["best"]],
         "log(10)": log_c,
     }
-    setup = (f"digits ({len(x)} train / {len(test[0])} test, standardized), MLP {DEPTH}x{WIDTH} "
+    setup = (f"digits ({len(x)} train / {len(test[0])} test, standardized), MLP {depth}x{WIDTH} "
              f"tanh, SGD momentum 0.9, batch 32, {epochs} epochs, lrs {lrs.tolist()}, "
              f"seeds {list(seeds)}.")
     table = _common.write_table(rows, out_dir, NAME, TITLE,

@@ -30,6 +30,11 @@ CRITERION = (
 )
 
 
+def sgd(learning_rate):
+    """The optimizer of every sweep (one function object: the sweeps share one program)."""
+    return jdl.sgd(learning_rate)
+
+
 def _smooth(curve: np.ndarray) -> np.ndarray:
     kernel = np.ones(WINDOW) / WINDOW
     return np.convolve(np.nan_to_num(curve, nan=1e3), kernel, mode="valid")
@@ -56,8 +61,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     found = {}
     for name, (x, xt) in inputs.items():
         x, ytr = np.asarray(x[:n_train], np.float32), y[:n_train]
-        res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate),
-                                 {"learning_rate": lrs}, seeds, model, (x, ytr), epochs=epochs,
+        res = jdl.training.sweep(sgd, {"learning_rate": lrs}, seeds, model, (x, ytr), epochs=epochs,
                                  batch_size=BATCH, val_data=(np.asarray(xt, np.float32), yt))
         curves = np.mean(res.step_loss, axis=1)  # (lrs, steps); NaN stays NaN
         speed = np.array([_steps_below(c) for c in curves])

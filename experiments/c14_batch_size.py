@@ -50,12 +50,12 @@ def _loss_fn(state, params, x, y):
     return total / weight
 
 
-def gradient_noise(state, x, y, draws, key):
+def gradient_noise(state, x, y, draws, key, batches=NOISE_BATCHES):
     """Mean squared deviation of minibatch gradients from the full gradient, per B."""
     flat = lambda g: jnp.concatenate([l.ravel() for l in jax.tree.leaves(g)])  # noqa: E731
     full = flat(jax.grad(_loss_fn, 1)(state, state.params, x, y))
     out = []
-    for b in NOISE_BATCHES:
+    for b in batches:
         idx = jax.random.randint(jax.random.fold_in(key, b), (draws, b), 0, len(x))
         one = lambda i: jnp.sum((flat(jax.grad(_loss_fn, 1)(state, state.params, x[i], y[i]))  # noqa: E731
                                  - full) ** 2)
@@ -91,20 +91,22 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     steps = _common.pick(quick, smoke, 1500, 600, 40)
     seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1], [0])
     every = _common.pick(quick, smoke, 6, 3, 1)
-    epochs = 4 * every
+    epochs = _common.pick(quick, smoke, 4, 4, 2) * every
+    noise_batches = _common.pick(quick, smoke, NOISE_BATCHES, NOISE_BATCHES, (1, 16, 256))
+    step_batches = _common.pick(quick, smoke, STEP_BATCHES, STEP_BATCHES, (32, 512))
     (x, y), test = jdl.data.load_digits()
     x, y = jnp.asarray(x), jnp.asarray(y)
     model = jdl.models.MLP(hidden=(64,))
 
     # 1. gradient noise at init
     state = jdl.training.create_train_state(model, jdl.sgd(0.1), jax.random.key(0), x[:1])
-    noise = gradient_noise(state, x, y, draws, jax.random.key(1))
-    slope = float(np.polyfit(np.log(NOISE_BATCHES), np.log(noise), 1)[0])
+    noise = gradient_noise(state, x, y, draws, jax.random.key(1), noise_batches)
+    slope = float(np.polyfit(np.log(noise_batches), np.log(noise), 1)[0])
 
     # 2. steps to converge vs batch size
-    curves = {b: loss_per_step(model, x, y, b, steps, seeds).mean(axis=0) for b in STEP_BATCHES}
-    to_target = np.array([_first_below(curves[b], TARGET) for b in STEP_BATCHES])
-    examples = to_target * np.array(STEP_BATCHES)
+    curves = {b: loss_per_step(model, x, y, b, steps, seeds).mean(axis=0) for b in step_batches}
+    to_target = np.array([_first_below(curves[b], TARGET) for b in step_batches])
+    examples = to_target * np.array(step_batches)
     steps_fall = bool(np.all(np.diff(to_target) < 0) and np.all(np.isfinite(to_target)))
     examples_grow = bool(examples[-1] > examples[1])
 
@@ -136,14 +138,14 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     reproduced = bool(-1.15 <= slope <= -0.85 and steps_fall and examples_grow and same_curve)
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.6))
-    bs = np.array(NOISE_BATCHES, float)
+    bs = np.array(noise_batches, float)
     axes[0].loglog(bs, noise, "o-", label="measured E||g_B - g||²")
     axes[0].loglog(bs, noise[0] / bs, "k:", label="1/B reference")
     axes[0].set_xlabel("batch size B")
     axes[0].set_ylabel("gradient noise E||g_B - g||²")
     axes[0].set_title(f"Gradient noise at init: slope {slope:.3f}")
     axes[0].legend(fontsize=8)
-    for b, color in zip(STEP_BATCHES, plt.cm.viridis(np.linspace(0, 0.9, len(STEP_BATCHES)))):
+    for b, color in zip(step_batches, plt.cm.viridis(np.linspace(0, 0.9, len(step_batches)))):
         axes[1].semilogy(np.arange(1, steps + 1), curves[b], color=color, label=f"B = {b}")
     axes[1].axhline(TARGET, color="0.5", ls=":", label=f"loss {TARGET}")
     axes[1].set_xlabel("SGD step")
@@ -163,14 +165,14 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     figure = _common.save_figure(fig, out_dir, NAME)
 
     rows = [{"batch size": b, f"steps to loss < {TARGET}": to_target[i],
-             "examples used": examples[i]} for i, b in enumerate(STEP_BATCHES)]
+             "examples used": examples[i]} for i, b in enumerate(step_batches)]
     noise_rows = [{"batch size": b, "E||g_B - g||^2": noise[i], "x B": noise[i] * b}
-                  for i, b in enumerate(NOISE_BATCHES)]
+                  for i, b in enumerate(noise_batches)]
     decay_rows = [{"schedule": name, "optimizer steps": r["steps"],
                    "final train loss": r["train"][-1], "final test loss": r["val"][-1],
                    "final test accuracy": r["acc"]} for name, r in runs.items()]
     measured = {"noise slope": slope, **{f"steps to target, B={b}": to_target[i]
-                                        for i, b in enumerate(STEP_BATCHES)},
+                                        for i, b in enumerate(step_batches)},
                 "decay: final train loss": decay["train"][-1],
                 "grow: final train loss": grow["train"][-1],
                 "decay: steps": decay["steps"], "grow: steps": grow["steps"],

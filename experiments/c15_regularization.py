@@ -55,13 +55,14 @@ def shifted(images: np.ndarray) -> np.ndarray:
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
     epochs = _common.pick(quick, smoke, 150, 60, 2)
     seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1, 2], [0])
+    hidden = _common.pick(quick, smoke, HIDDEN, HIDDEN, (32,))
     (raw_x, raw_y), (raw_xt, yt) = jdl.data.load_digits(standardize=False)
     raw_x, y = raw_x[:N_TRAIN], raw_y[:N_TRAIN]
     x, xt = jdl.data.standardize(raw_x, raw_xt)
     aug_raw = shifted(raw_x.reshape(-1, 8, 8)).reshape(-1, 64)
     x_aug, xt_aug = jdl.data.standardize(aug_raw, raw_xt)
     y_aug = np.tile(y, 5)
-    plain = jdl.models.MLP(hidden=HIDDEN)
+    plain = jdl.models.MLP(hidden=hidden)
     zero = {"l1": np.zeros(1, np.float32), "l2": np.zeros(1, np.float32)}
 
     def summary(res, i=0):
@@ -77,7 +78,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
                              val_data=(xt, yt))
     for i, name in enumerate(PENALTIES):
         found[name] = summary(res, i)
-    res = jdl.training.sweep(make_tx, zero, seeds, jdl.models.MLP(hidden=HIDDEN, dropout_rate=0.5),
+    res = jdl.training.sweep(make_tx, zero, seeds, jdl.models.MLP(hidden=hidden, dropout_rate=0.5),
                              (x, y), epochs=epochs, batch_size=BATCH, val_data=(xt, yt))
     found["dropout 0.5"] = summary(res)
     res = jdl.training.sweep(make_tx, zero, seeds, plain, (x_aug, y_aug),
@@ -142,7 +143,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             for n, r in found.items()]
     measured = {f"gap {n}": r["gap"] for n, r in found.items()}
     measured.update({f"|w|<0.01 {n}": v for n, v in small.items()})
-    setup = (f"digits: first {N_TRAIN} training examples, all {len(yt)} test; MLP {HIDDEN} ReLU, "
+    setup = (f"digits: first {N_TRAIN} training examples, all {len(yt)} test; MLP {hidden} ReLU, "
              f"Adam {LR}, batch {BATCH}, {epochs} epochs ({max(1, epochs // 5)} on the x5 "
              f"augmented set: same steps), seeds {list(seeds)}; augmentation's train accuracy "
              f"is on the augmented set.")
