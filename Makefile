@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: $(STAMP)
 	$(PY) -m jaxopt_dl train --dataset digits --model resnet --optimizer adam --lr 3e-3 --schedule warmup_cosine --epochs 12 --batch-size 64 --seed 0 --out runs/demo

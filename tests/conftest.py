@@ -6,6 +6,10 @@ import pytest
 
 import jaxopt_dl as jdl
 
+# Scripts that tests start in subprocesses (8 simulated devices, several processes);
+# importing them here, e.g. for doctests, would run them on the wrong device count.
+collect_ignore = ["scripts"]
+
 CURVATURES = jnp.logspace(-2, 2, 6, dtype=jnp.float32)
 
 
