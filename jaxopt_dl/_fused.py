@@ -126,7 +126,7 @@ def fused_call(
     aliases: Sequence[int],
     **attrs,
 ) -> list[list[jax.Array]]:
-    """One kernel call over all leaves.
+    """Kernel calls over all leaves, chained (at most ``CALL_LEAVES`` leaves each).
 
     Args:
       name: the kernel (``"adam"``).
@@ -141,25 +141,26 @@ def fused_call(
     """
     # XLA's compile time grows faster than linearly in the operand count of one
     # custom call (400 leaves in one call: ~10 s, aliasing included), so the leaves go
-    # in calls of at most CALL_LEAVES each.
-    if len(inputs) > CALL_LEAVES:
-        return [out for start in range(0, len(inputs), CALL_LEAVES)
-                for out in fused_call(name, scalars, inputs[start:start + CALL_LEAVES],
-                                      aliases, **attrs)]
-    n_in = len(inputs[0])
-    operands, results, io_aliases = [scalars], [], {}
-    for leaf, arrays in enumerate(inputs):
-        operands.extend(arrays)
-        for k, slot in enumerate(aliases):
-            if slot is not None:
-                io_aliases[1 + leaf * n_in + slot] = leaf * len(aliases) + k
-            results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
-    flat = jax.ffi.ffi_call(
-        f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases,
-        vmap_method="sequential",
-    )(*operands, **_int_attrs(attrs, flat=0, offset=0))
-    width = len(aliases)
-    return [list(flat[i * width:(i + 1) * width]) for i in range(len(inputs))]
+    # in calls of at most CALL_LEAVES each. Each call passes the scalars through
+    # (aliased) to the next: the chain keeps XLA from handing the calls to other
+    # threads one by one (each hand-off costs a wake-up, on a busy machine milliseconds).
+    n_in, width, outs = len(inputs[0]), len(aliases), []
+    for start in range(0, len(inputs), CALL_LEAVES):
+        chunk = inputs[start:start + CALL_LEAVES]
+        operands, io_aliases = [scalars], {0: 0}
+        results = [jax.ShapeDtypeStruct(scalars.shape, jnp.float32)]
+        for leaf, arrays in enumerate(chunk):
+            operands.extend(arrays)
+            for k, slot in enumerate(aliases):
+                if slot is not None:
+                    io_aliases[1 + leaf * n_in + slot] = 1 + leaf * width + k
+                results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
+        flat = jax.ffi.ffi_call(
+            f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases, vmap_method="sequential",
+        )(*operands, **_int_attrs(attrs, flat=0, offset=0))
+        scalars = flat[0]
+        outs += [list(flat[1 + i * width:1 + (i + 1) * width]) for i in range(len(chunk))]
+    return outs
 
 
 def fused_call_flat(

@@ -87,10 +87,11 @@ struct Leaves {
   std::vector<int64_t> sizes;
 };
 
+// The first `skip` results are not leaves.
 ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, int n_in,
-                            int n_out) {
-  if (args.size() % n_in != 0 || rets.size() % n_out != 0 ||
-      args.size() / n_in != rets.size() / n_out) {
+                            int n_out, int skip) {
+  if (rets.size() < static_cast<size_t>(skip) || args.size() % n_in != 0 ||
+      (rets.size() - skip) % n_out != 0 || args.size() / n_in != (rets.size() - skip) / n_out) {
     return ffi::Unexpected(ffi::Error::InvalidArgument("operand count mismatch"));
   }
   Leaves leaves;
@@ -111,7 +112,7 @@ ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, i
       leaves.ins[i].push_back(static_cast<const float*>(buf->untyped_data()));
     }
     for (int k = 0; k < n_out; ++k) {
-      auto buf = rets.get<ffi::AnyBuffer>(i * n_out + k);
+      auto buf = rets.get<ffi::AnyBuffer>(skip + i * n_out + k);
       if (!buf.has_value()) return ffi::Unexpected(buf.error());
       if (static_cast<int64_t>((*buf)->element_count()) != size)
         return ffi::Unexpected(ffi::Error::InvalidArgument("result size mismatch"));
@@ -126,7 +127,8 @@ ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, i
 // Adam. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root, -lr.
 // (XLA rewrites the division by the scalar bias correction into a multiplication by
 // its reciprocal; so do we, to produce the same bits.)
-// apply=1: per leaf (p, g, m, v) -> (p', m', v');  apply=0: (g, m, v) -> (u, m', v').
+// apply=1: per leaf (p, g, m, v) -> (p', m', v');  apply=0: (g, m, v) -> (u, m', v'),
+// after a first result that passes the scalars through.
 // flat=1: the moments of all leaves live in two flat buffers; operands are
 //   (m_flat, v_flat, then per leaf p, g or just g), results (m_flat', v_flat', then per
 //   leaf p' or u); this call's leaves start at element `offset` of the flat buffers.
@@ -174,7 +176,15 @@ ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
   std::vector<AdamLeaf> leaves;
   std::vector<int64_t> sizes;
   if (!flat) {
-    auto collected = Collect(args, rets, apply ? 4 : 3, 3);
+    // Result 0 passes the scalars through (aliased: no work); it orders the calls of
+    // one step into a chain, so XLA runs them one after another on the calling thread
+    // instead of handing each one to another thread.
+    auto token = rets.get<ffi::AnyBuffer>(0);
+    if (!token.has_value()) return ffi::Error::InvalidArgument("adam: missing scalar result");
+    float* pass = static_cast<float*>((*token)->untyped_data());
+    if (pass != scalars.typed_data())
+      std::copy(scalars.typed_data(), scalars.typed_data() + scalars.element_count(), pass);
+    auto collected = Collect(args, rets, apply ? 4 : 3, 3, 1);
     if (!collected.has_value()) return collected.error();
     const Leaves& L = *collected;
     for (size_t i = 0; i < L.sizes.size(); ++i) {
