@@ -64,6 +64,8 @@ def _copy_bound(p, g, s):
 
 JAX_METHODS = {  # name -> (algorithm, step function, init function)
     "jdl.fused_adam (step)": ("adam", *(lambda o: (_step(o, True), o.init))(jdl.fused_adam(LR))),
+    "jdl.fused_adam flat_state (step)": ("adam", *(lambda o: (_step(o, True), o.init))(
+        jdl.fused_adam(LR, flat_state=True))),
     "jdl.fused_adam": ("adam", *(lambda o: (_step(o), o.init))(jdl.fused_adam(LR))),
     "jdl.adam": ("adam", *(lambda o: (_step(o), o.init))(jdl.adam(LR))),
     "jdl.adam bf16 moments": ("adam", *(lambda o: (_step(o), o.init))(
@@ -151,7 +153,8 @@ def measure(tree_name, shapes, rounds, iters, progress):
             if JAX_METHODS.get(name, ("adam",))[0] == "adam" else \
             results[name]["ms"] / results[_optax_twin(name)]["ms"]
         results[name]["x_torch_fused"] = results[name]["ms"] / results["torch Adam fused"]["ms"]
-    return {"leaves": len(shapes), "params": n, "methods": results}
+    return {"leaves": len(shapes), "params": n, "methods": results,
+            "load_avg_at_end": os.getloadavg()[0]}
 
 
 def _optax_twin(name):
@@ -169,7 +172,8 @@ def machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "optax": optax.__version__,
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "load_avg_at_start": os.getloadavg()[0]}
+            "load_avg_at_start": os.getloadavg()[0],
+            "gpu": any(d.platform == "gpu" for d in jax.devices())}
 
 
 def markdown(report):
@@ -179,9 +183,12 @@ def markdown(report):
              f"{m['torch']} ({m['torch_threads']} threads); median of {report['rounds']} "
              f"interleaved rounds x {report['iters']} steps; load average at start "
              f"{m['load_avg_at_start']:.1f} (shared machine: absolute times move 20-30%, "
-             "compare ratios).", ""]
+             "compare ratios). \"(step)\": `update(..., return_params=True)`, the kernel also "
+             "applies the update." + ("" if m.get("gpu") else " No GPU was available to this run, "
+                                      "so there is no GPU table."), ""]
     for tree, r in report["trees"].items():
-        lines += [f"**tree {tree}** ({r['leaves']} leaves, {r['params'] / 1e6:.2f}M params)", "",
+        lines += [f"**tree {tree}** ({r['leaves']} leaves, {r['params'] / 1e6:.2f}M params; "
+                  f"load average when done {r.get('load_avg_at_end', float('nan')):.1f})", "",
                   "| method | ms | x optax (same algorithm) | x torch fused | GB/s | compile s "
                   "| state B/param |", "|---|---|---|---|---|---|---|"]
         for name, v in r["methods"].items():

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,8 @@ _FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=
           "-shared", "-fPIC", "-pthread")
 _TARGETS = {"adam": "JdlFusedAdam"}
 CALL_LEAVES = 16
+# Leaves from this size on are faster through XLA when the kernel cannot apply the update.
+SMALL_LEAF = 2**16
 
 
 def _cache_dir() -> Path:
@@ -124,7 +126,7 @@ def fused_call(
     aliases: Sequence[int],
     **attrs,
 ) -> list[list[jax.Array]]:
-    """One kernel call over all leaves.
+    """Kernel calls over all leaves, chained (at most ``CALL_LEAVES`` leaves each).
 
     Args:
       name: the kernel (``"adam"``).
@@ -139,25 +141,76 @@ def fused_call(
     """
     # XLA's compile time grows faster than linearly in the operand count of one
     # custom call (400 leaves in one call: ~10 s, aliasing included), so the leaves go
-    # in calls of at most CALL_LEAVES each.
-    if len(inputs) > CALL_LEAVES:
-        return [out for start in range(0, len(inputs), CALL_LEAVES)
-                for out in fused_call(name, scalars, inputs[start:start + CALL_LEAVES],
-                                      aliases, **attrs)]
-    n_in = len(inputs[0])
-    operands, results, io_aliases = [scalars], [], {}
-    for leaf, arrays in enumerate(inputs):
-        operands.extend(arrays)
-        for k, slot in enumerate(aliases):
-            if slot is not None:
-                io_aliases[1 + leaf * n_in + slot] = leaf * len(aliases) + k
-            results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
-    flat = jax.ffi.ffi_call(
-        f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases,
-        vmap_method="sequential",
-    )(*operands, **{k: np.int64(v) for k, v in attrs.items()})
-    width = len(aliases)
-    return [list(flat[i * width:(i + 1) * width]) for i in range(len(inputs))]
+    # in calls of at most CALL_LEAVES each. Each call passes the scalars through
+    # (aliased) to the next: the chain keeps XLA from handing the calls to other
+    # threads one by one (each hand-off costs a wake-up, on a busy machine milliseconds).
+    n_in, width, outs = len(inputs[0]), len(aliases), []
+    for start in range(0, len(inputs), CALL_LEAVES):
+        chunk = inputs[start:start + CALL_LEAVES]
+        operands, io_aliases = [scalars], {0: 0}
+        results = [jax.ShapeDtypeStruct(scalars.shape, jnp.float32)]
+        for leaf, arrays in enumerate(chunk):
+            operands.extend(arrays)
+            for k, slot in enumerate(aliases):
+                if slot is not None:
+                    io_aliases[1 + leaf * n_in + slot] = 1 + leaf * width + k
+                results.append(jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32))
+        flat = jax.ffi.ffi_call(
+            f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases, vmap_method="sequential",
+        )(*operands, **_int_attrs(attrs, flat=0, offset=0))
+        scalars = flat[0]
+        outs += [list(flat[1 + i * width:1 + (i + 1) * width]) for i in range(len(chunk))]
+    return outs
+
+
+def fused_call_flat(
+    name: str,
+    scalars: jax.Array,
+    moments: Sequence[jax.Array],
+    inputs: Sequence[Sequence[jax.Array]],
+    aliases: Sequence[Optional[int]],
+    **attrs,
+) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Kernel calls over leaves whose state lives in flat buffers (one per moment).
+
+    The leaves go in calls of at most ``CALL_LEAVES``; each call updates its stretch of
+    the flat buffers in place (they are aliased through the chain of calls), so the
+    buffers are never split or concatenated.
+
+    Args:
+      name: the kernel (``"adam"``).
+      scalars: a float32 vector of the step's hyperparameters.
+      moments: the flat float32 state buffers; leaf ``i`` owns the elements after
+        those of leaves ``0..i-1``, in order.
+      inputs: per leaf, its input arrays (same size, float32).
+      aliases: the input slot each leaf's single output overwrites, or None.
+      **attrs: integer attributes of the kernel.
+
+    Returns:
+      The new flat buffers and, per leaf, its output array.
+    """
+    moments, outs, offset = list(moments), [], 0
+    n_in, n_mom = len(inputs[0]) if inputs else 0, len(moments)
+    for start in range(0, len(inputs), CALL_LEAVES):
+        chunk = inputs[start:start + CALL_LEAVES]
+        io_aliases = {1 + k: k for k in range(n_mom)}
+        if aliases[0] is not None:
+            io_aliases.update({1 + n_mom + j * n_in + aliases[0]: n_mom + j
+                               for j in range(len(chunk))})
+        results = [jax.ShapeDtypeStruct(m.shape, jnp.float32) for m in moments] + [
+            jax.ShapeDtypeStruct(arrays[-1].shape, jnp.float32) for arrays in chunk]
+        flat = jax.ffi.ffi_call(
+            f"jaxopt_dl_fused_{name}", results, input_output_aliases=io_aliases,
+            vmap_method="sequential",
+        )(scalars, *moments, *[a for arrays in chunk for a in arrays],
+          **_int_attrs(attrs, flat=1, offset=offset))
+        moments, outs = list(flat[:n_mom]), outs + list(flat[n_mom:])
+        offset += sum(int(np.prod(arrays[-1].shape)) for arrays in chunk)
+    return moments, outs
+
+
+def _int_attrs(attrs: dict, **extra) -> dict:
+    return {k: np.int64(v) for k, v in {**attrs, **extra}.items()}
 
 
 def scalar_vector(values: Sequence, dtype=jnp.float32) -> jax.Array:

@@ -146,3 +146,84 @@ def test_mismatched_tree_is_rejected():
     opt = jdl.fused_adam(1e-3)
     with pytest.raises(ValueError, match="gradient"):
         opt.update({"w": jnp.ones(3)}, opt.init({"v": jnp.ones(3)}))
+
+
+# ---------------------------------------------------------------- flat_state=True
+FLAT_PARAMS = {"big": PARAMS["big"], "w": PARAMS["w"], "nested": PARAMS["nested"]}
+
+
+def flatten(tree):
+    return jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize("return_params", [False, True])
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_flat_state_matches_adam(use_kernel, return_params):
+    """Flat moments hold adam's moments bit for bit, leaves concatenated in order."""
+    reference = jdl.adam(optax.cosine_decay_schedule(1e-2, STEPS))
+    fused = jdl.fused_adam(optax.cosine_decay_schedule(1e-2, STEPS), flat_state=True,
+                           use_kernel=use_kernel)
+
+    def ref_step(p, g, s):
+        u, s = reference.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    def fused_step(p, g, s):
+        if return_params:
+            return fused.update(g, s, p, return_params=True)
+        u, s = fused.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    ref_jit, fused_jit = jax.jit(ref_step), jax.jit(fused_step, donate_argnums=(0, 2))
+    p1, s1 = FLAT_PARAMS, reference.init(FLAT_PARAMS)
+    p2 = jax.tree.map(jnp.copy, FLAT_PARAMS)
+    s2 = fused.init(p2)
+    assert s2[0].mu.shape == (sum(x.size for x in jax.tree.leaves(FLAT_PARAMS)),)
+    for t in range(20):
+        g = grads_at(t, FLAT_PARAMS)
+        p1, s1 = ref_jit(p1, g, s1)
+        p2, s2 = fused_jit(p2, g, s2)
+    np.testing.assert_array_equal(flatten(s1[0].mu), s2[0].mu)
+    np.testing.assert_array_equal(flatten(s1[0].nu), s2[0].nu)
+    chex.assert_trees_all_equal(s1[0].count, s2[0].count)
+    chex.assert_trees_all_equal(s1[1], s2[1])
+    chex.assert_trees_all_close(p1, p2, rtol=2e-5, atol=1e-7)
+
+
+def test_flat_state_uses_kernel_and_no_concatenate():
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not buildable here")
+    opt = jdl.fused_adam(1e-3, flat_state=True)
+    params = [jnp.ones(7)] * 40  # 3 kernel calls chained through the flat buffers
+    hlo = jax.jit(lambda p, g, s: opt.update(g, s, p, return_params=True)).lower(
+        params, params, opt.init(params)).as_text()
+    assert hlo.count("jaxopt_dl_fused_adam") == 3
+    copies = [line for line in hlo.splitlines() if "concatenate" in line or "slice" in line]
+    assert not [line for line in copies if "280xf32" in line]  # the flat buffers: 40 * 7
+
+
+@pytest.mark.parametrize("bad", [
+    dict(params={"w": jnp.ones(3, jnp.bfloat16)}, kwargs={}, match="float32 leaves"),
+    dict(params={"w": jnp.ones(3)}, kwargs={"mu_dtype": jnp.bfloat16}, match="mu_dtype"),
+])
+def test_flat_state_rejects_other_dtypes(bad):
+    with pytest.raises(ValueError, match=bad["match"]):
+        jdl.fused_adam(1e-3, flat_state=True, **bad["kwargs"]).init(bad["params"])
+
+
+def test_flat_state_rejects_other_tree():
+    opt = jdl.fused_adam(1e-3, flat_state=True)
+    with pytest.raises(ValueError, match="flat state"):
+        opt.update({"w": jnp.ones(4)}, opt.init({"w": jnp.ones(3)}))
+
+
+def test_large_leaves_stay_in_xla_without_return_params():
+    """Without return_params the kernel takes only leaves under SMALL_LEAF elements."""
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not buildable here")
+    opt = jdl.fused_adam(1e-3)
+    params = {"big": jnp.ones(_fused.SMALL_LEAF), "small": jnp.ones(10)}
+    lower = lambda **kw: jax.jit(lambda p, g, s: opt.update(g, s, p, **kw)).lower(  # noqa: E731
+        params, params, opt.init(params)).as_text()
+    assert f"tensor<{_fused.SMALL_LEAF}xf32>" not in lower().split("jaxopt_dl_fused_adam")[1].split("\n")[0]
+    assert lower(return_params=True).count("jaxopt_dl_fused_adam") == 1

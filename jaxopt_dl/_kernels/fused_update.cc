@@ -9,7 +9,8 @@
 // outputs by the caller, so with donated buffers the update happens in place.
 //
 // Operands: scalars (f32[k], the hyperparameters already evaluated at this step),
-// then for each leaf its `n_in` arrays; results: for each leaf its `n_out` arrays.
+// then for each leaf its `n_in` arrays; results: for each leaf its `n_out` arrays
+// (Adam also has a flat-moment layout, described at AdamImpl).
 
 #include <algorithm>
 #include <cmath>
@@ -86,10 +87,11 @@ struct Leaves {
   std::vector<int64_t> sizes;
 };
 
+// The first `skip` results are not leaves.
 ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, int n_in,
-                            int n_out) {
-  if (args.size() % n_in != 0 || rets.size() % n_out != 0 ||
-      args.size() / n_in != rets.size() / n_out) {
+                            int n_out, int skip) {
+  if (rets.size() < static_cast<size_t>(skip) || args.size() % n_in != 0 ||
+      (rets.size() - skip) % n_out != 0 || args.size() / n_in != (rets.size() - skip) / n_out) {
     return ffi::Unexpected(ffi::Error::InvalidArgument("operand count mismatch"));
   }
   Leaves leaves;
@@ -110,7 +112,7 @@ ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, i
       leaves.ins[i].push_back(static_cast<const float*>(buf->untyped_data()));
     }
     for (int k = 0; k < n_out; ++k) {
-      auto buf = rets.get<ffi::AnyBuffer>(i * n_out + k);
+      auto buf = rets.get<ffi::AnyBuffer>(skip + i * n_out + k);
       if (!buf.has_value()) return ffi::Unexpected(buf.error());
       if (static_cast<int64_t>((*buf)->element_count()) != size)
         return ffi::Unexpected(ffi::Error::InvalidArgument("result size mismatch"));
@@ -125,27 +127,25 @@ ffi::ErrorOr<Leaves> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets, i
 // Adam. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root, -lr.
 // (XLA rewrites the division by the scalar bias correction into a multiplication by
 // its reciprocal; so do we, to produce the same bits.)
-// apply=1: per leaf (p, g, m, v) -> (p', m', v');  apply=0: (g, m, v) -> (u, m', v').
+// apply=1: per leaf (p, g, m, v) -> (p', m', v');  apply=0: (g, m, v) -> (u, m', v'),
+// after a first result that passes the scalars through.
+// flat=1: the moments of all leaves live in two flat buffers; operands are
+//   (m_flat, v_flat, then per leaf p, g or just g), results (m_flat', v_flat', then per
+//   leaf p' or u); this call's leaves start at element `offset` of the flat buffers.
 // ---------------------------------------------------------------------------
-ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets, int64_t apply) {
-  const float* s = scalars.typed_data();
+struct AdamLeaf {
+  const float *p, *g, *m, *v;
+  float *o0, *om, *ov;
+};
+
+void AdamLoop(const float* s, bool apply, const std::vector<AdamLeaf>& leaves,
+              const std::vector<int64_t>& sizes) {
   const float b1 = s[0], omb1 = s[1], b2 = s[2], omb2 = s[3], rc1 = s[4], rc2 = s[5];
   const float eps = s[6], eps_root = s[7], step = s[8];
-  const int n_in = apply ? 4 : 3;
-  auto leaves = Collect(args, rets, n_in, 3);
-  if (!leaves.has_value()) return leaves.error();
-  const Leaves& L = *leaves;
-  ParallelFor(L.sizes, [&](int64_t leaf, int64_t begin, int64_t end) {
-    const auto& in = L.ins[leaf];
-    const auto& out = L.outs[leaf];
-    const float* p = apply ? in[0] : nullptr;
-    const float* g = in[apply ? 1 : 0];
-    const float* m = in[apply ? 2 : 1];
-    const float* v = in[apply ? 3 : 2];
-    float* o0 = out[0];
-    float* om = out[1];
-    float* ov = out[2];
+  ParallelFor(sizes, [&](int64_t leaf, int64_t begin, int64_t end) {
+    const AdamLeaf& L = leaves[leaf];
+    const float *p = L.p, *g = L.g, *m = L.m, *v = L.v;
+    float *o0 = L.o0, *om = L.om, *ov = L.ov;
     if (apply) {
 #pragma GCC ivdep
       for (int64_t i = begin; i < end; ++i) {
@@ -169,6 +169,72 @@ ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
       }
     }
   });
+}
+
+ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets, int64_t apply, int64_t flat, int64_t offset) {
+  std::vector<AdamLeaf> leaves;
+  std::vector<int64_t> sizes;
+  if (!flat) {
+    // Result 0 passes the scalars through (aliased: no work); it orders the calls of
+    // one step into a chain, so XLA runs them one after another on the calling thread
+    // instead of handing each one to another thread.
+    auto token = rets.get<ffi::AnyBuffer>(0);
+    if (!token.has_value()) return ffi::Error::InvalidArgument("adam: missing scalar result");
+    float* pass = static_cast<float*>((*token)->untyped_data());
+    if (pass != scalars.typed_data())
+      std::copy(scalars.typed_data(), scalars.typed_data() + scalars.element_count(), pass);
+    auto collected = Collect(args, rets, apply ? 4 : 3, 3, 1);
+    if (!collected.has_value()) return collected.error();
+    const Leaves& L = *collected;
+    for (size_t i = 0; i < L.sizes.size(); ++i) {
+      const auto& in = L.ins[i];
+      const auto& out = L.outs[i];
+      leaves.push_back({apply ? in[0] : nullptr, in[apply ? 1 : 0], in[apply ? 2 : 1],
+                        in[apply ? 3 : 2], out[0], out[1], out[2]});
+    }
+    sizes = L.sizes;
+  } else {
+    // Two leading flat moment operands/results, then the leaves (p, g) or (g) -> (p') or (u).
+    if (args.size() < 2 || rets.size() < 2)
+      return ffi::Error::InvalidArgument("flat adam: missing moment buffers");
+    auto m_in = args.get<ffi::AnyBuffer>(0), v_in = args.get<ffi::AnyBuffer>(1);
+    auto m_out = rets.get<ffi::AnyBuffer>(0), v_out = rets.get<ffi::AnyBuffer>(1);
+    if (!m_in.has_value() || !v_in.has_value() || !m_out.has_value() || !v_out.has_value())
+      return ffi::Error::InvalidArgument("flat adam: bad moment buffers");
+    const int64_t capacity = m_in->element_count();
+    const float* m = static_cast<const float*>(m_in->untyped_data());
+    const float* v = static_cast<const float*>(v_in->untyped_data());
+    float* om = static_cast<float*>((*m_out)->untyped_data());
+    float* ov = static_cast<float*>((*v_out)->untyped_data());
+    if (om != m) std::copy(m, m + capacity, om);  // unaliased: keep the other leaves' moments
+    if (ov != v) std::copy(v, v + capacity, ov);
+    const size_t n_in = apply ? 2 : 1;
+    if ((args.size() - 2) % n_in != 0 || (args.size() - 2) / n_in != rets.size() - 2)
+      return ffi::Error::InvalidArgument("flat adam: operand count mismatch");
+    int64_t pos = offset;
+    for (size_t i = 0; i < rets.size() - 2; ++i) {
+      auto g = args.get<ffi::AnyBuffer>(2 + i * n_in + (apply ? 1 : 0));
+      auto o = rets.get<ffi::AnyBuffer>(2 + i);
+      if (!g.has_value() || !o.has_value())
+        return ffi::Error::InvalidArgument("flat adam: bad leaf buffer");
+      const int64_t size = g->element_count();
+      if (pos + size > capacity || static_cast<int64_t>((*o)->element_count()) != size)
+        return ffi::Error::InvalidArgument("flat adam: leaf outside the moment buffers");
+      const float* p = nullptr;
+      if (apply) {
+        auto pb = args.get<ffi::AnyBuffer>(2 + i * n_in);
+        if (!pb.has_value() || static_cast<int64_t>(pb->element_count()) != size)
+          return ffi::Error::InvalidArgument("flat adam: bad parameter buffer");
+        p = static_cast<const float*>(pb->untyped_data());
+      }
+      leaves.push_back({p, static_cast<const float*>(g->untyped_data()), m + pos, v + pos,
+                        static_cast<float*>((*o)->untyped_data()), om + pos, ov + pos});
+      sizes.push_back(size);
+      pos += size;
+    }
+  }
+  AdamLoop(scalars.typed_data(), apply != 0, leaves, sizes);
   return ffi::Error::Success();
 }
 
@@ -179,4 +245,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdam, AdamImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .RemainingArgs()
                                   .RemainingRets()
-                                  .Attr<int64_t>("apply"));
+                                  .Attr<int64_t>("apply")
+                                  .Attr<int64_t>("flat")
+                                  .Attr<int64_t>("offset"));
