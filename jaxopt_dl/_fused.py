@@ -46,14 +46,12 @@ def _cache_dir() -> Path:
 
 def _cpu_signature() -> str:
     """What ``-march=native`` depends on, so a cache shared between machines stays safe."""
+    fallback = platform.processor() + platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags") or line.startswith("Features"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
+            return next((line for line in f if line.startswith(("flags", "Features"))), fallback)
+    except OSError:  # no /proc (macOS, Windows): the processor name is the best we have
+        return fallback
 
 
 def _library_path() -> Path:
