@@ -61,13 +61,10 @@ SCIPY = {
 }
 
 
-SLOW = pytest.mark.slow
-
-
 @pytest.mark.parametrize("method", sorted(SCIPY))
 @pytest.mark.parametrize(
     "problem",
-    [pytest.param(p, marks=SLOW) if p in ("rosen4", "rosen10") else p for p in sorted(PROBLEMS)],
+    sorted(PROBLEMS),
 )
 def test_matches_scipy_minimum_within_1p5x_iterations(problem, method):
     fun, starts, minimum = PROBLEMS[problem]
