@@ -25,6 +25,16 @@ class AddNoiseState(NamedTuple):
     rng_key: jax.Array
 
 
+def _scaled_weights(weight: jax.Array, params: jax.Array) -> jax.Array:
+    """Gradient of ``weight/2 ||w||^2``: ``weight * w``."""
+    return weight * params
+
+
+def _scaled_sign(weight: jax.Array, params: jax.Array) -> jax.Array:
+    """Subgradient of ``weight ||w||_1``: ``weight * sign(w)`` (0 at w = 0)."""
+    return weight * jnp.sign(params)
+
+
 def _params_required(name: str, params: Any) -> None:
     if params is None:
         raise ValueError(f"{name} needs params: call update(updates, state, params)")
@@ -70,7 +80,7 @@ def add_decayed_weights(
       weight_decay: a float or schedule.
       mask: a tree of booleans or a function params -> tree, True where to decay.
     """
-    return _add_penalty_gradient("weight_decay", weight_decay, lambda s, p: s * p, mask)
+    return _add_penalty_gradient("weight_decay", weight_decay, _scaled_weights, mask)
 
 
 def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
@@ -81,7 +91,7 @@ def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
     References:
       Goodfellow et al. 2016, Sec. 7.1.1; seed 003/004.
     """
-    return _add_penalty_gradient("weight", weight, lambda s, p: s * p, mask)
+    return _add_penalty_gradient("weight", weight, _scaled_weights, mask)
 
 
 def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
@@ -91,7 +101,7 @@ def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
 
     (``sign(0) = 0``: the subgradient of ``|w|`` at 0 chosen as 0.)
     """
-    return _add_penalty_gradient("weight", weight, lambda s, p: s * jnp.sign(p), mask)
+    return _add_penalty_gradient("weight", weight, _scaled_sign, mask)
 
 
 def add_elastic_net(
@@ -101,14 +111,10 @@ def add_elastic_net(
 
     .. math:: u = g + \\lambda_1 \\mathrm{sign}(w) + \\lambda_2 w
     """
-    for name, value in (("l1", l1), ("l2", l2)):
-        _core.check_nonnegative(name, value)
-        _core.check_finite(name, value)
-    return _core.chain(_renamed_l1(l1, mask), add_l2(l2, mask))
-
-
-def _renamed_l1(l1, mask):
-    return _add_penalty_gradient("l1", l1, lambda s, p: s * jnp.sign(p), mask)
+    return _core.chain(
+        _add_penalty_gradient("l1", l1, _scaled_sign, mask),
+        _add_penalty_gradient("l2", l2, _scaled_weights, mask),
+    )
 
 
 def add_noise(
