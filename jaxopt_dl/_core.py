@@ -207,9 +207,6 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     return _map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
 
 
-def tree_full_like(tree: Any, value: float, dtype: Any = None) -> Any:
-    """A constant with each leaf's shape."""
-    return _map(lambda x: jnp.full_like(x, value, dtype=dtype), tree)
 
 
 def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) -> Any:
@@ -248,9 +245,6 @@ def tree_scale(scalar: jax.typing.ArrayLike, tree: Any) -> Any:
     return _map(lambda x: (scalar * x).astype(x.dtype), tree)
 
 
-def tree_add(a: Any, b: Any) -> Any:
-    """Leafwise ``a + b``."""
-    return _map(lambda x, y: x + y, a, b)
 
 
 def tree_add_scaled(a: Any, scalar: jax.typing.ArrayLike, b: Any) -> Any:
