@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
@@ -318,6 +319,34 @@ def tree_all_finite(tree: Any) -> jax.Array:
 def evaluate(value: ScalarOrSchedule, count: jax.Array) -> jax.typing.ArrayLike:
     """A hyperparameter's value at step ``count``: call it if it is a schedule."""
     return value(count) if callable(value) else value
+
+
+# --------------------------------------------------------------------------
+# Metadata attached to a transform (what it is, for readers such as
+# ``current_learning_rate`` and the fused step), without changing its type or state
+# --------------------------------------------------------------------------
+
+_METADATA: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+
+
+def with_metadata(tx: Any, **info: Any) -> Any:
+    """Attach ``info`` to ``tx`` (keyed by its ``update`` function) and return ``tx``.
+
+    The transform stays optax's own type and its state is unchanged; the information
+    lives beside it and is found again by :func:`metadata` for the same object (also
+    after ``flax`` ``TrainState`` stores it). Later calls add to earlier ones.
+    """
+    _METADATA.setdefault(tx.update, {}).update(info)
+    return tx
+
+
+def metadata(tx: Any) -> dict:
+    """What :func:`with_metadata` attached to ``tx`` (an empty dict when nothing was)."""
+    update = getattr(tx, "update", None)
+    try:
+        return dict(_METADATA.get(update, {}))
+    except TypeError:  # an update that cannot be weakly referenced carries no metadata
+        return {}
 
 
 # --------------------------------------------------------------------------
