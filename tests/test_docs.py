@@ -226,3 +226,17 @@ def test_docs_python_examples_run(page, example_failures):
     """A page's python blocks run, in order, in one namespace (cwd: a temporary folder)."""
     failure = example_failures[page.relative_to(ROOT).as_posix()]
     assert failure is None, failure
+
+
+@needs_mkdocs
+def test_site_loads_nothing_from_the_network(site):
+    """The site reads offline: every script, stylesheet and font it loads ships with it."""
+    remote = re.compile(r'<(?:script|link)[^>]+(?:src|href)="(https?:)?//[^"]+"')
+    offenders = {
+        str(page.relative_to(site)): remote.findall(page.read_text(encoding="utf-8"))
+        for page in site.rglob("*.html")
+        if remote.search(page.read_text(encoding="utf-8"))
+    }
+    assert not offenders, f"pages loading remote resources: {sorted(offenders)[:5]}"
+    assert (site / "javascripts" / "mathjax" / "es5" / "tex-mml-chtml.js").is_file()
+    assert list((site / "javascripts" / "mathjax" / "es5" / "output").rglob("*.woff"))
