@@ -268,18 +268,25 @@ def _damaged(directory: str, step: int, file: str, reason: Any) -> CorruptCheckp
     return CorruptCheckpointError(_one_line(f"damaged checkpoint file {path}: {reason}", 240))
 
 
-def _record(manager, directory: str, step: int) -> dict:
-    """The step's record, with the msgpack bytes checked against their checksum."""
+def _record(directory: str, step: int) -> dict:
+    """The step's record, with the msgpack bytes checked against their checksum.
+
+    The record is read from orbax's step metadata file directly: orbax's reader logs
+    an error and returns nothing for a damaged file, where this names it in one line.
+    """
+    folder = os.path.join(directory, _step_name(step))
     try:
-        record = dict(manager.metadata(step).custom_metadata or {})
-    except Exception as error:  # any unreadable metadata file is damage
+        with open(os.path.join(folder, _STEP_METADATA)) as f:
+            record = json.load(f).get("custom_metadata") or {}
+    except (OSError, ValueError, AttributeError) as error:
         raise _damaged(directory, step, _STEP_METADATA, error) from error
     if record.get("format_version") != _FORMAT_VERSION or record.get("backend") not in BACKENDS:
         raise _damaged(directory, step, _STEP_METADATA, "no jaxopt_dl record in it")
     if record["backend"] == "msgpack":
         file = os.path.join("msgpack", _MSGPACK)
         try:
-            data = (epath.Path(os.path.abspath(directory)) / _step_name(step) / file).read_bytes()
+            with open(os.path.join(folder, file), "rb") as f:
+                data = f.read()
         except OSError as error:
             raise _damaged(directory, step, file, error) from error
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
@@ -288,23 +295,26 @@ def _record(manager, directory: str, step: int) -> dict:
     return record
 
 
-def _first_good(directory: str, steps: list, load: Callable[[int], Any]) -> Optional[tuple]:
+def _first_good(steps: list, load: Callable[[int], Any]) -> Optional[tuple]:
     """``(step, load(step))`` for the first step whose files ``load`` reads intact.
 
-    Each damaged one (``load`` raises :class:`CorruptCheckpointError`) is skipped with
-    a one-line warning; None when ``steps`` is empty.
+    Each damaged one skipped (``load`` raised :class:`CorruptCheckpointError`) is
+    reported by a one-line warning; when all are damaged, one ``CorruptCheckpointError``
+    and no warning. None when ``steps`` is empty.
     """
     damage = []
     for step in steps:
         try:
-            return step, load(step)
+            found = step, load(step)
         except CorruptCheckpointError as error:
             damage.append(error)
-            warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=3)
+            continue
+        for error in damage:
+            warnings.warn(f"{error}; using step_{step} instead", stacklevel=3)
+        return found
     if damage:
         raise CorruptCheckpointError(
-            _one_line(f"no good checkpoint in directory={directory!r} ({len(damage)} damaged); "
-                      f"newest: {damage[0]}")
+            _one_line(f"no good checkpoint: all {len(damage)} damaged, the newest: {damage[0]}")
         )
     return None
 
@@ -344,7 +354,7 @@ def latest_step(directory: str) -> Optional[int]:
         return None
     with _manager(directory) as manager:
         steps = sorted(manager.all_steps(), reverse=True)
-        found = _first_good(directory, steps, lambda step: _record(manager, directory, step))
+        found = _first_good(steps, lambda step: _record(directory, step))
     return None if found is None else found[0]
 
 
@@ -352,7 +362,7 @@ def _load(manager, directory: str, step: Optional[int], load: Callable[[int], An
     """``(step, load(step))`` for ``step``, or for the newest good checkpoint when None."""
     steps = sorted(manager.all_steps(), reverse=True)
     if step is None:
-        found = _first_good(directory, steps, load)
+        found = _first_good(steps, load)
         if found is None:
             raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
         return found
@@ -382,7 +392,7 @@ def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
     with _manager(directory) as manager:
-        _, record = _load(manager, directory, step, lambda s: _record(manager, directory, s))
+        _, record = _load(manager, directory, step, lambda s: _record(directory, s))
     record.pop("data", None)
     return record
 
@@ -510,7 +520,7 @@ def restore_checkpoint(
     template_leaves, treedef = jax.tree.flatten(template)
 
     def load(found: int) -> list:
-        record = _record(manager, directory, found)
+        record = _record(directory, found)
         if backend is not None and backend != record["backend"]:
             raise ValueError(
                 f"checkpoint step_{found} was saved with backend={record['backend']!r}, "
