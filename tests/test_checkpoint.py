@@ -179,6 +179,68 @@ def test_bad_arguments(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Damaged checkpoints: fall back to the newest good one, or one error line
+# --------------------------------------------------------------------------
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _empty_data_files(path):
+    for data in path.glob("**/d/*"):
+        data.write_bytes(b"")
+
+
+DAMAGES = [  # backend, damage, the file it damages (in a step folder), found without a template
+    ("msgpack", _truncate, "msgpack/state.msgpack", True),
+    ("msgpack", _flip_a_byte, "msgpack/state.msgpack", True),
+    ("msgpack", _truncate, "_CHECKPOINT_METADATA", True),
+    ("orbax", _flip_a_byte, "_CHECKPOINT_METADATA", True),
+    ("orbax", _empty_data_files, "orbax", False),
+]
+
+
+@pytest.mark.parametrize("backend,damage,file,found_early", DAMAGES,
+                         ids=[f"{b}-{d.__name__}-{f}" for b, d, f, _ in DAMAGES])
+def test_damaged_newest_checkpoint_falls_back_with_one_warning(
+        backend, damage, file, found_early, tmp_path):
+    def state(value):
+        return {"w": jnp.full((64, 8), value), "step": jnp.asarray(int(value))}
+
+    for step in (1, 2):
+        checkpoint.save_checkpoint(tmp_path, state(float(step)), step, backend=backend)
+    bad = tmp_path / "step_2" / file
+    damage(bad)
+
+    with pytest.warns(UserWarning) as caught:
+        restored = checkpoint.restore_checkpoint(tmp_path, state(0.0))
+    chex.assert_trees_all_equal(restored, state(1.0))
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert str(bad) in message and "using step_1" in message and "\n" not in message
+    with pytest.raises(checkpoint.CorruptCheckpointError, match=re.escape(str(bad))):
+        checkpoint.restore_checkpoint(tmp_path, state(0.0), step=2)
+    if found_early:  # the record or the msgpack checksum: seen without reading the arrays
+        with pytest.warns(UserWarning, match=re.escape(str(bad))):
+            assert checkpoint.latest_step(tmp_path) == 1
+        with pytest.warns(UserWarning, match=re.escape(str(bad))):
+            assert checkpoint.checkpoint_metadata(tmp_path)["step"] == 1
+
+    damage(tmp_path / "step_1" / file)
+    with pytest.raises(checkpoint.CorruptCheckpointError, match="^no good checkpoint") as error:
+        checkpoint.restore_checkpoint(tmp_path, state(0.0))
+    assert "\n" not in str(error.value) and len(str(error.value)) <= 300
+    assert isinstance(error.value, ValueError)
+
+
+# --------------------------------------------------------------------------
 # A crash during save leaves the previous checkpoint restorable
 # --------------------------------------------------------------------------
 
