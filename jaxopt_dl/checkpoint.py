@@ -6,13 +6,14 @@ training loop needs to resume bit-exactly -- plus a small JSON-able metadata dic
 
 orbax-checkpoint's ``CheckpointManager`` does the filing: one folder
 ``directory/step_<N>/`` per checkpoint, written under a temporary name and renamed
-when complete (a crash, even ``SIGKILL``, leaves the earlier checkpoints whole), the
+when complete (a crash, even ``SIGKILL``, leaves the earlier checkpoints whole); the
 newest ``keep`` kept (older ones renamed into ``.deleted/`` before they are deleted,
-so a crash never leaves half a checkpoint), and several hosts coordinated. Each folder holds the arrays,
-either in ``orbax/`` (orbax's ``StandardCheckpointHandler``: sharded arrays from
-several hosts) or in one file ``msgpack/state.msgpack`` (``flax.serialization``:
-small and portable), and, in orbax's step metadata, this module's record: the
-backend, the tree's signature, a SHA-256 of the msgpack file and the user's metadata.
+so a crash never leaves half a checkpoint); several hosts coordinated. A folder
+holds the arrays, in ``orbax/`` (orbax's ``StandardCheckpointHandler``, which writes
+sharded arrays from several hosts) or in one file ``msgpack/state.msgpack``
+(``flax.serialization``: small, portable), and, in orbax's step metadata, this
+module's record: backend, the tree's signature, SHA-256 of the msgpack file and the
+user's metadata.
 
 What this module adds to orbax:
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -61,11 +63,11 @@ from jaxopt_dl import _core
 __all__ = [
     "BACKENDS",
     "CorruptCheckpointError",
-    "save_checkpoint",
-    "restore_checkpoint",
-    "latest_step",
     "all_steps",
     "checkpoint_metadata",
+    "latest_step",
+    "restore_checkpoint",
+    "save_checkpoint",
 ]
 
 BACKENDS = ("msgpack", "orbax")
@@ -77,7 +79,7 @@ _MAX_MESSAGE = 300
 
 
 class CorruptCheckpointError(ValueError):
-    """No good checkpoint: every candidate's record or files are damaged."""
+    """A checkpoint's record or files are damaged (with ``step=None``: every checkpoint's)."""
 
 
 # --------------------------------------------------------------------------
@@ -136,30 +138,24 @@ def _one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
 
 def _difference(saved: list, template: list) -> Optional[str]:
     """What differs at the first differing node, or None when the trees match."""
-    saved_paths = {entry[0] for entry in saved}
-    for ours, theirs in zip(saved, template):
+    template_paths = {entry[0] for entry in template}
+    for ours, theirs in itertools.zip_longest(saved, template):
         if ours == theirs:
             continue
-        if ours[0] != theirs[0]:
-            if ours[0] not in {entry[0] for entry in template}:
-                return f"{_short(ours[0])} is in the checkpoint but missing from the template"
+        if theirs is None or (ours is not None and ours[0] not in template_paths):
+            return f"{_short(ours[0])} is in the checkpoint but missing from the template"
+        if ours is None or ours[0] != theirs[0]:
             return f"{_short(theirs[0])} is missing from the checkpoint"
-        where = _short(ours[0])
-        if ours[1] != theirs[1]:
-            return f"{where}: container kind {ours[1]} in the checkpoint vs {theirs[1]} in the template"
-        if ours[2] != theirs[2]:
-            return f"{where}: shape {tuple(ours[2])} in the checkpoint vs {tuple(theirs[2])} in the template"
-        return f"{where}: dtype {ours[3]} in the checkpoint vs {theirs[3]} in the template"
-    if len(saved) > len(template):
-        return f"{_short(saved[len(template)][0])} is in the checkpoint but missing from the template"
-    if len(template) > len(saved):
-        missing = next(e[0] for e in template if e[0] not in saved_paths)
-        return f"{_short(missing)} is missing from the checkpoint"
+        index = next(i for i in (1, 2, 3) if ours[i] != theirs[i])
+        what = {1: "container kind", 2: "shape", 3: "dtype"}[index]
+        show = tuple if index == 2 else str
+        return (f"{_short(ours[0])}: {what} {show(ours[index])} in the checkpoint vs "
+                f"{show(theirs[index])} in the template")
     return None
 
 
 def _check_signature(saved: list, template: list, name: str) -> None:
-    """Raise ``ValueError`` (one line) naming the first node where checkpoint and template differ."""
+    """Raise ``ValueError``, one line naming the first node where checkpoint and template differ."""
     difference = _difference(saved, template)
     if difference is not None:
         raise ValueError(_one_line(f"checkpoint {name} does not match the template: {difference}"))
@@ -216,13 +212,16 @@ def _with_empty_leaves(stored: dict, template_leaves: list) -> list:
 
 
 class _MsgpackHandler(ocp.CheckpointHandler):
-    """Writes the serialized bytes as ``state.msgpack`` (primary host) and reads them back."""
+    """Writes the serialized bytes as ``state.msgpack`` (primary host) and reads them back.
 
-    def save(self, directory: epath.Path, args: "_MsgpackSave") -> None:
+    :func:`restore_checkpoint` reads the file itself, with its checksum (``_record``).
+    """
+
+    def save(self, directory: epath.Path, args: _MsgpackSave) -> None:
         if jax.process_index() == 0:
             (directory / _MSGPACK).write_bytes(args.data)
 
-    def restore(self, directory: epath.Path, args: Optional["_MsgpackRestore"] = None) -> bytes:
+    def restore(self, directory: epath.Path, args: Optional[_MsgpackRestore] = None) -> bytes:
         return (directory / _MSGPACK).read_bytes()
 
 
@@ -235,7 +234,7 @@ class _MsgpackSave(ocp.args.CheckpointArgs):
 @ocp.args.register_with_handler(_MsgpackHandler, for_restore=True)
 @dataclasses.dataclass
 class _MsgpackRestore(ocp.args.CheckpointArgs):
-    pass
+    """orbax registers an item's handler by its save and its restore arguments."""
 
 
 # --------------------------------------------------------------------------

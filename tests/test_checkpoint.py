@@ -123,18 +123,18 @@ def _namedtuple_for_tuple(state):
 PREFIX = r"^checkpoint step_1 does not match the template: "
 MISMATCHES = [
     (_other_optimizer, r"\['opt_state'\]\[0\]\.count is missing from the checkpoint$"),
-    (_reshaped_kernel, r"\['params'\]\['dense'\]\['kernel'\]: shape \(3, 4\) in the checkpoint "
-                       r"vs \(4, 3\) in the template$"),
-    (_bf16_kernel, r"\['params'\]\['dense'\]\['kernel'\]: dtype float32 in the checkpoint vs "
-                   r"bfloat16 in the template$"),
+    (_reshaped_kernel, (r"\['params'\]\['dense'\]\['kernel'\]: shape \(3, 4\) in the checkpoint "
+                        r"vs \(4, 3\) in the template$")),
+    (_bf16_kernel, (r"\['params'\]\['dense'\]\['kernel'\]: dtype float32 in the checkpoint vs "
+                    r"bfloat16 in the template$")),
     (_extra_param, r"\['zz'\] is missing from the checkpoint$"),
     (_missing_last, r"\['step'\] is in the checkpoint but missing from the template$"),
-    (_missing_param, r"\['batch_stats'\]\['var'\] is in the checkpoint but missing from the "
-                     r"template$"),
-    (_list_for_tuple, r"\['opt_state'\]: container kind tuple in the checkpoint vs list in the "
-                      r"template$"),
-    (_namedtuple_for_tuple, r"\['opt_state'\]\[1\]\[0\]: container kind namedtuple in the "
-                            r"checkpoint vs tuple in the template$"),
+    (_missing_param, (r"\['batch_stats'\]\['var'\] is in the checkpoint but missing from the "
+                      r"template$")),
+    (_list_for_tuple, (r"\['opt_state'\]: container kind tuple in the checkpoint vs list in the "
+                       r"template$")),
+    (_namedtuple_for_tuple, (r"\['opt_state'\]\[1\]\[0\]: container kind namedtuple in the "
+                             r"checkpoint vs tuple in the template$")),
 ]
 
 
@@ -156,7 +156,8 @@ def test_mismatch_deep_in_a_long_path_is_one_short_line(tmp_path):
         return tree
 
     checkpoint.save_checkpoint(tmp_path, nest(jnp.zeros(3)), 1)
-    with pytest.raises(ValueError, match=r"level_0_of_a_deeply_nested_model'\]: shape \(3,\)") as error:
+    message = r"level_0_of_a_deeply_nested_model'\]: shape \(3,\) in the checkpoint"
+    with pytest.raises(ValueError, match=message) as error:
         checkpoint.restore_checkpoint(tmp_path, nest(jnp.zeros(4)))
     assert "\n" not in str(error.value) and len(str(error.value)) <= 300
 

@@ -1,4 +1,4 @@
-"""Optimizer states through a checkpoint, across processes (run by tests/test_checkpoint_processes.py).
+"""Optimizer states through a checkpoint across processes (tests/test_checkpoint_processes.py).
 
 Usage (from the repository root):
   optimizer_checkpoint.py save DIR     -- every case: build, step 3 times, save with
