@@ -44,18 +44,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import os
 import shutil
+import types
 import warnings
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
-from etils import epath
 from flax import serialization
 
 from jaxopt_dl import _core
@@ -207,34 +207,43 @@ def _with_empty_leaves(stored: dict, template_leaves: list) -> list:
 
 
 # --------------------------------------------------------------------------
-# The msgpack backend: one file per checkpoint, as an orbax checkpoint handler
+# orbax, imported on first use (0.7 s), and the msgpack backend as its handler
 # --------------------------------------------------------------------------
 
 
-class _MsgpackHandler(ocp.CheckpointHandler):
-    """Writes the serialized bytes as ``state.msgpack`` (primary host) and reads them back.
+@functools.cache
+def _orbax() -> types.SimpleNamespace:
+    """orbax-checkpoint, and the msgpack backend as an orbax handler of one file."""
+    import orbax.checkpoint as ocp
 
-    :func:`restore_checkpoint` reads the file itself, with its checksum (``_record``).
-    """
+    class MsgpackHandler(ocp.CheckpointHandler):
+        """Writes the serialized bytes as ``state.msgpack`` (primary host); reads them back.
 
-    def save(self, directory: epath.Path, args: _MsgpackSave) -> None:
-        if jax.process_index() == 0:
-            (directory / _MSGPACK).write_bytes(args.data)
+        :func:`restore_checkpoint` reads the file itself, with its checksum (``_record``).
+        """
 
-    def restore(self, directory: epath.Path, args: Optional[_MsgpackRestore] = None) -> bytes:
-        return (directory / _MSGPACK).read_bytes()
+        def save(self, directory, args):
+            if jax.process_index() == 0:
+                with open(directory / _MSGPACK, "wb") as f:
+                    f.write(args.data)
+                    f.flush()
+                    os.fsync(f.fileno())  # on disk before orbax renames the folder
 
+        def restore(self, directory, args=None):
+            return (directory / _MSGPACK).read_bytes()
 
-@ocp.args.register_with_handler(_MsgpackHandler, for_save=True)
-@dataclasses.dataclass
-class _MsgpackSave(ocp.args.CheckpointArgs):
-    data: bytes
+    @ocp.args.register_with_handler(MsgpackHandler, for_save=True)
+    @dataclasses.dataclass
+    class MsgpackSave(ocp.args.CheckpointArgs):
+        data: bytes
 
+    # orbax registers an item's handler by its save and its restore arguments.
+    @ocp.args.register_with_handler(MsgpackHandler, for_restore=True)
+    @dataclasses.dataclass
+    class MsgpackRestore(ocp.args.CheckpointArgs):
+        pass
 
-@ocp.args.register_with_handler(_MsgpackHandler, for_restore=True)
-@dataclasses.dataclass
-class _MsgpackRestore(ocp.args.CheckpointArgs):
-    """orbax registers an item's handler by its save and its restore arguments."""
+    return types.SimpleNamespace(ocp=ocp, MsgpackHandler=MsgpackHandler, MsgpackSave=MsgpackSave)
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +252,8 @@ class _MsgpackRestore(ocp.args.CheckpointArgs):
 
 
 def _manager(directory: str, keep: Optional[int] = None, write: bool = False):
-    options = ocp.CheckpointManagerOptions(
+    orbax = _orbax()
+    options = orbax.ocp.CheckpointManagerOptions(
         max_to_keep=keep,
         step_prefix="step",
         enable_async_checkpointing=False,
@@ -252,8 +262,10 @@ def _manager(directory: str, keep: Optional[int] = None, write: bool = False):
         save_root_metadata=False,
         todelete_subdir=_TRASH,
     )
-    handlers = {"msgpack": _MsgpackHandler(), "orbax": ocp.StandardCheckpointHandler()}
-    return ocp.CheckpointManager(
+    handlers = {
+        "msgpack": orbax.MsgpackHandler(), "orbax": orbax.ocp.StandardCheckpointHandler()
+    }
+    return orbax.ocp.CheckpointManager(
         os.path.abspath(directory), options=options, item_handlers=handlers
     )
 
@@ -456,15 +468,15 @@ def save_checkpoint(
         host = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
         data = serialization.msgpack_serialize(host)
         record["sha256"] = hashlib.sha256(data).hexdigest()
-        args = _MsgpackSave(data)
+        args = _orbax().MsgpackSave(data)
     else:
         arrays = {k: v if isinstance(v, jax.Array) else np.asarray(v) for k, v in arrays.items()}
-        args = ocp.args.StandardSave(arrays)
+        args = _orbax().ocp.args.StandardSave(arrays)
     with _manager(directory, keep=keep, write=True) as manager:
         _empty_trash(directory)
         if step in manager.all_steps():
             manager.delete(step)
-        manager.save(step, args=ocp.args.Composite(**{backend: args}),
+        manager.save(step, args=_orbax().ocp.args.Composite(**{backend: args}),
                      custom_metadata=record, force=True)
         manager.wait_until_finished()
     _empty_trash(directory)
@@ -551,6 +563,7 @@ def _read_arrays(manager, step: int, record: dict, template_leaves: list) -> lis
                 )
             else:
                 targets[key] = np.zeros(np.shape(storable), np.asarray(storable).dtype)
+        ocp = _orbax().ocp
         args = ocp.args.Composite(orbax=ocp.args.StandardRestore(targets))
         stored = manager.restore(step, args=args)["orbax"]
     return _with_empty_leaves(stored, template_leaves)
