@@ -1,23 +1,32 @@
-"""Save and restore the full training state, atomically, with msgpack or orbax.
+"""Save and restore the full training state on orbax's CheckpointManager.
 
 The state is any pytree: params, batch statistics, optimizer state, step, RNG keys
 (typed ``jax.random.key`` or raw ``PRNGKey``), the data-order position -- whatever the
 training loop needs to resume bit-exactly -- plus a small JSON-able metadata dict.
 
-Layout: ``directory/step_<N>/`` holds ``metadata.json`` (step, backend, the tree's
-signature, the user's metadata) and the arrays, either ``state.msgpack``
-(``flax.serialization``) or ``state/`` (orbax-checkpoint's ``StandardCheckpointHandler``,
-which also writes sharded arrays from several hosts).
+orbax-checkpoint's ``CheckpointManager`` does the filing: one folder
+``directory/step_<N>/`` per checkpoint, written under a temporary name and renamed
+when complete (a crash, even ``SIGKILL``, leaves the earlier checkpoints whole); the
+newest ``keep`` kept (older ones renamed into ``.deleted/`` before they are deleted,
+so a crash never leaves half a checkpoint); several hosts coordinated. A folder
+holds the arrays, in ``orbax/`` (orbax's ``StandardCheckpointHandler``, which writes
+sharded arrays from several hosts) or in one file ``msgpack/state.msgpack``
+(``flax.serialization``: small, portable), and, in orbax's step metadata, this
+module's record: backend, the tree's signature, SHA-256 of the msgpack file and the
+user's metadata.
 
-Atomic writes: a checkpoint is written into ``directory/.step_<N>.partial``, every
-file and folder fsynced, then renamed to ``step_<N>`` (one atomic ``rename``) and the
-parent folder fsynced. A crash at any moment leaves either the new checkpoint
-complete or no trace of it; the earlier ones stay restorable. Old checkpoints beyond
-``keep`` are renamed away before they are deleted, for the same reason.
+What this module adds to orbax:
 
-Restoring needs a template with the tree's structure (e.g. a freshly initialized
-state); a checkpoint whose structure, shapes or dtypes differ from the template's
-raises ``ValueError`` naming the first differing path -- never a partial load.
+- The template check. A checkpoint restores into a template (e.g. a freshly built
+  state) when the two trees have the same paths, container kinds, shapes and dtypes --
+  nothing that changes from one process to the next (functions, object addresses).
+  Otherwise ``ValueError``, one line naming the first differing path and what differs.
+  A namedtuple's kind is ``namedtuple`` (its field names are in the paths), so a state
+  written with optax's classes restores into look-alike classes and back.
+- Damage detection. The newest checkpoint whose record or files are unreadable, or
+  whose msgpack file fails its checksum, is skipped with a one-line warning naming the
+  bad file; when no checkpoint is good, :class:`CorruptCheckpointError` (a
+  ``ValueError``), one line.
 
 Example:
   >>> import tempfile, jax.numpy as jnp, jaxopt_dl as jdl
@@ -34,11 +43,16 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import itertools
 import json
 import os
-import re
 import shutil
-from typing import Any, Optional
+import types
+import warnings
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -48,23 +62,28 @@ from jaxopt_dl import _core
 
 __all__ = [
     "BACKENDS",
-    "save_checkpoint",
-    "restore_checkpoint",
-    "latest_step",
+    "CorruptCheckpointError",
     "all_steps",
     "checkpoint_metadata",
+    "latest_step",
+    "restore_checkpoint",
+    "save_checkpoint",
 ]
 
 BACKENDS = ("msgpack", "orbax")
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-_METADATA = "metadata.json"
 _MSGPACK = "state.msgpack"
-_ORBAX = "state"
-_FORMAT_VERSION = 1
+_STEP_METADATA = "_CHECKPOINT_METADATA"
+_TRASH = ".deleted"
+_FORMAT_VERSION = 2
+_MAX_MESSAGE = 300
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint's record or files are damaged (with ``step=None``: every checkpoint's)."""
 
 
 # --------------------------------------------------------------------------
-# The tree's signature: (path, shape, dtype) per leaf, plus the container types
+# The tree's signature: path, container kind, shape and dtype of every node
 # --------------------------------------------------------------------------
 
 
@@ -76,56 +95,78 @@ def _dtype_name(x: Any) -> str:
     return str(x.dtype) if _is_key(x) else str(np.asarray(x).dtype)
 
 
-def _signature(tree: Any) -> dict:
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return {
-        "leaves": [
-            [jax.tree_util.keystr(path), list(np.shape(x)), _dtype_name(x)] for path, x in leaves
-        ],
-        "treedef": str(treedef),
-    }
+def _kind(node: Any) -> str:
+    if node is None:
+        return "None"
+    if isinstance(node, tuple) and hasattr(type(node), "_fields"):
+        return "namedtuple"
+    return type(node).__name__
 
 
-def _check_signature(saved: dict, template: dict, where: str) -> None:
-    """Raise ``ValueError`` naming the first path where checkpoint and template differ."""
-    for (path, shape, dtype), (t_path, t_shape, t_dtype) in zip(
-        saved["leaves"], template["leaves"]
-    ):
-        if path != t_path:
-            raise ValueError(
-                f"checkpoint {where} does not match the template's structure: first "
-                f"differing path is {path or '<root>'} in the checkpoint vs "
-                f"{t_path or '<root>'} in the template"
-            )
-        if shape != t_shape:
-            raise ValueError(
-                f"checkpoint {where} does not match the template at path {path or '<root>'}: "
-                f"shape {tuple(shape)} in the checkpoint vs {tuple(t_shape)} in the template"
-            )
-        if dtype != t_dtype:
-            raise ValueError(
-                f"checkpoint {where} does not match the template at path {path or '<root>'}: "
-                f"dtype {dtype} in the checkpoint vs {t_dtype} in the template"
-            )
-    n_saved, n_template = len(saved["leaves"]), len(template["leaves"])
-    if n_saved != n_template:
-        longer, side = (saved, "checkpoint") if n_saved > n_template else (template, "template")
-        path = longer["leaves"][min(n_saved, n_template)][0]
-        raise ValueError(
-            f"checkpoint {where} does not match the template's structure: path "
-            f"{path or '<root>'} exists only in the {side} ({n_saved} leaves in the "
-            f"checkpoint vs {n_template} in the template)"
-        )
-    if saved["treedef"] != template["treedef"]:
-        raise ValueError(
-            f"checkpoint {where} does not match the template's structure (same paths, "
-            f"different container types): {saved['treedef']} in the checkpoint vs "
-            f"{template['treedef']} in the template"
-        )
+def _signature(tree: Any) -> list:
+    """``[path, kind, shape, dtype]`` for every node in depth-first order.
+
+    Containers (empty ones too) have kind, no shape and no dtype; leaves have kind
+    ``"array"``. Nothing in it depends on the process (no function or address).
+    """
+    entries = []
+
+    def visit(path: tuple, node: Any) -> None:
+        where = jax.tree_util.keystr(path)
+        structure = jax.tree.structure(node)
+        if structure.num_nodes == 1 and structure.num_leaves == 1:
+            entries.append([where, "array", list(np.shape(node)), _dtype_name(node)])
+            return
+        entries.append([where, _kind(node), None, None])
+        children, _ = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)
+        for key, child in children:
+            visit(path + key, child)
+
+    visit((), tree)
+    return entries
+
+
+def _short(path: str) -> str:
+    path = path or "<root>"
+    return path if len(path) <= 120 else f"{path[:58]}...{path[-58:]}"
+
+
+def _one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _difference(saved: list, template: list) -> Optional[str]:
+    """What differs at the first differing node, or None when the trees match."""
+    template_paths = {entry[0] for entry in template}
+    for ours, theirs in itertools.zip_longest(saved, template):
+        if ours == theirs:
+            continue
+        if theirs is None or (ours is not None and ours[0] not in template_paths):
+            return f"{_short(ours[0])} is in the checkpoint but missing from the template"
+        if ours is None or ours[0] != theirs[0]:
+            return f"{_short(theirs[0])} is missing from the checkpoint"
+        index = next(i for i in (1, 2, 3) if ours[i] != theirs[i])
+        what = {1: "container kind", 2: "shape", 3: "dtype"}[index]
+        show = tuple if index == 2 else str
+        return (f"{_short(ours[0])}: {what} {show(ours[index])} in the checkpoint vs "
+                f"{show(theirs[index])} in the template")
+    return None
+
+
+def _check_signature(saved: list, template: list, name: str) -> None:
+    """Raise ``ValueError``, one line naming the first node where checkpoint and template differ."""
+    difference = _difference(saved, template)
+    if difference is not None:
+        raise ValueError(_one_line(f"checkpoint {name} does not match the template: {difference}"))
+
+
+# --------------------------------------------------------------------------
+# Leaves as stored: typed keys as key data, empty arrays left out (orbax refuses them)
+# --------------------------------------------------------------------------
 
 
 def _to_storable(x: Any) -> Any:
-    """Typed PRNG keys are stored as their raw key data."""
     return jax.random.key_data(x) if _is_key(x) else x
 
 
@@ -150,152 +191,221 @@ def _leaf_key(index: int) -> str:
     return f"{index:06d}"
 
 
-# --------------------------------------------------------------------------
-# Files: fsync and atomic rename
-# --------------------------------------------------------------------------
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: str) -> None:
-    for folder, _, files in os.walk(root, topdown=False):
-        for name in files:
-            _fsync_path(os.path.join(folder, name))
-        _fsync_path(folder)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _remove_atomically(directory: str, name: str) -> None:
-    """Rename ``name`` away (atomic), then delete it: a crash never leaves half a checkpoint."""
-    trash = os.path.join(directory, f".{name}.deleting")
-    if os.path.exists(trash):
-        shutil.rmtree(trash)
-    os.rename(os.path.join(directory, name), trash)
-    _fsync_path(directory)
-    shutil.rmtree(trash)
-
-
-def _is_primary() -> bool:
-    return jax.process_index() == 0
-
-
-def _sync(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
-def all_steps(directory: str) -> list[int]:
-    """The steps of the complete checkpoints in ``directory``, ascending."""
-    if not os.path.isdir(directory):
-        return []
-    steps = []
-    for name in os.listdir(directory):
-        match = _STEP_DIR.match(name)
-        if match and os.path.isfile(os.path.join(directory, name, _METADATA)):
-            steps.append(int(match.group(1)))
-    return sorted(steps)
-
-
-def latest_step(directory: str) -> Optional[int]:
-    """The step of the newest complete checkpoint in ``directory``, or None if there is none."""
-    steps = all_steps(directory)
-    return steps[-1] if steps else None
-
-
-def _step_dir(directory: str, step: Optional[int]) -> tuple[int, str]:
-    if step is None:
-        step = latest_step(directory)
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
-    path = os.path.join(directory, f"step_{int(step)}")
-    if not os.path.isfile(os.path.join(path, _METADATA)):
-        raise FileNotFoundError(
-            f"no checkpoint for step={step} in directory={directory!r}; "
-            f"available steps: {all_steps(directory)}"
-        )
-    return int(step), path
-
-
-def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
-    """The metadata saved with a checkpoint (latest when ``step`` is None).
-
-    Returns:
-      ``{"step": int, "backend": str, "metadata": <the user's dict>, "signature": ...}``.
-    """
-    _, path = _step_dir(directory, step)
-    with open(os.path.join(path, _METADATA)) as f:
-        return json.load(f)
-
-
-# --------------------------------------------------------------------------
-# Backends
-# --------------------------------------------------------------------------
-
-
-def _orbax():
-    import orbax.checkpoint as ocp
-
-    return ocp
-
-
 def _stored_leaves(leaves: list) -> dict:
-    """The leaves that hold data, by index; empty arrays are rebuilt from the signature
-    (orbax refuses to write them)."""
     storable = {_leaf_key(i): _to_storable(x) for i, x in enumerate(leaves)}
     return {k: v for k, v in storable.items() if np.size(v) > 0}
 
 
-def _save_arrays(path: str, leaves: list, backend: str) -> None:
-    arrays = _stored_leaves(leaves)
-    if backend == "msgpack":
-        if _is_primary():
-            host = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
-            _write_file(os.path.join(path, _MSGPACK), serialization.msgpack_serialize(host))
-        return
-    ocp = _orbax()
-    arrays = {k: v if isinstance(v, jax.Array) else np.asarray(v) for k, v in arrays.items()}
-    with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
-        checkpointer.save(os.path.join(path, _ORBAX), args=ocp.args.StandardSave(arrays))
+def _with_empty_leaves(stored: dict, template_leaves: list) -> list:
+    def empty(like):
+        return np.zeros(np.shape(like), np.asarray(like).dtype)
 
-
-def _restore_arrays(path: str, template_leaves: list, backend: str) -> list:
-    if backend == "msgpack":
-        with open(os.path.join(path, _MSGPACK), "rb") as f:
-            stored = serialization.msgpack_restore(f.read())
-    else:
-        ocp = _orbax()
-        targets = {}
-        for key, storable in _stored_leaves(template_leaves).items():
-            like = template_leaves[int(key)]
-            if isinstance(like, jax.Array) and not _is_key(like):
-                targets[key] = jax.ShapeDtypeStruct(
-                    storable.shape, storable.dtype, sharding=like.sharding
-                )
-            else:
-                targets[key] = np.zeros(np.shape(storable), np.asarray(storable).dtype)
-        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
-            stored = checkpointer.restore(
-                os.path.join(path, _ORBAX), args=ocp.args.StandardRestore(targets)
-            )
-    empty = lambda like: np.zeros(np.shape(like), np.asarray(like).dtype)  # noqa: E731
     return [
-        stored.get(_leaf_key(i)) if _leaf_key(i) in stored else empty(_to_storable(like))
+        stored[_leaf_key(i)] if _leaf_key(i) in stored else empty(_to_storable(like))
         for i, like in enumerate(template_leaves)
     ]
+
+
+# --------------------------------------------------------------------------
+# orbax, imported on first use (0.7 s), and the msgpack backend as its handler
+# --------------------------------------------------------------------------
+
+
+@functools.cache
+def _orbax() -> types.SimpleNamespace:
+    """orbax-checkpoint, and the msgpack backend as an orbax handler of one file."""
+    import orbax.checkpoint as ocp
+
+    class MsgpackHandler(ocp.CheckpointHandler):
+        """Writes the serialized bytes as ``state.msgpack`` (primary host); reads them back.
+
+        :func:`restore_checkpoint` reads the file itself, with its checksum (``_record``).
+        """
+
+        def save(self, directory, args):
+            if jax.process_index() == 0:
+                with open(directory / _MSGPACK, "wb") as f:
+                    f.write(args.data)
+                    f.flush()
+                    os.fsync(f.fileno())  # on disk before orbax renames the folder
+
+        def restore(self, directory, args=None):
+            return (directory / _MSGPACK).read_bytes()
+
+    @ocp.args.register_with_handler(MsgpackHandler, for_save=True)
+    @dataclasses.dataclass
+    class MsgpackSave(ocp.args.CheckpointArgs):
+        data: bytes
+
+    # orbax registers an item's handler by its save and its restore arguments.
+    @ocp.args.register_with_handler(MsgpackHandler, for_restore=True)
+    @dataclasses.dataclass
+    class MsgpackRestore(ocp.args.CheckpointArgs):
+        pass
+
+    return types.SimpleNamespace(ocp=ocp, MsgpackHandler=MsgpackHandler, MsgpackSave=MsgpackSave)
+
+
+# --------------------------------------------------------------------------
+# The manager, the record and damage detection
+# --------------------------------------------------------------------------
+
+
+def _manager(directory: str, keep: Optional[int] = None, write: bool = False):
+    orbax = _orbax()
+    options = orbax.ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        step_prefix="step",
+        enable_async_checkpointing=False,
+        create=write,
+        cleanup_tmp_directories=write,
+        save_root_metadata=False,
+        todelete_subdir=_TRASH,
+    )
+    handlers = {
+        "msgpack": orbax.MsgpackHandler(), "orbax": orbax.ocp.StandardCheckpointHandler()
+    }
+    return orbax.ocp.CheckpointManager(
+        os.path.abspath(directory), options=options, item_handlers=handlers
+    )
+
+
+def _step_name(step: int) -> str:
+    return f"step_{step}"
+
+
+def _damaged(directory: str, step: int, file: str, reason: Any) -> CorruptCheckpointError:
+    path = os.path.join(directory, _step_name(step), file)
+    return CorruptCheckpointError(_one_line(f"damaged checkpoint file {path}: {reason}", 240))
+
+
+def _record(directory: str, step: int) -> dict:
+    """The step's record, with the msgpack bytes checked against their checksum.
+
+    The record is read from orbax's step metadata file directly: orbax's reader logs
+    an error and returns nothing for a damaged file, where this names it in one line.
+    """
+    folder = os.path.join(directory, _step_name(step))
+    try:
+        with open(os.path.join(folder, _STEP_METADATA)) as f:
+            record = json.load(f).get("custom_metadata") or {}
+    except (OSError, ValueError, AttributeError) as error:
+        raise _damaged(directory, step, _STEP_METADATA, error) from error
+    if record.get("format_version") != _FORMAT_VERSION or record.get("backend") not in BACKENDS:
+        raise _damaged(directory, step, _STEP_METADATA, "no jaxopt_dl record in it")
+    if record["backend"] == "msgpack":
+        file = os.path.join("msgpack", _MSGPACK)
+        try:
+            with open(os.path.join(folder, file), "rb") as f:
+                data = f.read()
+        except OSError as error:
+            raise _damaged(directory, step, file, error) from error
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise _damaged(directory, step, file, "checksum mismatch (truncated or corrupted)")
+        record["data"] = data
+    return record
+
+
+def _first_good(steps: list, load: Callable[[int], Any]) -> Optional[tuple]:
+    """``(step, load(step))`` for the first step whose files ``load`` reads intact.
+
+    Each damaged one skipped (``load`` raised :class:`CorruptCheckpointError`) is
+    reported by a one-line warning; when all are damaged, one ``CorruptCheckpointError``
+    and no warning. None when ``steps`` is empty.
+    """
+    damage = []
+    for step in steps:
+        try:
+            found = step, load(step)
+        except CorruptCheckpointError as error:
+            damage.append(error)
+            continue
+        for error in damage:
+            warnings.warn(f"{error}; using step_{step} instead", stacklevel=3)
+        return found
+    if damage:
+        raise CorruptCheckpointError(
+            _one_line(f"no good checkpoint: all {len(damage)} damaged, the newest: {damage[0]}")
+        )
+    return None
+
+
+def all_steps(directory: str) -> list[int]:
+    """The steps of the committed checkpoints in ``directory``, ascending.
+
+    Args:
+      directory: the checkpoint folder.
+
+    Returns:
+      Every committed step (damaged ones included), ascending; ``[]`` when the
+      folder does not exist.
+    """
+    if not os.path.isdir(directory):
+        return []
+    with _manager(directory) as manager:
+        return sorted(manager.all_steps())
+
+
+def latest_step(directory: str) -> Optional[int]:
+    """The step of the newest good checkpoint in ``directory``.
+
+    A newer checkpoint whose record is unreadable or whose msgpack file fails its
+    checksum is skipped with a one-line warning naming the file.
+
+    Args:
+      directory: the checkpoint folder.
+
+    Returns:
+      The step, or None when there is no checkpoint.
+
+    Raises:
+      CorruptCheckpointError: when there are checkpoints but none is good.
+    """
+    if not os.path.isdir(directory):
+        return None
+    with _manager(directory) as manager:
+        steps = sorted(manager.all_steps(), reverse=True)
+        found = _first_good(steps, lambda step: _record(directory, step))
+    return None if found is None else found[0]
+
+
+def _load(manager, directory: str, step: Optional[int], load: Callable[[int], Any]) -> tuple:
+    """``(step, load(step))`` for ``step``, or for the newest good checkpoint when None."""
+    steps = sorted(manager.all_steps(), reverse=True)
+    if step is None:
+        found = _first_good(steps, load)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
+        return found
+    if int(step) not in steps:
+        raise FileNotFoundError(
+            f"no checkpoint for step={step} in directory={directory!r}; "
+            f"available steps: {sorted(steps)}"
+        )
+    return int(step), load(int(step))
+
+
+def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
+    """The record saved with a checkpoint.
+
+    Args:
+      directory: the checkpoint folder.
+      step: which checkpoint (default: the newest good one, see :func:`latest_step`).
+
+    Returns:
+      ``{"step": int, "backend": str, "metadata": <the user's dict>, "signature": ...}``.
+
+    Raises:
+      FileNotFoundError: when there is no (such) checkpoint.
+      CorruptCheckpointError: when the checkpoint (every checkpoint, for
+        ``step=None``) is damaged.
+    """
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
+    with _manager(directory) as manager:
+        _, record = _load(manager, directory, step, lambda s: _record(directory, s))
+    record.pop("data", None)
+    return record
 
 
 # --------------------------------------------------------------------------
@@ -317,9 +427,11 @@ def save_checkpoint(
     Args:
       directory: the checkpoint folder (created if missing).
       state: any pytree of arrays and Python/NumPy scalars (typed PRNG keys included).
-      step: the training step, a non-negative integer; saving a step again replaces it.
-      backend: ``"msgpack"`` (``flax.serialization``, one file) or ``"orbax"``
-        (orbax-checkpoint; needed for arrays spread over several hosts).
+      step: the training step, a non-negative integer; saving a step again replaces it
+        (deleted first, then written: a crash in between loses that step only).
+      backend: ``"msgpack"`` (``flax.serialization``, one file; the arrays must be
+        addressable from the primary host) or ``"orbax"`` (orbax's
+        ``StandardCheckpointHandler``; needed for arrays spread over several hosts).
       keep: how many checkpoints to keep (the newest by step); ``None`` keeps all.
       metadata: a JSON-able dict saved alongside (epoch, data-order position, config...).
 
@@ -333,10 +445,11 @@ def save_checkpoint(
     _core.check_choice("backend", backend, BACKENDS)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step must be a non-negative integer, got step={step!r}")
-    if keep is not None and (not isinstance(keep, (int, np.integer)) or keep < 1):
+    if keep is not None and (
+        isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1
+    ):
         raise ValueError(f"keep must be a positive integer or None, got keep={keep!r}")
     step = int(step)
-    leaves = jax.tree.leaves(state)
     record = {
         "format_version": _FORMAT_VERSION,
         "step": step,
@@ -345,35 +458,36 @@ def save_checkpoint(
         "signature": _signature(state),
     }
     try:
-        encoded = json.dumps(record, indent=1).encode()
+        json.dumps(record)
     except TypeError as error:
         raise ValueError(
             f"metadata must be JSON-serializable, got metadata={metadata!r}"
         ) from error
+    arrays = _stored_leaves(jax.tree.leaves(state))
+    if backend == "msgpack":
+        host = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
+        data = serialization.msgpack_serialize(host)
+        record["sha256"] = hashlib.sha256(data).hexdigest()
+        args = _orbax().MsgpackSave(data)
+    else:
+        arrays = {k: v if isinstance(v, jax.Array) else np.asarray(v) for k, v in arrays.items()}
+        args = _orbax().ocp.args.StandardSave(arrays)
+    with _manager(directory, keep=keep, write=True) as manager:
+        _empty_trash(directory)
+        if step in manager.all_steps():
+            manager.delete(step)
+        manager.save(step, args=_orbax().ocp.args.Composite(**{backend: args}),
+                     custom_metadata=record, force=True)
+        manager.wait_until_finished()
+    _empty_trash(directory)
+    return os.path.join(directory, _step_name(step))
 
-    name = f"step_{step}"
-    partial = os.path.join(directory, f".{name}.partial")
-    if _is_primary():
-        os.makedirs(directory, exist_ok=True)
-        if os.path.exists(partial):
-            shutil.rmtree(partial)
-        os.makedirs(partial)
-    _sync(f"jaxopt_dl.checkpoint.begin.{step}")
-    _save_arrays(partial, leaves, backend)
-    _sync(f"jaxopt_dl.checkpoint.arrays.{step}")
-    final = os.path.join(directory, name)
-    if _is_primary():
-        _write_file(os.path.join(partial, _METADATA), encoded)
-        _fsync_tree(partial)
-        if os.path.exists(final):
-            _remove_atomically(directory, name)
-        os.rename(partial, final)
-        _fsync_path(directory)
-        if keep is not None:
-            for old in all_steps(directory)[:-keep]:
-                _remove_atomically(directory, f"step_{old}")
-    _sync(f"jaxopt_dl.checkpoint.commit.{step}")
-    return final
+
+def _empty_trash(directory: str) -> None:
+    """Delete the checkpoints orbax renamed away (the rename is atomic, this deletion is not)."""
+    trash = os.path.join(directory, _TRASH)
+    if jax.process_index() == 0 and os.path.exists(trash):
+        shutil.rmtree(trash)
 
 
 def restore_checkpoint(
@@ -387,13 +501,15 @@ def restore_checkpoint(
 
     Each restored leaf takes the kind of the template's leaf: a ``jax.Array`` is
     placed with the template leaf's sharding, a typed PRNG key is rebuilt with its
-    implementation, a Python scalar stays a Python scalar.
+    implementation, a Python scalar stays a Python scalar. With ``step=None`` a
+    damaged newer checkpoint is skipped with a one-line warning naming the bad file.
 
     Args:
       directory: the checkpoint folder.
-      template: a tree with the saved state's structure, shapes and dtypes (e.g. the
-        freshly initialized training state); its values are not used.
-      step: which checkpoint (default: the latest).
+      template: a tree with the saved state's paths, container kinds, shapes and
+        dtypes (e.g. the freshly initialized training state, built in any process);
+        its values are not used.
+      step: which checkpoint (default: the newest good one).
       backend: the expected backend; default: whichever saved it.
 
     Returns:
@@ -401,22 +517,53 @@ def restore_checkpoint(
 
     Raises:
       FileNotFoundError: when there is no (such) checkpoint.
-      ValueError: when the checkpoint's structure, a shape or a dtype differs from the
-        template's (the message names the first differing path), or ``backend``
-        differs from the one that saved it.
+      CorruptCheckpointError: when the checkpoint (every checkpoint, for
+        ``step=None``) is damaged.
+      ValueError: when the checkpoint's paths, container kinds, shapes or dtypes
+        differ from the template's (one line naming the first differing path), or
+        ``backend`` differs from the one that saved it.
     """
-    step, path = _step_dir(directory, step)
-    record = checkpoint_metadata(directory, step)
     if backend is not None:
         _core.check_choice("backend", backend, BACKENDS)
-        if backend != record["backend"]:
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
+    signature = _signature(template)
+    template_leaves, treedef = jax.tree.flatten(template)
+
+    def load(found: int) -> list:
+        record = _record(directory, found)
+        if backend is not None and backend != record["backend"]:
             raise ValueError(
-                f"checkpoint step_{step} was saved with backend={record['backend']!r}, "
+                f"checkpoint step_{found} was saved with backend={record['backend']!r}, "
                 f"got backend={backend!r}"
             )
-    _check_signature(record["signature"], _signature(template), f"step_{step}")
-    template_leaves, treedef = jax.tree.flatten(template)
-    stored = _restore_arrays(path, template_leaves, record["backend"])
+        _check_signature(record["signature"], signature, _step_name(found))
+        try:
+            return _read_arrays(manager, found, record, template_leaves)
+        except Exception as error:  # unreadable arrays are damage, whatever raised
+            raise _damaged(directory, found, record["backend"], error) from error
+
+    with _manager(directory) as manager:
+        _, stored = _load(manager, directory, step, load)
     return jax.tree.unflatten(
         treedef, [_from_stored(v, like) for v, like in zip(stored, template_leaves)]
     )
+
+
+def _read_arrays(manager, step: int, record: dict, template_leaves: list) -> list:
+    if record["backend"] == "msgpack":
+        stored = serialization.msgpack_restore(record["data"])
+    else:
+        targets = {}
+        for key, storable in _stored_leaves(template_leaves).items():
+            like = template_leaves[int(key)]
+            if isinstance(like, jax.Array) and not _is_key(like):
+                targets[key] = jax.ShapeDtypeStruct(
+                    storable.shape, storable.dtype, sharding=like.sharding
+                )
+            else:
+                targets[key] = np.zeros(np.shape(storable), np.asarray(storable).dtype)
+        ocp = _orbax().ocp
+        args = ocp.args.Composite(orbax=ocp.args.StandardRestore(targets))
+        stored = manager.restore(step, args=args)["orbax"]
+    return _with_empty_leaves(stored, template_leaves)
