@@ -254,8 +254,16 @@ def tree_cast(tree: Any, dtype: Any) -> Any:
 
 
 def tree_cast_like(tree: Any, like: Any) -> Any:
-    """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return _map(lambda x, y: x.astype(jnp.asarray(y).dtype), tree, like)
+    """Cast every leaf of ``tree`` to the dtype of the matching floating leaf of ``like``.
+
+    Leaves matched with integer ones (Python ints in a gradient tree) stay as they are.
+    """
+
+    def cast(x, y):
+        dtype = jnp.asarray(y).dtype
+        return x.astype(dtype) if jnp.issubdtype(dtype, jnp.inexact) else x
+
+    return _map(cast, tree, like)
 
 
 def tree_scale(scalar: jax.typing.ArrayLike, tree: Any) -> Any:
@@ -308,7 +316,12 @@ def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Ar
     leaf's dtype only for the division, so bf16 moments do not round it to zero.
     """
     correction = 1 - decay**count
-    return _map(lambda t: t / correction.astype(t.dtype), moment)
+
+    def divide(t):
+        t = jnp.asarray(t)
+        return t / (correction.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.inexact) else correction)
+
+    return _map(divide, moment)
 
 
 def tree_sum_sq(tree: Any) -> jax.Array:

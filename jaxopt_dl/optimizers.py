@@ -449,7 +449,9 @@ def _schedule_count(state: Any) -> jax.Array:
     return next(n for n in nodes if isinstance(n, optax.ScaleByScheduleState)).count
 
 
-def _optax_alias(factory: Callable, summary: str, *decays: str) -> Callable:
+def _optax_alias(
+    factory: Callable, summary: str, *decays: str, rate_optional: bool = False
+) -> Callable:
     """An optax alias validated on entry, its trees checked and its learning rate readable."""
 
     def attach(transform, arguments):
@@ -463,7 +465,11 @@ def _optax_alias(factory: Callable, summary: str, *decays: str) -> Callable:
         transform = _core.with_rate_reader(transform, reader)
         return _as_optimizer(factory.__name__, transform, arguments)
 
-    checks = {"learning_rate": lambda name, value: _core.check_learning_rate(value, name)}
+    checks = {
+        "learning_rate": (lambda name, value: _core.check_learning_rate(value, name))
+        if rate_optional
+        else _core.check_given_learning_rate
+    }
     checks.update({name: _core.check_decay for name in decays})
     return _core.from_optax(factory, summary, checks, attach)
 
@@ -502,8 +508,10 @@ adafactor = _optax_alias(
     """Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
 
     Factored second moments (row and column averages) for matrices, so the state costs
-    ``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built.
+    ``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built
+    (``None`` is optax's: no learning-rate scaling).
 
     References:
       Shazeer & Stern 2018, Adafactor; optax.adafactor.""",
+    rate_optional=True,
 )

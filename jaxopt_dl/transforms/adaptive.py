@@ -38,9 +38,13 @@ def inverse_root(
 
 
 def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
-    """``factor * g`` in the gradient's dtype (factors of fp16 leaves come from float32 state)."""
+    """``factor * g`` in the gradient's dtype (factors of fp16 leaves come from float32 state).
+
+    Integer gradients (Python ints in a gradient tree) give floating updates, as in optax.
+    """
     g = jnp.asarray(g)
-    return (factor * g).astype(g.dtype)
+    scaled = factor * g
+    return scaled.astype(g.dtype) if jnp.issubdtype(g.dtype, jnp.inexact) else scaled
 
 
 def adam_direction(
