@@ -41,10 +41,9 @@ OPTIMIZERS = [
     ("amsgrad", dict(learning_rate=0.01)),
     ("amsgrad", dict(learning_rate=schedule, bias_correction_mu=False, bias_correction_nu=False)),
     ("noisy_sgd", dict(learning_rate=0.01, key=3)),
-    ("lamb", dict(learning_rate=0.01)),
-    ("lion", dict(learning_rate=0.001)),
-    ("adafactor", dict(learning_rate=0.01)),
 ]
+# lamb, lion and adafactor are optax's own functions (validated on entry); comparing
+# them with themselves cannot fail, so test_states checks their validation instead.
 
 
 def _id(entry):
