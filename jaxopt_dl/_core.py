@@ -331,7 +331,11 @@ def tree_sum_sq(tree: Any) -> jax.Array:
 
 
 def global_norm(updates: Any) -> jax.Array:
-    """The L2 norm of a whole tree: ``sqrt(sum_i ||g_i||^2)``."""
+    """The L2 norm of a whole tree: ``sqrt(sum_i ||g_i||^2)``.
+
+    Args:
+      updates: a tree of arrays.
+    """
     return jnp.sqrt(tree_sum_sq(updates))
 
 
@@ -398,18 +402,17 @@ def _args_section(factory: Callable) -> str:
 
 def from_optax(
     factory: Callable,
-    summary: str,
     checks: "dict[str, Callable[[str, Any], None]] | None" = None,
     attach: "Callable[[Any, dict], Any] | None" = None,
 ) -> Callable:
     """optax's ``factory`` -- its signature, numbers and state -- with arguments checked on entry.
 
     Every optax-named piece that jaxopt_dl does not extend is built through this one
-    mechanism, so its numbers are optax's by construction.
+    mechanism, so its numbers are optax's by construction. The module documents each
+    with an attribute docstring; at run time ``help()`` shows optax's ``Args:``.
 
     Args:
       factory: the optax function (e.g. ``optax.scale``).
-      summary: the first paragraphs of the docstring; optax's ``Args:`` block follows.
       checks: ``{argument name: check(name, value)}``, run on the bound arguments
         (defaults applied) before ``factory`` is called.
       attach: ``attach(transform, arguments) -> transform``, run on the result (e.g. to
@@ -429,7 +432,13 @@ def from_optax(
         transform = factory(*args, **kwargs)
         return attach(transform, dict(bound.arguments)) if attach else transform
 
-    build.__doc__ = "\n\n".join(part for part in (summary, _args_section(factory)) if part)
+    checked = ", ".join(f"``{name}``" for name in checks or {}) or "nothing to check"
+    header = (
+        f"optax.{factory.__name__}: its arguments, numbers and state; checked on entry: "
+        f"{checked}."
+    )
+    build.__doc__ = "\n\n".join(part for part in (header, _args_section(factory)) if part)
+    build.__module__ = inspect.currentframe().f_back.f_globals["__name__"]
     return build
 
 
@@ -458,7 +467,11 @@ def _is_array(node: Any) -> bool:
 
 
 def children(node: Any) -> list:
-    """The direct children of a pytree node (an empty list for a leaf)."""
+    """The direct children of a pytree node (an empty list for a leaf).
+
+    Args:
+      node: any pytree node.
+    """
     if _is_array(node):
         return []
     kids, _ = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
@@ -466,7 +479,11 @@ def children(node: Any) -> list:
 
 
 def state_rate_scale(state: Any) -> "jax.Array | None":
-    """The product of the rate multipliers of every registered state in ``state``, or None."""
+    """The product of the rate multipliers of every registered state in ``state``, or None.
+
+    Args:
+      state: an optimizer state (any pytree).
+    """
     if type(state) in _RATE_SCALE_STATES:
         return jnp.asarray(_RATE_SCALE_STATES[type(state)](state))
     scales = [s for s in map(state_rate_scale, children(state)) if s is not None]
@@ -474,7 +491,12 @@ def state_rate_scale(state: Any) -> "jax.Array | None":
 
 
 def times(rate: Any, factor: "jax.Array | None") -> Any:
-    """``rate * factor`` for a rate or a ``{group: rate}`` dict (``factor=None``: unchanged)."""
+    """``rate * factor`` for a rate or a ``{group: rate}`` dict (``factor=None``: unchanged).
+
+    Args:
+      rate: a scalar rate or ``{group: rate}``.
+      factor: a multiplier, or None.
+    """
     if factor is None:
         return rate
     if isinstance(rate, dict):
@@ -483,12 +505,21 @@ def times(rate: Any, factor: "jax.Array | None") -> Any:
 
 
 def rate_reader(tx: Any) -> "Callable[[Any], Any] | None":
-    """``state -> the learning rate the next update applies``, attached to ``tx``, or None."""
+    """``state -> the learning rate the next update applies``, attached to ``tx``, or None.
+
+    Args:
+      tx: a transform.
+    """
     return metadata(tx).get("rate_reader")
 
 
 def with_rate_reader(tx: Any, read: "Callable[[Any], Any] | None") -> Any:
-    """Attach ``read`` (``state -> rate``) to ``tx`` when there is one; return ``tx``."""
+    """Attach ``read`` (``state -> rate``) to ``tx`` when there is one; return ``tx``.
+
+    Args:
+      tx: a transform.
+      read: ``state -> rate``, or None (nothing attached).
+    """
     return with_metadata(tx, rate_reader=read) if read is not None else tx
 
 
@@ -518,10 +549,8 @@ def _chain_reader(transforms: tuple) -> "Callable[[Any], Any] | None":
 # --------------------------------------------------------------------------
 
 
-identity = from_optax(
-    optax.identity,
-    """Pass updates through unchanged: optax.identity, its state and numbers.""",
-)
+identity = from_optax(optax.identity)
+"""Pass updates through unchanged: optax.identity, its state and numbers."""
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
@@ -530,6 +559,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
     Any optax transform can appear in a jaxopt_dl chain and vice versa; extra keyword
     arguments to ``update`` (e.g. ``value=loss`` for reduce-on-plateau) reach the
     transforms that accept them.
+
+    Args:
+      *transforms: the transforms, applied in order (jaxopt_dl's or optax's).
 
     Example:
       >>> import jaxopt_dl as jdl

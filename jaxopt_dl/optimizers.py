@@ -449,9 +449,7 @@ def _schedule_count(state: Any) -> jax.Array:
     return next(n for n in nodes if isinstance(n, optax.ScaleByScheduleState)).count
 
 
-def _optax_alias(
-    factory: Callable, summary: str, *decays: str, rate_optional: bool = False
-) -> Callable:
+def _optax_alias(factory: Callable, *decays: str, rate_optional: bool = False) -> Callable:
     """An optax alias validated on entry, its trees checked and its learning rate readable."""
 
     def attach(transform, arguments):
@@ -471,47 +469,50 @@ def _optax_alias(
         else _core.check_given_learning_rate
     }
     checks.update({name: _core.check_decay for name in decays})
-    return _core.from_optax(factory, summary, checks, attach)
+    return _core.from_optax(factory, checks, attach)
 
 
 lamb = _optax_alias(
     optax.lamb,
-    """LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
-
-    Adam's direction plus weight decay, rescaled per layer by the trust ratio
-    ``||w|| / ||u||``. ``learning_rate``, ``b1`` and ``b2`` are checked when built
-    (``ValueError`` naming the argument).
-
-    References:
-      You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.""",
     "b1",
     "b2",
 )
+"""LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
+
+Adam's direction plus weight decay, rescaled per layer by the trust ratio
+``||w|| / ||u||``. ``learning_rate``, ``b1`` and ``b2`` are checked when built
+(``ValueError`` naming the argument).
+
+References:
+  You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
+"""
 
 lion = _optax_alias(
     optax.lion,
-    """Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
-
-    .. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
-        m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
-
-    ``learning_rate``, ``b1`` and ``b2`` are checked when built.
-
-    References:
-      Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.""",
     "b1",
     "b2",
 )
+"""Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
+
+.. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
+    m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+
+``learning_rate``, ``b1`` and ``b2`` are checked when built.
+
+References:
+  Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
+"""
 
 adafactor = _optax_alias(
     optax.adafactor,
-    """Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
-
-    Factored second moments (row and column averages) for matrices, so the state costs
-    ``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built
-    (``None`` is optax's: no learning-rate scaling).
-
-    References:
-      Shazeer & Stern 2018, Adafactor; optax.adafactor.""",
     rate_optional=True,
 )
+"""Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
+
+Factored second moments (row and column averages) for matrices, so the state costs
+``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built
+(``None`` is optax's: no learning-rate scaling).
+
+References:
+  Shazeer & Stern 2018, Adafactor; optax.adafactor.
+"""

@@ -183,6 +183,13 @@ def scale_by_stddev(
         r_t = \\rho r_{t-1} + (1-\\rho) g_t^2,\\;
         u_t = g_t / \\sqrt{r_t - m_t^2 + \\delta}
 
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: ``delta``.
+      initial_scale: starting value of ``r``.
+      eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
+      bias_correction: divide both EMAs by ``1 - rho^t``.
+
     References:
       Graves 2013; torch ``RMSprop(centered=True)`` with ``eps_in_sqrt=False``.
     """
@@ -311,6 +318,11 @@ def scale_by_adamax(
         m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t,\\quad
         u_t^{\\infty} = \\max(\\beta_2 u_{t-1}, |g_t| + \\epsilon),\\quad
         u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u_t^{\\infty}}
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the infinity norm, in [0, 1).
+      eps: added to ``|g|``.
     """
     _check_adaptive(eps, [("b1", b1), ("b2", b2)])
 
@@ -350,6 +362,15 @@ def scale_by_amsgrad(
 
     .. math:: \\hat v^{max}_t = \\max(\\hat v^{max}_{t-1}, \\hat v_t),\\quad
         u_t = \\hat m_t / (\\sqrt{\\hat v^{max}_t + \\epsilon_{root}} + \\epsilon)
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      bias_correction_mu: divide the first moment by ``1 - b1^t``.
+      bias_correction_nu: divide the second moment by ``1 - b2^t``.
 
     References:
       Reddi, Kale & Kumar 2018.
@@ -392,6 +413,10 @@ def scale_by_adadelta(
         E[g^2]_t = \\rho E[g^2]_{t-1} + (1-\\rho) g_t^2,\\quad
         u_t = \\frac{\\sqrt{E[\\Delta x^2]_{t-1} + \\epsilon}}{\\sqrt{E[g^2]_t + \\epsilon}} g_t,\\quad
         E[\\Delta x^2]_t = \\rho E[\\Delta x^2]_{t-1} + (1-\\rho) u_t^2
+
+    Args:
+      rho: decay of both EMAs, in [0, 1).
+      eps: added inside both roots.
     """
     _check_adaptive(eps, [("rho", rho)])
 

@@ -24,13 +24,14 @@ def _stateless(update_fn) -> GradientTransformation:
 
 clip = _core.from_optax(
     optax.clip,
-    """Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
-
-    .. math:: u = \\mathrm{clip}(g, -c, c)
-
-    ``max_delta`` is checked when built (non-negative).""",
     checks={"max_delta": _core.check_nonnegative},
 )
+"""Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
+
+.. math:: u = \\mathrm{clip}(g, -c, c)
+
+``max_delta`` is checked when built (non-negative).
+"""
 
 
 def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformation:
@@ -42,6 +43,9 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
 
     The direction is kept; only the step length is bounded, which is what stops a
     jump off a cliff (Pascanu et al. 2013; Goodfellow et al. 2016, Sec. 10.11.1).
+
+    Args:
+      max_norm: the largest global norm let through (>= 0).
     """
     _core.check_nonnegative("max_norm", max_norm)
 
@@ -66,6 +70,9 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
     Hand-written, not optax's: the RMS of bf16/fp16 leaves is accumulated in float32.
 
     .. math:: u_i = g_i / \\max(1, \\mathrm{rms}(g_i) / c)
+
+    Args:
+      threshold: the largest per-leaf RMS let through (>= 0).
     """
     _core.check_nonnegative("threshold", threshold)
 
@@ -86,6 +93,10 @@ def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax
     """Per-output-unit L2 norm, broadcast to ``x.shape`` (fan-in axes reduced).
 
     Accumulated and returned in at least float32 (see :func:`jaxopt_dl._core.widen`).
+
+    Args:
+      x: a parameter or gradient leaf.
+      axis: the axes to reduce (default chosen by rank).
     """
     if axis is None:
         if jnp.squeeze(x).ndim <= 1:
@@ -111,6 +122,11 @@ def adaptive_grad_clip(
 
     .. math:: u = g \\cdot \\min(1, \\lambda \\max(\\|w\\|, \\epsilon) / \\|g\\|)
       \\;\\text{per output unit}
+
+    Args:
+      clipping: the largest ratio of gradient norm to weight norm.
+      eps: the smallest weight norm used (so zero weights can move).
+      axis: the axes reduced for a unit's norm (default: by rank, see :func:`unitwise_norm`).
 
     References:
       Brock et al. 2021 (NFNets).

@@ -37,36 +37,38 @@ class BiasCorrectionState(NamedTuple):
 
 trace = _core.from_optax(
     optax.trace,
-    """Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
-
-    .. math::
-        m_t = g_t + \\beta m_{t-1}, \\qquad
-        u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
-
-    optax's numbers and ``TraceState``; ``decay`` is checked when built (finite and
-    non-negative; ``decay=1`` is a running sum, as optax and torch allow).
-
-    References:
-      Polyak 1964; Sutskever et al. 2013.""",
     checks={"decay": lambda name, value: (_core.check_nonnegative(name, value),
                                           _core.check_finite(name, value))},
 )
+"""Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
+
+.. math::
+    m_t = g_t + \\beta m_{t-1}, \\qquad
+    u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
+
+optax's numbers and ``TraceState``; ``decay`` is checked when built (finite and
+non-negative; ``decay=1`` is a running sum, as optax and torch allow).
+
+References:
+  Polyak 1964; Sutskever et al. 2013.
+"""
 
 ema = _core.from_optax(
     optax.ema,
-    """Exponential moving average of the updates: optax.ema, optionally bias-corrected.
-
-    .. math::
-        m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
-        u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
-
-    optax's numbers and ``EmaState``; ``decay`` is checked when built (in [0, 1)).
-    ``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
-
-    References:
-      Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.""",
     checks={"decay": _core.check_decay},
 )
+"""Exponential moving average of the updates: optax.ema, optionally bias-corrected.
+
+.. math::
+    m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
+    u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
+
+optax's numbers and ``EmaState``; ``decay`` is checked when built (in [0, 1)).
+``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
+
+References:
+  Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.
+"""
 
 
 def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
@@ -76,6 +78,9 @@ def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
     "not quite Adam" is Adam without it).
 
     .. math:: u_t = m_t / (1 - \\beta^t)
+
+    Args:
+      decay: the EMA decay whose start-up bias is removed, in [0, 1).
 
     Example:
       >>> import jaxopt_dl as jdl
@@ -106,6 +111,9 @@ def nesterov_ema(decay: jax.typing.ArrayLike) -> GradientTransformation:
     .. math:: u_t = \\beta m_t + (1 - \\beta) g_t
 
     (to be scaled by ``-eps``; exact for a constant learning rate).
+
+    Args:
+      decay: the EMA decay ``beta``, in [0, 1).
     """
     _core.check_decay("decay", decay)
 
@@ -138,6 +146,11 @@ def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool 
     .. math:: u_t = \\beta v_t - \\epsilon_t g_t
 
     Returns the final updates (already scaled: add them to the params).
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      beta: the momentum coefficient in [0, 1).
+      nesterov: Alg. 8.3's look-ahead form.
 
     References:
       Goodfellow, Bengio & Courville 2016, Alg. 8.2 and 8.3; Sutskever et al. 2013.

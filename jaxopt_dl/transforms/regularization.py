@@ -67,21 +67,26 @@ def _add_penalty_gradient(
 
 add_decayed_weights = _core.from_optax(
     optax.add_decayed_weights,
-    """Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
-
-    Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
-    (Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient
-    (:func:`add_l2`). optax's numbers and states; ``weight_decay`` is checked when built
-    (finite, non-negative).""",
     checks={"weight_decay": lambda name, value: (_core.check_nonnegative(name, value),
                                                  _core.check_finite(name, value))},
 )
+"""Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
+
+Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
+(Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient
+(:func:`add_l2`). optax's numbers and states; ``weight_decay`` is checked when built
+(finite, non-negative).
+"""
 
 
 def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
     """Add the gradient of the L2 penalty ``weight/2 * ||w||^2``, i.e. ``weight * w``.
 
     .. math:: u = g + \\lambda w
+
+    Args:
+      weight: ``lambda``, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
 
     References:
       Goodfellow et al. 2016, Sec. 7.1.1; R. Neychev, "Optimization and regularization
@@ -96,6 +101,10 @@ def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
     .. math:: u = g + \\lambda\\, \\mathrm{sign}(w)
 
     (``sign(0) = 0``: the subgradient of ``|w|`` at 0 chosen as 0.)
+
+    Args:
+      weight: ``lambda``, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
     """
     return _add_penalty_gradient("weight", weight, _scaled_sign, mask)
 
@@ -106,6 +115,11 @@ def add_elastic_net(
     """Elastic net: the gradient of ``l1 ||w||_1 + l2/2 ||w||^2``.
 
     .. math:: u = g + \\lambda_1 \\mathrm{sign}(w) + \\lambda_2 w
+
+    Args:
+      l1: the L1 weight, a float or a schedule.
+      l2: the L2 weight, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
     """
     return _core.chain(
         _add_penalty_gradient("l1", l1, _scaled_sign, mask),

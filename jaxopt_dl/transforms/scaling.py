@@ -23,25 +23,27 @@ def _check_callable(name: str, value: Any) -> None:
 
 scale = _core.from_optax(
     optax.scale,
-    """Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
-
-    ``step_size`` is checked when built (finite).
-
-    Example:
-      >>> import jaxopt_dl as jdl
-      >>> tx = jdl.scale(-0.1)""",
     checks={"step_size": _core.check_finite},
 )
+"""Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
+
+``step_size`` is checked when built (finite).
+
+Example:
+  >>> import jaxopt_dl as jdl
+  >>> tx = jdl.scale(-0.1)
+"""
 
 scale_by_schedule = _core.from_optax(
     optax.scale_by_schedule,
-    """Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
-
-    ``count`` is the number of updates applied so far; the state is optax's
-    ``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
-    ``ValueError`` when built.""",
     checks={"step_size_fn": _check_callable},
 )
+"""Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
+
+``count`` is the number of updates applied so far; the state is optax's
+``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
+``ValueError`` when built.
+"""
 
 
 def _attach_rate(transform, arguments):
@@ -54,17 +56,18 @@ def _attach_rate(transform, arguments):
 
 scale_by_learning_rate = _core.from_optax(
     optax.scale_by_learning_rate,
-    """Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
-
-    .. math:: u_t = -\\epsilon_t \\, g_t
-
-    The state is optax's: ``EmptyState`` for a constant rate, ``ScaleByScheduleState``
-    for a schedule. :func:`current_learning_rate` reads the rate the next update applies
-    from that state and this transform. ``learning_rate`` is checked when built (``None``,
-    a negative or a non-finite number raise ``ValueError``).""",
     checks={"learning_rate": _core.check_given_learning_rate},
     attach=_attach_rate,
 )
+"""Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
+
+.. math:: u_t = -\\epsilon_t \\, g_t
+
+The state is optax's: ``EmptyState`` for a constant rate, ``ScaleByScheduleState``
+for a schedule. :func:`current_learning_rate` reads the rate the next update applies
+from that state and this transform. ``learning_rate`` is checked when built (``None``,
+a negative or a non-finite number raise ``ValueError``).
+"""
 
 
 _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)

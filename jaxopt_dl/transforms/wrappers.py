@@ -37,18 +37,19 @@ def _inner_reader(transform, arguments, inner_name, field):
 
 masked = _core.from_optax(
     optax.masked,
-    """Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.""",
     attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
+"""Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers."""
 
 apply_if_finite = _core.from_optax(
     optax.apply_if_finite,
-    """Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
-
-    Params and the inner state stay bit-identical on a skipped step; the state is
-    optax's ``ApplyIfFiniteState``.""",
     attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
+"""Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
+
+Params and the inner state stay bit-identical on a skipped step; the state is
+optax's ``ApplyIfFiniteState``.
+"""
 
 
 def _group_rates(transform, arguments):
@@ -73,12 +74,13 @@ def _group_rates(transform, arguments):
 
 multi_transform = _core.from_optax(
     optax.multi_transform,
-    """A different transform per parameter label: optax.multi_transform.
-
-    :func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
-    apply a rate.""",
     attach=_group_rates,
 )
+"""A different transform per parameter label: optax.multi_transform.
+
+:func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
+apply a rate.
+"""
 
 
 def inject_hyperparams(
