@@ -13,7 +13,7 @@ import inspect
 import math
 import numbers
 import weakref
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -449,7 +449,9 @@ def from_optax(
 _RATE_SCALE_STATES: "dict[type, Callable[[Any], jax.Array]]" = {}
 
 
-def register_rate_scale(state_type: type, read: Callable[[Any], jax.Array] = None) -> None:
+def register_rate_scale(
+    state_type: type, read: Optional[Callable[[Any], jax.Array]] = None
+) -> None:
     """Declare that a transform whose state is ``state_type`` multiplies the learning rate.
 
     Args:

@@ -455,9 +455,9 @@ def _optax_alias(factory: Callable, *decays: str, rate_optional: bool = False) -
     def attach(transform, arguments):
         rate = arguments["learning_rate"]
         if callable(rate):
-            reader = lambda state: jax.numpy.asarray(rate(_schedule_count(state)))  # noqa: E731
+            reader = lambda state: jax.numpy.asarray(rate(_schedule_count(state)))
         elif rate is not None:
-            reader = lambda state: jax.numpy.asarray(rate)  # noqa: E731
+            reader = lambda state: jax.numpy.asarray(rate)
         else:
             reader = None
         transform = _core.with_rate_reader(transform, reader)

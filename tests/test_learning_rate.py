@@ -134,7 +134,7 @@ def test_tree_get_and_tree_set_see_what_optax_sees(name):
     ours = optax.inject_hyperparams(getattr(jdl, name))(learning_rate=0.1).init(PARAMS)
     theirs = optax.inject_hyperparams(getattr(optax, name))(learning_rate=0.1).init(PARAMS)
     assert float(optax.tree_utils.tree_get(ours, "learning_rate")) == pytest.approx(0.1)
-    count = lambda s: len(optax.tree_utils.tree_get_all_with_path(s, "count"))  # noqa: E731
+    count = lambda s: len(optax.tree_utils.tree_get_all_with_path(s, "count"))
     assert count(ours) == count(theirs)
     chex_equal = jax.tree.structure(optax.tree_utils.tree_set(ours, count=jnp.asarray(7)))
     assert chex_equal == jax.tree.structure(ours)

@@ -1,7 +1,6 @@
 """Every optax-named optimizer and block gives optax's trajectory (rtol 2e-5)."""
 
 import chex
-import jax
 import jax.numpy as jnp
 import optax
 import pytest

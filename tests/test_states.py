@@ -15,7 +15,7 @@ import jaxopt_dl as jdl
 from conftest import make_params, noisy_ill_conditioned_grad
 
 SCHEDULE = optax.exponential_decay(0.05, transition_steps=10, decay_rate=0.8)
-ALL_TRUE = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731
+ALL_TRUE = lambda p: jax.tree.map(lambda _: True, p)
 
 # (name, args, kwargs): the same call on jaxopt_dl and on optax.
 OPTAX_NAMED = [
@@ -96,7 +96,7 @@ def _leaf_info(state):
 
 def _assert_same_tree(ours, theirs):
     assert jax.tree.structure(ours) == jax.tree.structure(theirs)
-    node_types = lambda s: [type(n) for n in jax.tree.leaves(  # noqa: E731
+    node_types = lambda s: [type(n) for n in jax.tree.leaves(
         s, is_leaf=lambda x: x is not s and hasattr(x, "_fields"))]
     assert node_types(ours) == node_types(theirs)
     assert _leaf_info(ours) == _leaf_info(theirs)
@@ -156,7 +156,7 @@ DONATION_CASES = (
 
 def _comparable(tree):
     """PRNG keys as their integer data, so that trees holding keys can be compared."""
-    is_key = lambda x: jnp.issubdtype(jnp.result_type(x), jax.dtypes.prng_key)  # noqa: E731
+    is_key = lambda x: jnp.issubdtype(jnp.result_type(x), jax.dtypes.prng_key)
     return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
