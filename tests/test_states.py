@@ -336,36 +336,53 @@ class BlockStepTest(chex.TestCase):
 # ---------------------------------------------------------------- bfloat16
 
 
-@pytest.mark.parametrize("name", ["adam", "nadam"])
+def _bf16(x):
+    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16)
+
+
+def _correction(decay, count):
+    """``1 - decay**count`` as the library forms it (float32), rounded to bf16."""
+    return _bf16(1 - decay ** jnp.asarray(count, jnp.int32))
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "amsgrad"])
 def test_bf16_moments_are_optax_and_the_division_is_float32(name):
     """Pinned: bf16 moments equal optax's bit for bit; the step divides them in float32.
 
-    optax divides in bf16; the float32 division lands within half a bf16 ulp of the
-    exact quotient of the same stored moments, optax's within 1-2 ulps.
+    NumPy transcription of one step from the stored bf16 moments: bias corrections in
+    bf16 (as optax), then ``m_hat / (sqrt(v_hat) + eps)`` in float32, rounded once to
+    bf16, then scaled by ``-lr`` in bf16. optax divides in bf16, so about a quarter of
+    the entries differ from optax's by 1-2 bf16 ulps.
     """
-    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 1e-3
-    params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), make_params())
+    b1, b2, eps, lr, t = 0.9, 0.999, 1e-8, 1e-3, 2
+    key = jax.random.PRNGKey(0)
+    params = {"w": jax.random.normal(key, (64, 64)).astype(jnp.bfloat16)}
+    grads = [{"w": jax.random.normal(jax.random.fold_in(key, i), (64, 64)).astype(jnp.bfloat16)}
+             for i in (1, 2)]
     ours, theirs = getattr(jdl, name)(lr), getattr(optax, name)(lr)
     s_ours, s_theirs = ours.init(params), theirs.init(params)
-    for step in range(2):
-        grads = noisy_ill_conditioned_grad(params, step)
-        u_ours, s_ours = ours.update(grads, s_ours, params)
-        u_theirs, s_theirs = theirs.update(grads, s_theirs, params)
+    for g in grads:
+        u_ours, s_ours = ours.update(g, s_ours, params)
+        u_theirs, s_theirs = theirs.update(g, s_theirs, params)
     chex.assert_trees_all_equal(s_ours[0], s_theirs[0])
-    bf16 = ml_dtypes.bfloat16
-    t = 2
-    for leaf in ("kernel", "bias"):
-        mu = np.asarray(s_ours[0].mu["dense"][leaf]).astype(np.float64)
-        nu = np.asarray(s_ours[0].nu["dense"][leaf]).astype(np.float64)
-        g = np.asarray(noisy_ill_conditioned_grad(params, 1)["dense"][leaf]).astype(np.float64)
-        if name == "nadam":
-            m_hat = b1 * mu / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
-        else:
-            m_hat = mu / (1 - b1**t)
-        exact = -lr * m_hat / (np.sqrt(nu / (1 - b2**t)) + eps)
-        ulp = np.abs(exact) * 2.0**-7
-        err_ours = np.abs(np.asarray(u_ours["dense"][leaf]).astype(np.float64) - exact)
-        err_theirs = np.abs(np.asarray(u_theirs["dense"][leaf]).astype(np.float64) - exact)
-        assert np.all(err_ours <= 2 * ulp)
-        assert err_ours.mean() <= err_theirs.mean()
-        assert np.asarray(u_ours["dense"][leaf]).dtype == bf16
+
+    f32 = lambda x: np.asarray(x).astype(np.float32)
+    mu, nu, g = np.asarray(s_ours[0].mu["w"]), np.asarray(s_ours[0].nu["w"]), np.asarray(
+        grads[-1]["w"])
+    if name == "nadam":
+        mu_hat = _bf16(f32(mu) / f32(_correction(b1, t + 1)))
+        g_hat = _bf16(f32(g) / f32(_correction(b1, t)))
+        # Python-number factors of a bf16 array are rounded to bf16 first (weak typing).
+        m_hat = _bf16(f32(_bf16(f32(_bf16(b1)) * f32(mu_hat)))
+                      + f32(_bf16(f32(_bf16(1 - b1)) * f32(g_hat))))
+    else:
+        m_hat = _bf16(f32(mu) / f32(_correction(b1, t)))
+    if name == "amsgrad":
+        v_hat = np.asarray(s_ours[0].nu_max["w"])
+    else:
+        v_hat = _bf16(f32(nu) / f32(_correction(b2, t)))
+    direction = _bf16(f32(m_hat) / (np.sqrt(f32(v_hat)) + np.float32(eps)))
+    want = _bf16(f32(direction) * f32(_bf16(-lr)))
+    np.testing.assert_array_equal(np.asarray(u_ours["w"]), want)
+    differ = np.mean(np.asarray(u_ours["w"]) != np.asarray(u_theirs["w"]))
+    assert 0.05 < differ < 0.5
