@@ -154,6 +154,12 @@ def check_given_learning_rate(name: str, value: Any) -> None:
     check_learning_rate(value, name)
 
 
+def check_nonnegative_finite(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless a Python-number ``value`` is finite and >= 0."""
+    check_nonnegative(name, value)
+    check_finite(name, value)
+
+
 # --------------------------------------------------------------------------
 # Gradient-tree checks
 # --------------------------------------------------------------------------

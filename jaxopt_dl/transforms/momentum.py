@@ -37,8 +37,7 @@ class BiasCorrectionState(NamedTuple):
 
 trace = _core.from_optax(
     optax.trace,
-    checks={"decay": lambda name, value: (_core.check_nonnegative(name, value),
-                                          _core.check_finite(name, value))},
+    checks={"decay": _core.check_nonnegative_finite},
 )
 """Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
 

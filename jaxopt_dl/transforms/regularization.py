@@ -67,8 +67,7 @@ def _add_penalty_gradient(
 
 add_decayed_weights = _core.from_optax(
     optax.add_decayed_weights,
-    checks={"weight_decay": lambda name, value: (_core.check_nonnegative(name, value),
-                                                 _core.check_finite(name, value))},
+    checks={"weight_decay": _core.check_nonnegative_finite},
 )
 """Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
 
