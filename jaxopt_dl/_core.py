@@ -8,10 +8,12 @@ every transform uses, so that each formula is written once.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import weakref
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -63,10 +65,13 @@ def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
     """``count + 1`` that saturates at the dtype's maximum instead of wrapping.
 
     Args:
-      count: an integer (or float) counter.
+      count: an integer (signed or unsigned) or real floating-point counter.
 
     Returns:
       ``count + 1``, or ``count`` when it already holds the dtype's maximum.
+
+    Raises:
+      ValueError: for a complex or boolean ``count``, which has no maximum.
 
     Example:
       >>> import jax.numpy as jnp
@@ -76,10 +81,15 @@ def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
     count = jnp.asarray(count)
     if jnp.issubdtype(count.dtype, jnp.integer):
         max_value = jnp.iinfo(count.dtype).max
-    else:
+    elif jnp.issubdtype(count.dtype, jnp.floating):
         max_value = jnp.finfo(count.dtype).max
-    one = jnp.ones([], count.dtype)
-    return jnp.where(count < max_value, count + one, max_value).astype(count.dtype)
+    else:
+        raise ValueError(
+            f"safe_increment needs an integer or real floating-point count, got dtype "
+            f"{count.dtype} (count={count!r})"
+        )
+    top = jnp.asarray(max_value, count.dtype)
+    return jnp.where(count < top, count + jnp.ones([], count.dtype), top)
 
 
 # --------------------------------------------------------------------------
@@ -135,6 +145,19 @@ def check_choice(name: str, value: Any, choices: tuple) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {name}={value!r}")
+
+
+def check_given_learning_rate(name: str, value: Any) -> None:
+    """A learning rate that must be given: ``None`` raises, else :func:`check_learning_rate`."""
+    if value is None:
+        raise ValueError(f"{name} must be a number, an array or a schedule, got {name}=None")
+    check_learning_rate(value, name)
+
+
+def check_nonnegative_finite(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless a Python-number ``value`` is finite and >= 0."""
+    check_nonnegative(name, value)
+    check_finite(name, value)
 
 
 # --------------------------------------------------------------------------
@@ -209,7 +232,6 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
 
 
 
-
 def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) -> Any:
     """Initial second-moment accumulators: ``value`` with each leaf's shape.
 
@@ -223,7 +245,8 @@ def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) ->
     """
 
     def make(x):
-        leaf_dtype = dtype or (jnp.float32 if x.dtype == jnp.float16 else x.dtype)
+        x_dtype = jnp.asarray(x).dtype
+        leaf_dtype = dtype or (jnp.float32 if x_dtype == jnp.float16 else x_dtype)
         return jnp.full_like(x, value, dtype=leaf_dtype)
 
     return _map(make, tree)
@@ -237,14 +260,21 @@ def tree_cast(tree: Any, dtype: Any) -> Any:
 
 
 def tree_cast_like(tree: Any, like: Any) -> Any:
-    """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return _map(lambda x, y: x.astype(jnp.asarray(y).dtype), tree, like)
+    """Cast every leaf of ``tree`` to the dtype of the matching floating leaf of ``like``.
+
+    Leaves matched with integer ones (Python ints in a gradient tree) stay as they are.
+    """
+
+    def cast(x, y):
+        dtype = jnp.asarray(y).dtype
+        return x.astype(dtype) if jnp.issubdtype(dtype, jnp.inexact) else x
+
+    return _map(cast, tree, like)
 
 
 def tree_scale(scalar: jax.typing.ArrayLike, tree: Any) -> Any:
     """``scalar * tree``, keeping each leaf's dtype."""
     return _map(lambda x: (scalar * x).astype(x.dtype), tree)
-
 
 
 
@@ -268,7 +298,8 @@ def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> 
 
 def widen_to(g: jax.Array, m: jax.Array) -> jax.Array:
     """Square the gradient in the accumulator's precision when that is wider (fp16 grads)."""
-    return g.astype(jnp.promote_types(g.dtype, m.dtype))
+    g = jnp.asarray(g)
+    return g.astype(jnp.promote_types(g.dtype, jnp.asarray(m).dtype))
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
@@ -291,7 +322,12 @@ def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Ar
     leaf's dtype only for the division, so bf16 moments do not round it to zero.
     """
     correction = 1 - decay**count
-    return _map(lambda t: t / correction.astype(t.dtype), moment)
+
+    def divide(t):
+        t = jnp.asarray(t)
+        return t / (correction.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.inexact) else correction)
+
+    return _map(divide, moment)
 
 
 def tree_sum_sq(tree: Any) -> jax.Array:
@@ -301,7 +337,11 @@ def tree_sum_sq(tree: Any) -> jax.Array:
 
 
 def global_norm(updates: Any) -> jax.Array:
-    """The L2 norm of a whole tree: ``sqrt(sum_i ||g_i||^2)``."""
+    """The L2 norm of a whole tree: ``sqrt(sum_i ||g_i||^2)``.
+
+    Args:
+      updates: a tree of arrays.
+    """
     return jnp.sqrt(tree_sum_sq(updates))
 
 
@@ -350,22 +390,175 @@ def metadata(tx: Any) -> dict:
 
 
 # --------------------------------------------------------------------------
+# optax as the implementation: one wrapper that validates on entry
+# --------------------------------------------------------------------------
+
+
+def _args_section(factory: Callable) -> str:
+    """The ``Args:`` block of ``factory``'s docstring (Google style), or ``""``."""
+    lines = inspect.cleandoc(factory.__doc__ or "").splitlines()
+    if "Args:" not in lines:
+        return ""
+    start = lines.index("Args:")
+    end = start + 1
+    while end < len(lines) and (not lines[end] or lines[end][0].isspace()):
+        end += 1
+    return "\n".join(lines[start:end]).rstrip()
+
+
+def from_optax(
+    factory: Callable,
+    checks: "dict[str, Callable[[str, Any], None]] | None" = None,
+    attach: "Callable[[Any, dict], Any] | None" = None,
+) -> Callable:
+    """optax's ``factory`` -- its signature, numbers and state -- with arguments checked on entry.
+
+    Every optax-named piece that jaxopt_dl does not extend is built through this one
+    mechanism, so its numbers are optax's by construction. The module documents each
+    with an attribute docstring; at run time ``help()`` shows optax's ``Args:``.
+
+    Args:
+      factory: the optax function (e.g. ``optax.scale``).
+      checks: ``{argument name: check(name, value)}``, run on the bound arguments
+        (defaults applied) before ``factory`` is called.
+      attach: ``attach(transform, arguments) -> transform``, run on the result (e.g. to
+        attach a learning-rate reader with :func:`with_metadata`).
+
+    Returns:
+      A function with ``factory``'s signature.
+    """
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name, check in (checks or {}).items():
+            check(name, bound.arguments[name])
+        transform = factory(*args, **kwargs)
+        return attach(transform, dict(bound.arguments)) if attach else transform
+
+    checked = ", ".join(f"``{name}``" for name in checks or {}) or "nothing to check"
+    header = (
+        f"optax.{factory.__name__}: its arguments, numbers and state; checked on entry: "
+        f"{checked}."
+    )
+    build.__doc__ = "\n\n".join(part for part in (header, _args_section(factory)) if part)
+    build.__module__ = inspect.currentframe().f_back.f_globals["__name__"]
+    return build
+
+
+# --------------------------------------------------------------------------
+# Reading the learning rate a transform applies next (``current_learning_rate``)
+# --------------------------------------------------------------------------
+
+_RATE_SCALE_STATES: "dict[type, Callable[[Any], jax.Array]]" = {}
+
+
+def register_rate_scale(
+    state_type: type, read: Optional[Callable[[Any], jax.Array]] = None
+) -> None:
+    """Declare that a transform whose state is ``state_type`` multiplies the learning rate.
+
+    Args:
+      state_type: the state class (e.g. a reduce-on-plateau state).
+      read: ``state -> multiplier``; by default ``state.scale``.
+    """
+    _RATE_SCALE_STATES[state_type] = read or (lambda state: state.scale)
+
+
+register_rate_scale(optax.contrib.ReduceLROnPlateauState)
+
+
+def _is_array(node: Any) -> bool:
+    return node is None or isinstance(node, (jax.Array, np.ndarray, np.generic, numbers.Number))
+
+
+def children(node: Any) -> list:
+    """The direct children of a pytree node (an empty list for a leaf).
+
+    Args:
+      node: any pytree node.
+    """
+    if _is_array(node):
+        return []
+    kids, _ = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
+    return kids
+
+
+def state_rate_scale(state: Any) -> "jax.Array | None":
+    """The product of the rate multipliers of every registered state in ``state``, or None.
+
+    Args:
+      state: an optimizer state (any pytree).
+    """
+    if type(state) in _RATE_SCALE_STATES:
+        return jnp.asarray(_RATE_SCALE_STATES[type(state)](state))
+    scales = [s for s in map(state_rate_scale, children(state)) if s is not None]
+    return functools.reduce(jnp.multiply, scales) if scales else None
+
+
+def times(rate: Any, factor: "jax.Array | None") -> Any:
+    """``rate * factor`` for a rate or a ``{group: rate}`` dict (``factor=None``: unchanged).
+
+    Args:
+      rate: a scalar rate or ``{group: rate}``.
+      factor: a multiplier, or None.
+    """
+    if factor is None:
+        return rate
+    if isinstance(rate, dict):
+        return {group: value * factor for group, value in rate.items()}
+    return rate * factor
+
+
+def rate_reader(tx: Any) -> "Callable[[Any], Any] | None":
+    """``state -> the learning rate the next update applies``, attached to ``tx``, or None.
+
+    Args:
+      tx: a transform.
+    """
+    return metadata(tx).get("rate_reader")
+
+
+def with_rate_reader(tx: Any, read: "Callable[[Any], Any] | None") -> Any:
+    """Attach ``read`` (``state -> rate``) to ``tx`` when there is one; return ``tx``.
+
+    Args:
+      tx: a transform.
+      read: ``state -> rate``, or None (nothing attached).
+    """
+    return with_metadata(tx, rate_reader=read) if read is not None else tx
+
+
+def _chain_reader(transforms: tuple) -> "Callable[[Any], Any] | None":
+    """A chain applies its children's rates, times the multipliers of the others."""
+    readers = [rate_reader(t) for t in transforms]
+    if not any(readers):
+        return None
+
+    def read(state):
+        rates, factor = [], None
+        for reader, child_state in zip(readers, state):
+            if reader is not None:
+                rates.append(reader(child_state))
+            elif (scale := state_rate_scale(child_state)) is not None:
+                factor = scale if factor is None else factor * scale
+        rate = functools.reduce(
+            lambda a, b: times(b, a) if isinstance(b, dict) else times(a, b), rates
+        )
+        return times(rate, factor)
+
+    return read
+
+
+# --------------------------------------------------------------------------
 # Composition
 # --------------------------------------------------------------------------
 
 
-def identity() -> GradientTransformation:
-    """Pass updates through unchanged (optax.identity)."""
-
-    def init_fn(params):
-        del params
-        return EmptyState()
-
-    def update_fn(updates, state, params=None):
-        del params
-        return updates, state
-
-    return GradientTransformation(init_fn, update_fn)
+identity = from_optax(optax.identity)
+"""Pass updates through unchanged: optax.identity, its state and numbers."""
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
@@ -375,10 +568,14 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
     arguments to ``update`` (e.g. ``value=loss`` for reduce-on-plateau) reach the
     transforms that accept them.
 
+    Args:
+      *transforms: the transforms, applied in order (jaxopt_dl's or optax's).
+
     Example:
       >>> import jaxopt_dl as jdl
       >>> tx = jdl.chain(jdl.clip_by_global_norm(1.0), jdl.scale_by_adam(), jdl.scale(-1e-3))
     """
+    reader = _chain_reader(transforms)
     transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
 
     def init_fn(params):
@@ -395,7 +592,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
             new_state.append(s)
         return updates, tuple(new_state)
 
-    return GradientTransformationExtraArgs(init_fn, update_fn)
+    return with_rate_reader(GradientTransformationExtraArgs(init_fn, update_fn), reader)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
@@ -407,7 +604,12 @@ def apply_updates(params: Params, updates: Updates) -> Params:
 
     Returns:
       The updated parameters, each leaf in the dtype of its parameter.
+
+    Raises:
+      ValueError: naming the first path where the trees or leaf shapes differ (checked
+        when traced, so it costs nothing in a jitted step).
     """
+    check_tree_matches(updates, params, "params")
     return jax.tree.map(
         lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
         params,

@@ -1,8 +1,12 @@
 """The optimizers: each a short chain of blocks and a learning rate.
 
-Names, argument names and defaults follow optax where optax has the name; the
-lecture conventions optax lacks are keywords (``form=``, ``eps_in_sqrt=``,
-``bias_correction=``), never copies.
+Names, argument names, defaults and state trees follow optax where optax has the
+name (``jdl.adam(lr).init(p)`` has the tree structure and state classes of
+``optax.adam(lr).init(p)``); the lecture conventions optax lacks are keywords
+(``form=``, ``eps_in_sqrt=``, ``bias_correction=``), never copies. Every optimizer
+checks ``learning_rate`` when built, names the first mismatched path when the
+gradients do not match the params, and carries ``optimizer=<name>`` and
+``hyperparams={argument: value}`` as :func:`jaxopt_dl._core.metadata`.
 """
 
 from __future__ import annotations
@@ -21,10 +25,50 @@ from jaxopt_dl.transforms import adaptive, momentum as momentum_lib, regularizat
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
 
 
-def _with_lr(*blocks, learning_rate: Optional[ScalarOrSchedule]) -> GradientTransformationExtraArgs:
+def _as_optimizer(name: str, transform: Any, arguments: dict) -> GradientTransformationExtraArgs:
+    """``transform`` whose ``update`` names the first path where gradients and params differ.
+
+    The check runs when traced (structure and shapes are static), so jit and vmap over
+    hyperparameters are unaffected. The transform keeps its metadata and gains
+    ``optimizer=name`` and ``hyperparams=arguments``.
+    """
+    inner = optax.with_extra_args_support(transform)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if params is not None:
+            _core.check_tree_matches(updates, params, "params")
+        return inner.update(updates, state, params, **extra_args)
+
+    return _core.with_metadata(
+        GradientTransformationExtraArgs(inner.init, update_fn),
+        **_core.metadata(transform),
+        optimizer=name,
+        hyperparams=arguments,
+    )
+
+
+def _optimizer(factory: Optional[Callable] = None, *, rate_optional: bool = False) -> Callable:
+    """Make ``factory`` an optimizer alias: ``learning_rate`` checked, trees checked, metadata."""
+    if factory is None:
+        return functools.partial(_optimizer, rate_optional=rate_optional)
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if not rate_optional:
+            _core.check_given_learning_rate("learning_rate", bound.arguments["learning_rate"])
+        return _as_optimizer(factory.__name__, factory(*args, **kwargs), dict(bound.arguments))
+
+    return build
+
+
+def _with_lr(*blocks, learning_rate: ScalarOrSchedule) -> GradientTransformationExtraArgs:
     return chain(*blocks, scaling.scale_by_learning_rate(learning_rate))
 
 
+@_optimizer
 def sgd(
     learning_rate: ScalarOrSchedule,
     momentum: Optional[float] = None,
@@ -35,6 +79,12 @@ def sgd(
 
     .. math:: m_t = g_t + \\mu m_{t-1}, \\qquad \\theta_t = \\theta_{t-1} - \\epsilon_t m_t
 
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      momentum: the heavy-ball coefficient in [0, 1), or ``None`` for plain SGD.
+      nesterov: the Nesterov form of the momentum.
+      accumulator_dtype: storage dtype of the momentum buffer (default: the param's).
+
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
       >>> opt = jdl.sgd(0.1, momentum=0.9)
@@ -44,13 +94,14 @@ def sgd(
       Robbins & Monro 1951; Goodfellow et al. 2016, Alg. 8.1; torch.optim.SGD.
     """
     if momentum is None:
-        return _with_lr(learning_rate=learning_rate)
+        return _with_lr(_core.identity(), learning_rate=learning_rate)
     _core.check_decay("momentum", momentum)
     return _with_lr(
         momentum_lib.trace(momentum, nesterov, accumulator_dtype), learning_rate=learning_rate
     )
 
 
+@_optimizer
 def momentum(
     learning_rate: ScalarOrSchedule,
     beta: float = 0.9,
@@ -58,17 +109,24 @@ def momentum(
     nesterov: bool = False,
     form: str = "velocity",
 ) -> GradientTransformationExtraArgs:
-    """SGD with momentum in the lecture's three conventions.
+    """SGD with momentum in the lectures' three conventions.
 
     * ``form="velocity"`` (Goodfellow Alg. 8.2, coupled): ``v <- beta v - eps_t g;
       theta <- theta + v``. With ``nesterov=True`` (Alg. 8.3) the iterates are the
       look-ahead variables ``phi = theta + beta v``.
-    * ``form="ema"`` (seed 002, decoupled): ``m <- beta m + (1-beta) g;
-      theta <- theta - eps_t m``; Nesterov in look-ahead variables ``w - eps beta m``.
+    * ``form="ema"`` (K. Bipin, "Deep Learning, Lecture 6 -- Optimization", decoupled):
+      ``m <- beta m + (1-beta) g; theta <- theta - eps_t m``; Nesterov in look-ahead
+      variables ``w - eps beta m``.
     * ``form="trace"`` (optax/torch heavy ball): ``m <- g + beta m; theta <- theta - eps_t m``.
 
     For a constant learning rate ``velocity`` and ``trace`` give the same iterates;
     ``ema`` takes steps ``(1 - beta)`` times smaller (use a ``1/(1-beta)`` larger rate).
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      beta: the momentum coefficient in [0, 1).
+      nesterov: the Nesterov look-ahead form.
+      form: ``"velocity"``, ``"ema"`` or ``"trace"``.
 
     Raises:
       ValueError: for an unknown ``form``.
@@ -85,6 +143,7 @@ def momentum(
     return _with_lr(momentum_lib.trace(beta, nesterov), learning_rate=learning_rate)
 
 
+@_optimizer
 def adagrad(
     learning_rate: ScalarOrSchedule,
     initial_accumulator_value: float = 0.1,
@@ -100,6 +159,12 @@ def adagrad(
     ``eps_in_sqrt=False`` gives Goodfellow Alg. 8.4 and torch.optim.Adagrad:
     ``eps / (delta + sqrt(r))`` (torch defaults: ``initial_accumulator_value=0``,
     ``eps=1e-10``).
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      initial_accumulator_value: starting value of ``r`` (optax 0.1, torch 0).
+      eps: the small constant ``delta``.
+      eps_in_sqrt: ``delta`` inside the root (optax) or outside (Goodfellow, torch).
     """
     return _with_lr(
         adaptive.scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
@@ -107,6 +172,7 @@ def adagrad(
     )
 
 
+@_optimizer
 def rmsprop(
     learning_rate: ScalarOrSchedule,
     decay: float = 0.9,
@@ -126,18 +192,32 @@ def rmsprop(
     (``sqrt(r) + eps``), also with ``centered`` (Graves 2013) and ``momentum`` (torch's
     buffer of the scaled gradient: ``b <- mu b + g / (sqrt(r) + eps); theta <- theta -
     lr b``; the same numbers for a constant learning rate).
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      decay: ``rho``, the EMA decay of the squared gradients, in [0, 1).
+      eps: ``delta``.
+      initial_scale: starting value of ``r``.
+      eps_in_sqrt: ``delta`` inside the root (optax, Goodfellow, Keras) or outside (torch).
+      centered: divide by the root of the variance (Graves 2013).
+      momentum: coefficient of a heavy-ball buffer after the scaling, or ``None``.
+      nesterov: the Nesterov form of that buffer.
+      bias_correction: divide ``r_t`` by ``1 - rho^t``.
     """
     scaler = adaptive.scale_by_stddev if centered else adaptive.scale_by_rms
-    blocks = [
+    if momentum is None:
+        accumulate = _core.identity()
+    else:
+        _core.check_decay("momentum", momentum)
+        accumulate = momentum_lib.trace(momentum, nesterov)
+    return chain(
         scaler(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
         scaling.scale_by_learning_rate(learning_rate),
-    ]
-    if momentum is not None:
-        _core.check_decay("momentum", momentum)
-        blocks.append(momentum_lib.trace(momentum, nesterov))
-    return chain(*blocks)
+        accumulate,
+    )
 
 
+@_optimizer(rate_optional=True)
 def adadelta(
     learning_rate: Optional[ScalarOrSchedule] = None,
     rho: float = 0.9,
@@ -150,6 +230,13 @@ def adadelta(
     ``learning_rate=None`` is Zeiler's original rule, a descent step of the unit-correct
     update (the same as ``learning_rate=1.0``, torch's default). optax's ``None``
     leaves the sign unflipped and ascends; we do not copy that.
+
+    Args:
+      learning_rate: a number, an array, a schedule, or ``None`` (= 1.0).
+      rho: the EMA decay of both accumulators, in [0, 1).
+      eps: added inside both roots.
+      weight_decay: coupled weight decay added to the gradient first.
+      weight_decay_mask: where to apply the decay (a tree of booleans or a function).
     """
     return _with_lr(
         regularization.add_decayed_weights(weight_decay, weight_decay_mask),
@@ -158,6 +245,19 @@ def adadelta(
     )
 
 
+def _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction,
+                nu_dtype, *decay):
+    return _with_lr(
+        adaptive.scale_by_adam(
+            b1, b2, eps, eps_root, mu_dtype,
+            nesterov=nesterov, bias_correction=bias_correction, nu_dtype=nu_dtype,
+        ),
+        *decay,
+        learning_rate=learning_rate,
+    )
+
+
+@_optimizer
 def adam(
     learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
@@ -176,8 +276,17 @@ def adam(
         m_t = \\beta_1 m + (1-\\beta_1) g,\\; v_t = \\beta_2 v + (1-\\beta_2) g^2,\\;
         \\theta_t = \\theta - \\epsilon \\frac{m_t/(1-\\beta_1^t)}{\\sqrt{v_t/(1-\\beta_2^t)} + \\delta}
 
-    ``bias_correction=False`` is seed 003's "not quite Adam"; ``nesterov=True`` is
-    NAdam; ``mu_dtype``/``nu_dtype`` set the moments' storage dtypes.
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      nesterov: NAdam's look-ahead first moment (see :func:`nadam`).
+      bias_correction: ``False`` is the "not quite Adam" of R. Neychev, "Optimization
+        and regularization in Deep Learning" (no ``1 - beta^t``).
+      nu_dtype: storage dtype of the second moment.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
@@ -188,15 +297,52 @@ def adam(
       >>> updates, state = opt.update(grads, state, params)
       >>> params = jdl.apply_updates(params, updates)
     """
-    return _with_lr(
-        adaptive.scale_by_adam(
-            b1, b2, eps, eps_root, mu_dtype,
-            nesterov=nesterov, bias_correction=bias_correction, nu_dtype=nu_dtype,
-        ),
-        learning_rate=learning_rate,
-    )
+    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov,
+                       bias_correction, nu_dtype)
 
 
+@_optimizer
+def nadam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
+    *,
+    bias_correction: bool = True,
+    nu_dtype: Optional[Any] = None,
+) -> GradientTransformationExtraArgs:
+    """NAdam (Dozat 2016): Adam with a Nesterov look-ahead first moment, optax's numbers.
+
+    .. math::
+        u_t = -\\epsilon \\frac{\\beta_1 m_t / (1-\\beta_1^{t+1}) + (1-\\beta_1) g_t / (1-\\beta_1^t)}
+        {\\sqrt{v_t / (1-\\beta_2^t)} + \\delta}
+
+    The same as ``adam(..., nesterov=True)``.
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      bias_correction: as :func:`adam`.
+      nu_dtype: storage dtype of the second moment.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_dl as jdl
+      >>> state = jdl.nadam(1e-3).init(jnp.zeros(3))
+
+    References:
+      Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
+    """
+    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, True,
+                       bias_correction, nu_dtype)
+
+
+@_optimizer
 def adamw(
     learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
@@ -216,42 +362,39 @@ def adamw(
 
     torch.optim.AdamW multiplies the decay by the learning rate the same way
     (``p <- p (1 - lr wd)``), so the numbers agree for the same ``weight_decay``.
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      b1: as :func:`adam`.
+      b2: as :func:`adam`.
+      eps: as :func:`adam`.
+      eps_root: as :func:`adam`.
+      mu_dtype: as :func:`adam`.
+      weight_decay: the decay ``lambda`` (a number or a schedule).
+      mask: where to decay (a tree of booleans or a function params -> tree).
+      nesterov: as :func:`adam`.
+      nu_dtype: as :func:`adam`.
     """
-    return _with_lr(
-        adaptive.scale_by_adam(
-            b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
-        ),
-        regularization.add_decayed_weights(weight_decay, mask),
-        learning_rate=learning_rate,
-    )
+    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, True,
+                       nu_dtype, regularization.add_decayed_weights(weight_decay, mask))
 
 
+@_optimizer
 def adamax(
     learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> GradientTransformationExtraArgs:
-    """Adamax (Kingma & Ba 2014, Sec. 7.1): Adam with an infinity-norm second moment."""
+    """Adamax (Kingma & Ba 2014, Sec. 7.1): Adam with an infinity-norm second moment.
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the infinity norm, in [0, 1).
+      eps: added to ``|g|``.
+    """
     return _with_lr(adaptive.scale_by_adamax(b1, b2, eps), learning_rate=learning_rate)
 
 
-nadam = functools.partial(adam, nesterov=True)
-"""NAdam (Dozat 2016): ``adam(..., nesterov=True)``, optax's numbers.
-
-.. math::
-    u_t = -\\epsilon \\frac{\\beta_1 m_t / (1-\\beta_1^{t+1}) + (1-\\beta_1) g_t / (1-\\beta_1^t)}
-    {\\sqrt{v_t / (1-\\beta_2^t)} + \\delta}
-
-Takes every argument of :func:`adam` except ``nesterov``.
-
-Example:
-  >>> import jax.numpy as jnp, jaxopt_dl as jdl
-  >>> state = jdl.nadam(1e-3).init(jnp.zeros(3))
-
-References:
-  Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
-"""
-nadam.__doc__ = "NAdam (Dozat 2016): ``adam(..., nesterov=True)``."
-
-
+@_optimizer
 def amsgrad(
     learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
@@ -262,7 +405,18 @@ def amsgrad(
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
 ) -> GradientTransformationExtraArgs:
-    """AMSGrad (Reddi et al. 2018): Adam with a non-decreasing second moment."""
+    """AMSGrad (Reddi et al. 2018): Adam with a non-decreasing second moment.
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      b1: as :func:`adam`.
+      b2: as :func:`adam`.
+      eps: as :func:`adam`.
+      eps_root: as :func:`adam`.
+      mu_dtype: as :func:`adam`.
+      bias_correction_mu: divide the first moment by ``1 - b1^t``.
+      bias_correction_nu: divide the second moment by ``1 - b2^t`` before the maximum.
+    """
     return _with_lr(
         adaptive.scale_by_amsgrad(
             b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu
@@ -271,40 +425,59 @@ def amsgrad(
     )
 
 
+@_optimizer
 def noisy_sgd(
     learning_rate: ScalarOrSchedule,
     eta: float = 0.01,
     gamma: float = 0.55,
     key: Union[jax.Array, int, None] = None,
 ) -> GradientTransformationExtraArgs:
-    """SGD with annealed Gaussian gradient noise (Neelakantan et al. 2015)."""
+    """SGD with annealed Gaussian gradient noise (Neelakantan et al. 2015).
+
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      eta: base variance of the noise.
+      gamma: decay exponent of the variance.
+      key: a PRNG key or an integer seed (an int or an integer array); ``None`` is 0.
+    """
     return _with_lr(regularization.add_noise(eta, gamma, key), learning_rate=learning_rate)
 
 
-def _validated(factory: Callable, checks: Callable[[dict], None]) -> Callable:
-    """Wrap an optax alias so its Python-number hyperparameters are checked on entry."""
-
-    @functools.wraps(factory)
-    def build(*args, **kwargs):
-        bound = inspect.signature(factory).bind(*args, **kwargs)
-        bound.apply_defaults()
-        checks(bound.arguments)
-        return factory(*args, **kwargs)
-
-    return build
+def _schedule_count(state: Any) -> jax.Array:
+    """The count of the (only) ``ScaleByScheduleState`` in an optax alias's state."""
+    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
+    return next(n for n in nodes if isinstance(n, optax.ScaleByScheduleState)).count
 
 
-def _check_lr_and_decays(*decays: str) -> Callable[[dict], None]:
-    def checks(arguments):
-        _core.check_learning_rate(arguments["learning_rate"])
-        for name in decays:
-            _core.check_decay(name, arguments[name])
+def _optax_alias(factory: Callable, *decays: str, rate_optional: bool = False) -> Callable:
+    """An optax alias validated on entry, its trees checked and its learning rate readable."""
 
-    return checks
+    def attach(transform, arguments):
+        rate = arguments["learning_rate"]
+        if callable(rate):
+            reader = lambda state: jax.numpy.asarray(rate(_schedule_count(state)))
+        elif rate is not None:
+            reader = lambda state: jax.numpy.asarray(rate)
+        else:
+            reader = None
+        transform = _core.with_rate_reader(transform, reader)
+        return _as_optimizer(factory.__name__, transform, arguments)
+
+    checks = {
+        "learning_rate": (lambda name, value: _core.check_learning_rate(value, name))
+        if rate_optional
+        else _core.check_given_learning_rate
+    }
+    checks.update({name: _core.check_decay for name in decays})
+    return _core.from_optax(factory, checks, attach)
 
 
-lamb = _validated(optax.lamb, _check_lr_and_decays("b1", "b2"))
-"""LAMB (You et al. 2020): optax.lamb, its arguments and numbers, inputs validated.
+lamb = _optax_alias(
+    optax.lamb,
+    "b1",
+    "b2",
+)
+"""LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
 
 Adam's direction plus weight decay, rescaled per layer by the trust ratio
 ``||w|| / ||u||``. ``learning_rate``, ``b1`` and ``b2`` are checked when built
@@ -313,20 +486,32 @@ Adam's direction plus weight decay, rescaled per layer by the trust ratio
 References:
   You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
 """
-lion = _validated(optax.lion, _check_lr_and_decays("b1", "b2"))
-"""Lion (Chen et al. 2023): optax.lion, its arguments and numbers, inputs validated.
+
+lion = _optax_alias(
+    optax.lion,
+    "b1",
+    "b2",
+)
+"""Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
 
 .. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
     m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
 
+``learning_rate``, ``b1`` and ``b2`` are checked when built.
+
 References:
   Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
 """
-adafactor = _validated(optax.adafactor, lambda a: _core.check_learning_rate(a["learning_rate"]))
-"""Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments and numbers.
+
+adafactor = _optax_alias(
+    optax.adafactor,
+    rate_optional=True,
+)
+"""Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
 
 Factored second moments (row and column averages) for matrices, so the state costs
-``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built.
+``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built
+(``None`` is optax's: no learning-rate scaling).
 
 References:
   Shazeer & Stern 2018, Adafactor; optax.adafactor.

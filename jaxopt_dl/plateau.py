@@ -14,6 +14,7 @@ from jaxopt_dl._core import (
     check_in_range,
     check_nonnegative,
     check_positive,
+    register_rate_scale,
     safe_increment,
     tree_scale,
     zero_count,
@@ -31,6 +32,9 @@ class ReduceLROnPlateauState(NamedTuple):
     cooldown_count: jax.Array
     count: jax.Array
     avg_value: jax.Array
+
+
+register_rate_scale(ReduceLROnPlateauState)
 
 
 def reduce_on_plateau(

@@ -1,7 +1,6 @@
 """Every optax-named optimizer and block gives optax's trajectory (rtol 2e-5)."""
 
 import chex
-import jax
 import jax.numpy as jnp
 import optax
 import pytest
@@ -41,10 +40,9 @@ OPTIMIZERS = [
     ("amsgrad", dict(learning_rate=0.01)),
     ("amsgrad", dict(learning_rate=schedule, bias_correction_mu=False, bias_correction_nu=False)),
     ("noisy_sgd", dict(learning_rate=0.01, key=3)),
-    ("lamb", dict(learning_rate=0.01)),
-    ("lion", dict(learning_rate=0.001)),
-    ("adafactor", dict(learning_rate=0.01)),
 ]
+# lamb, lion and adafactor are optax's own functions (validated on entry); comparing
+# them with themselves cannot fail, so test_states checks their validation instead.
 
 
 def _id(entry):

@@ -125,6 +125,10 @@ CONSTRUCTORS = {
         "step_doubling_batch_size"
     ).split()
 }
+# optax's signature makes learning_rate optional (None); fuzz it from a number.
+CONSTRUCTORS["scale_by_learning_rate"] = lambda learning_rate=0.1: jdl.scale_by_learning_rate(
+    learning_rate
+)
 CONSTRUCTORS["apply_if_finite"] = lambda max_consecutive_errors: jdl.apply_if_finite(
     jdl.adam(0.1), max_consecutive_errors
 )

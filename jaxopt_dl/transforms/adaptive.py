@@ -12,58 +12,18 @@ Where the conventions differ (users hit this when porting):
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
+from optax._src.transform import (  # optax's classes, not exported at its top level
+    ScaleByRmsWithCountState,
+    ScaleByRStdDevWithCountState,
+)
 
 from jaxopt_dl import _core
 from jaxopt_dl._core import GradientTransformation
-
-
-class ScaleByRssState(NamedTuple):
-    """AdaGrad's accumulated sum of squares (optax's field name)."""
-
-    sum_of_squares: Any
-
-
-class ScaleByRmsState(NamedTuple):
-    """RMSProp's EMA of squared gradients, with a count for optional bias correction."""
-
-    count: jax.Array
-    nu: Any
-
-
-class ScaleByRStdDevState(NamedTuple):
-    """Centered RMSProp: EMAs of the gradient and of its square."""
-
-    count: jax.Array
-    mu: Any
-    nu: Any
-
-
-class ScaleByAdamState(NamedTuple):
-    """Adam/Adamax moments (optax's field names)."""
-
-    count: jax.Array
-    mu: Any
-    nu: Any
-
-
-class ScaleByAmsgradState(NamedTuple):
-    """AMSGrad moments with the running maximum of the second moment."""
-
-    count: jax.Array
-    mu: Any
-    nu: Any
-    nu_max: Any
-
-
-class ScaleByAdaDeltaState(NamedTuple):
-    """Adadelta's EMAs of squared gradients and squared updates."""
-
-    e_g: Any
-    e_x: Any
 
 
 def inverse_root(
@@ -78,8 +38,13 @@ def inverse_root(
 
 
 def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
-    """``factor * g`` in the gradient's dtype (factors of fp16 leaves come from float32 state)."""
-    return (factor * g).astype(g.dtype)
+    """``factor * g`` in the gradient's dtype (factors of fp16 leaves come from float32 state).
+
+    Integer gradients (Python ints in a gradient tree) give floating updates, as in optax.
+    """
+    g = jnp.asarray(g)
+    scaled = factor * g
+    return scaled.astype(g.dtype) if jnp.issubdtype(g.dtype, jnp.inexact) else scaled
 
 
 def adam_direction(
@@ -110,6 +75,9 @@ def scale_by_rss(
 ) -> GradientTransformation:
     """AdaGrad scaling by the root of the sum of all squared gradients so far.
 
+    Hand-written, not optax's: ``eps_in_sqrt=False`` (eps outside the root) and float32
+    sums for float16 leaves.
+
     .. math::
         r_t = r_{t-1} + g_t^2, \\qquad
         u_t = g_t / \\sqrt{r_t + \\delta}\\;\\text{(eps_in_sqrt)} \\;\\text{or}\\;
@@ -129,7 +97,7 @@ def scale_by_rss(
     _check_adaptive(eps)
 
     def init_fn(params):
-        return ScaleByRssState(_core.tree_second_moment_like(params, initial_accumulator_value))
+        return optax.ScaleByRssState(_core.tree_second_moment_like(params, initial_accumulator_value))
 
     def update_fn(updates, state, params=None):
         del params
@@ -140,7 +108,7 @@ def scale_by_rss(
             updates,
             sum_sq,
         )
-        return updates, ScaleByRssState(sum_sq)
+        return updates, optax.ScaleByRssState(sum_sq)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -153,6 +121,9 @@ def scale_by_rms(
     bias_correction: bool = False,
 ) -> GradientTransformation:
     """RMSProp scaling by the root of an EMA of squared gradients.
+
+    Hand-written, not optax's: float32 accumulators for float16 leaves, and the root
+    taken in float32.
 
     .. math::
         r_t = \\rho r_{t-1} + (1 - \\rho) g_t^2, \\qquad
@@ -173,18 +144,24 @@ def scale_by_rms(
 
     def init_fn(params):
         nu = _core.tree_second_moment_like(params, initial_scale)
-        return ScaleByRmsState(_core.zero_count(), nu)
+        if bias_correction:
+            return ScaleByRmsWithCountState(_core.zero_count(), nu)
+        return optax.ScaleByRmsState(nu)
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.nu)
         nu = _core.tree_ema_sq_norm(updates, state.nu, decay)
-        count = _core.safe_increment(state.count)
-        nu_hat = _core.tree_bias_correction(nu, decay, count) if bias_correction else nu
+        if bias_correction:
+            count = _core.safe_increment(state.count)
+            nu_hat = _core.tree_bias_correction(nu, decay, count)
+            new_state = ScaleByRmsWithCountState(count, nu)
+        else:
+            nu_hat, new_state = nu, optax.ScaleByRmsState(nu)
         updates = _core.tree_map(
             lambda g, n: _rescale(g, inverse_root(n, eps, eps_in_sqrt)), updates, nu_hat
         )
-        return updates, ScaleByRmsState(count, nu)
+        return updates, new_state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -198,10 +175,20 @@ def scale_by_stddev(
 ) -> GradientTransformation:
     """Centered RMSProp: scale by the root of the EMA variance ``E[g^2] - E[g]^2``.
 
+    Hand-written, not optax's: float32 accumulators for float16 leaves, and the root
+    taken in float32.
+
     .. math::
         m_t = \\rho m_{t-1} + (1-\\rho) g_t,\\;
         r_t = \\rho r_{t-1} + (1-\\rho) g_t^2,\\;
         u_t = g_t / \\sqrt{r_t - m_t^2 + \\delta}
+
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: ``delta``.
+      initial_scale: starting value of ``r``.
+      eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
+      bias_correction: divide both EMAs by ``1 - rho^t``.
 
     References:
       Graves 2013; torch ``RMSprop(centered=True)`` with ``eps_in_sqrt=False``.
@@ -209,30 +196,32 @@ def scale_by_stddev(
     _check_adaptive(eps, [("decay", decay)])
 
     def init_fn(params):
-        return ScaleByRStdDevState(
-            _core.zero_count(),
-            _core.tree_zeros_like(params),
-            _core.tree_second_moment_like(params, initial_scale),
-        )
+        mu = _core.tree_zeros_like(params)
+        nu = _core.tree_second_moment_like(params, initial_scale)
+        if bias_correction:
+            return ScaleByRStdDevWithCountState(_core.zero_count(), mu, nu)
+        return optax.ScaleByRStdDevState(mu, nu)
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.nu)
         mu = _core.tree_ema(updates, state.mu, decay)
         nu = _core.tree_ema_sq_norm(updates, state.nu, decay)
-        count = _core.safe_increment(state.count)
         if bias_correction:
+            count = _core.safe_increment(state.count)
             mu_hat = _core.tree_bias_correction(mu, decay, count)
             nu_hat = _core.tree_bias_correction(nu, decay, count)
+            new_state = ScaleByRStdDevWithCountState(count, mu, nu)
         else:
             mu_hat, nu_hat = mu, nu
+            new_state = optax.ScaleByRStdDevState(mu, nu)
         updates = _core.tree_map(
             lambda g, m, n: _rescale(g, inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt)),
             updates,
             mu_hat,
             nu_hat,
         )
-        return updates, ScaleByRStdDevState(count, mu, nu)
+        return updates, new_state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -261,6 +250,10 @@ def scale_by_adam(
 ) -> GradientTransformation:
     """Adam scaling (Kingma & Ba 2014; Goodfellow Alg. 8.7).
 
+    Hand-written, not optax's: the ``bias_correction`` flag, ``nu_dtype``, float32
+    ``nu`` for float16 leaves and the division done in float32 for half-precision
+    moments.
+
     .. math::
         m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t,\\quad
         v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2,\\\\
@@ -275,7 +268,8 @@ def scale_by_adam(
       mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` halves its
         memory); arithmetic happens in the gradient's dtype.
       nesterov: NAdam's look-ahead first moment (Dozat 2016).
-      bias_correction: ``False`` gives seed 003's "not quite Adam" (no ``1-beta^t``).
+      bias_correction: ``False`` gives the "not quite Adam" of R. Neychev,
+        "Optimization and regularization in Deep Learning" (no ``1-beta^t``).
       nu_dtype: storage dtype of the second moment (as ``mu_dtype``).
 
     References:
@@ -284,7 +278,7 @@ def scale_by_adam(
     _check_adaptive(eps, [("b1", b1), ("b2", b2)], eps_root)
 
     def init_fn(params):
-        return ScaleByAdamState(
+        return optax.ScaleByAdamState(
             _core.zero_count(),
             _core.tree_zeros_like(params, dtype=mu_dtype),
             _core.tree_second_moment_like(params, dtype=nu_dtype),
@@ -306,7 +300,7 @@ def scale_by_adam(
         updates = _core.tree_map(
             lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_hat
         )
-        return updates, ScaleByAdamState(
+        return updates, optax.ScaleByAdamState(
             count, _core.tree_cast(mu, mu_dtype), _core.tree_cast(nu, nu_dtype)
         )
 
@@ -318,15 +312,22 @@ def scale_by_adamax(
 ) -> GradientTransformation:
     """Adamax: Adam with the infinity norm (Kingma & Ba 2014, Sec. 7.1).
 
+    Hand-written, not optax's: float32 ``nu`` for float16 leaves.
+
     .. math::
         m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t,\\quad
         u_t^{\\infty} = \\max(\\beta_2 u_{t-1}, |g_t| + \\epsilon),\\quad
         u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u_t^{\\infty}}
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the infinity norm, in [0, 1).
+      eps: added to ``|g|``.
     """
     _check_adaptive(eps, [("b1", b1), ("b2", b2)])
 
     def init_fn(params):
-        return ScaleByAdamState(
+        return optax.ScaleByAdamState(
             _core.zero_count(), _core.tree_zeros_like(params), _core.tree_second_moment_like(params)
         )
 
@@ -340,7 +341,7 @@ def scale_by_adamax(
             state.nu,)
         mu_hat = _core.tree_bias_correction(mu, b1, count)
         updates = _core.tree_map(lambda m, v: (m / v).astype(m.dtype), mu_hat, nu)
-        return updates, ScaleByAdamState(count, mu, nu)
+        return updates, optax.ScaleByAdamState(count, mu, nu)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -356,8 +357,20 @@ def scale_by_amsgrad(
 ) -> GradientTransformation:
     """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment.
 
+    Hand-written, not optax's: float32 second moments for float16 leaves, the division
+    in float32.
+
     .. math:: \\hat v^{max}_t = \\max(\\hat v^{max}_{t-1}, \\hat v_t),\\quad
         u_t = \\hat m_t / (\\sqrt{\\hat v^{max}_t + \\epsilon_{root}} + \\epsilon)
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added outside the root.
+      eps_root: added inside the root.
+      mu_dtype: storage dtype of the first moment.
+      bias_correction_mu: divide the first moment by ``1 - b1^t``.
+      bias_correction_nu: divide the second moment by ``1 - b2^t``.
 
     References:
       Reddi, Kale & Kumar 2018.
@@ -365,9 +378,11 @@ def scale_by_amsgrad(
     _check_adaptive(eps, [("b1", b1), ("b2", b2)], eps_root)
 
     def init_fn(params):
-        squares = _core.tree_second_moment_like(params)
-        return ScaleByAmsgradState(
-            _core.zero_count(), _core.tree_zeros_like(params, dtype=mu_dtype), squares, squares
+        return optax.ScaleByAmsgradState(
+            _core.zero_count(),
+            _core.tree_zeros_like(params, dtype=mu_dtype),
+            _core.tree_second_moment_like(params),
+            _core.tree_second_moment_like(params),
         )
 
     def update_fn(updates, state, params=None):
@@ -382,7 +397,7 @@ def scale_by_amsgrad(
         updates = _core.tree_map(
             lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_max
         )
-        return updates, ScaleByAmsgradState(count, _core.tree_cast(mu, mu_dtype), nu, nu_max)
+        return updates, optax.ScaleByAmsgradState(count, _core.tree_cast(mu, mu_dtype), nu, nu_max)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -392,16 +407,23 @@ def scale_by_adadelta(
 ) -> GradientTransformation:
     """Adadelta (Zeiler 2012): unit-correct steps from two EMAs.
 
+    Hand-written, not optax's: float32 accumulators for float16 leaves.
+
     .. math::
         E[g^2]_t = \\rho E[g^2]_{t-1} + (1-\\rho) g_t^2,\\quad
         u_t = \\frac{\\sqrt{E[\\Delta x^2]_{t-1} + \\epsilon}}{\\sqrt{E[g^2]_t + \\epsilon}} g_t,\\quad
         E[\\Delta x^2]_t = \\rho E[\\Delta x^2]_{t-1} + (1-\\rho) u_t^2
+
+    Args:
+      rho: decay of both EMAs, in [0, 1).
+      eps: added inside both roots.
     """
     _check_adaptive(eps, [("rho", rho)])
 
     def init_fn(params):
-        squares = _core.tree_second_moment_like(params)
-        return ScaleByAdaDeltaState(squares, squares)
+        return optax.ScaleByAdaDeltaState(
+            _core.tree_second_moment_like(params), _core.tree_second_moment_like(params)
+        )
 
     def update_fn(updates, state, params=None):
         del params
@@ -411,6 +433,6 @@ def scale_by_adadelta(
             lambda g, eg, ex: jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g, updates, e_g, state.e_x
         )
         e_x = _core.tree_ema(steps, state.e_x, rho, 2)
-        return _core.tree_cast_like(steps, updates), ScaleByAdaDeltaState(e_g, e_x)
+        return _core.tree_cast_like(steps, updates), optax.ScaleByAdaDeltaState(e_g, e_x)
 
     return GradientTransformation(init_fn, update_fn)

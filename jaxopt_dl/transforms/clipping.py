@@ -1,4 +1,10 @@
-"""Gradient clipping: the remedy for cliffs and exploding gradients (seed 000)."""
+"""Gradient clipping: the remedy for cliffs and exploding gradients.
+
+J. Petersen, "Optimization in Deep Learning" (after Goodfellow, Bengio & Courville,
+Sec. 10.11.1). ``clip`` is optax's; the norm-based clips are written here because
+they accumulate norms of bf16/fp16 leaves in float32 (optax squares in the leaf's
+dtype, which overflows fp16 above 256).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxopt_dl import _core
 from jaxopt_dl._core import GradientTransformation
@@ -15,27 +22,30 @@ def _stateless(update_fn) -> GradientTransformation:
     return GradientTransformation(lambda params: _core.EmptyState(), update_fn)
 
 
-def clip(max_delta: jax.typing.ArrayLike) -> GradientTransformation:
-    """Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value).
+clip = _core.from_optax(
+    optax.clip,
+    checks={"max_delta": _core.check_nonnegative},
+)
+"""Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
 
-    .. math:: u = \\mathrm{clip}(g, -c, c)
-    """
-    _core.check_nonnegative("max_delta", max_delta)
+.. math:: u = \\mathrm{clip}(g, -c, c)
 
-    def update_fn(updates, state, params=None):
-        del params
-        return _core.tree_map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
-
-    return _stateless(update_fn)
+``max_delta`` is checked when built (non-negative).
+"""
 
 
 def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformation:
     """Rescale the whole update when its global norm exceeds ``max_norm`` (clip by norm).
 
+    Hand-written, not optax's: the norm of bf16/fp16 leaves is accumulated in float32.
+
     .. math:: u = g \\cdot \\min(1, c / \\|g\\|)
 
     The direction is kept; only the step length is bounded, which is what stops a
     jump off a cliff (Pascanu et al. 2013; Goodfellow et al. 2016, Sec. 10.11.1).
+
+    Args:
+      max_norm: the largest global norm let through (>= 0).
     """
     _core.check_nonnegative("max_norm", max_norm)
 
@@ -57,7 +67,12 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
 def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation:
     """Rescale each leaf whose root-mean-square exceeds ``threshold``.
 
+    Hand-written, not optax's: the RMS of bf16/fp16 leaves is accumulated in float32.
+
     .. math:: u_i = g_i / \\max(1, \\mathrm{rms}(g_i) / c)
+
+    Args:
+      threshold: the largest per-leaf RMS let through (>= 0).
     """
     _core.check_nonnegative("threshold", threshold)
 
@@ -78,6 +93,10 @@ def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax
     """Per-output-unit L2 norm, broadcast to ``x.shape`` (fan-in axes reduced).
 
     Accumulated and returned in at least float32 (see :func:`jaxopt_dl._core.widen`).
+
+    Args:
+      x: a parameter or gradient leaf.
+      axis: the axes to reduce (default chosen by rank).
     """
     if axis is None:
         if jnp.squeeze(x).ndim <= 1:
@@ -99,8 +118,15 @@ def adaptive_grad_clip(
 ) -> GradientTransformation:
     """Adaptive gradient clipping: clip each unit's gradient relative to its weight norm.
 
+    Hand-written, not optax's: unit norms of bf16/fp16 leaves are accumulated in float32.
+
     .. math:: u = g \\cdot \\min(1, \\lambda \\max(\\|w\\|, \\epsilon) / \\|g\\|)
       \\;\\text{per output unit}
+
+    Args:
+      clipping: the largest ratio of gradient norm to weight norm.
+      eps: the smallest weight norm used (so zero weights can move).
+      axis: the axes reduced for a unit's norm (default: by rank, see :func:`unitwise_norm`).
 
     References:
       Brock et al. 2021 (NFNets).

@@ -5,120 +5,81 @@ numbers once the learning rate changes over time:
 
 * ``velocity`` -- Goodfellow et al. (2016) Alg. 8.2/8.3, "coupled": the learning
   rate multiplies the gradient inside the velocity, ``v <- beta v - eps_t g``.
-* ``ema`` -- the decoupled exponential moving average of seed 002 (Bipin) and
-  Andrew Ng's course: ``m <- beta m + (1 - beta) g; theta <- theta - eps_t m``.
+* ``ema`` -- the decoupled exponential moving average of K. Bipin's "Deep Learning,
+  Lecture 6 -- Optimization" and of the notes on Andrew Ng's course: ``m <- beta m + (1 - beta) g; theta <- theta - eps_t m``.
 * ``trace`` -- optax/torch heavy ball: ``m <- g + beta m; theta <- theta - eps_t m``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxopt_dl import _core
 from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
-class TraceState(NamedTuple):
-    """Heavy-ball accumulator (optax's field name)."""
-
-    trace: Any
-
-
-class EmaState(NamedTuple):
-    """Exponential moving average with its step count (optax's field names)."""
-
-    count: jax.Array
-    ema: Any
-
-
 class VelocityState(NamedTuple):
-    """Goodfellow's velocity ``v``, the step count and the rate the next update applies."""
+    """Goodfellow's velocity ``v`` and the step count (no optax counterpart)."""
 
     count: jax.Array
     velocity: Any
-    learning_rate: jax.Array
 
 
 class BiasCorrectionState(NamedTuple):
-    """Step count for :func:`bias_correction`."""
+    """Step count for :func:`bias_correction` (no optax counterpart)."""
 
     count: jax.Array
 
 
-def trace(
-    decay: jax.typing.ArrayLike, nesterov: bool = False, accumulator_dtype: Optional[Any] = None
-) -> GradientTransformation:
-    """Heavy-ball momentum (optax.trace; torch SGD's momentum buffer with dampening 0).
+trace = _core.from_optax(
+    optax.trace,
+    checks={"decay": _core.check_nonnegative_finite},
+)
+"""Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
 
-    .. math::
-        m_t = g_t + \\beta m_{t-1}, \\qquad
-        u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
+.. math::
+    m_t = g_t + \\beta m_{t-1}, \\qquad
+    u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
 
-    Args:
-      decay: the momentum coefficient ``beta`` in [0, 1).
-      nesterov: use the Nesterov (Sutskever et al. 2013) form.
-      accumulator_dtype: dtype of the stored trace (default: the param's).
+optax's numbers and ``TraceState``; ``decay`` is checked when built (finite and
+non-negative; ``decay=1`` is a running sum, as optax and torch allow).
 
-    References:
-      Polyak 1964; Sutskever et al. 2013.
-    """
-    _core.check_decay("decay", decay)
+References:
+  Polyak 1964; Sutskever et al. 2013.
+"""
 
-    def init_fn(params):
-        return TraceState(trace=_core.tree_zeros_like(params, dtype=accumulator_dtype))
+ema = _core.from_optax(
+    optax.ema,
+    checks={"decay": _core.check_decay},
+)
+"""Exponential moving average of the updates: optax.ema, optionally bias-corrected.
 
-    def update_fn(updates, state, params=None):
-        del params
-        _core.check_tree_matches(updates, state.trace)
-        new_trace = _core.tree_map(lambda g, t: g + decay * t, updates, state.trace)
-        if nesterov:
-            updates = _core.tree_map(lambda g, t: g + decay * t, updates, new_trace)
-        else:
-            updates = new_trace
-        return updates, TraceState(trace=_core.tree_cast(new_trace, accumulator_dtype))
+.. math::
+    m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
+    u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
 
-    return GradientTransformation(init_fn, update_fn)
+optax's numbers and ``EmaState``; ``decay`` is checked when built (in [0, 1)).
+``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
 
-
-def ema(
-    decay: jax.typing.ArrayLike, debias: bool = True, accumulator_dtype: Optional[Any] = None
-) -> GradientTransformation:
-    """Exponential moving average of the updates (optax.ema), optionally bias-corrected.
-
-    .. math::
-        m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
-        u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
-
-    ``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
-
-    References:
-      Kingma & Ba 2014 (bias correction); seed 002 (EWA start-up).
-    """
-    _core.check_decay("decay", decay)
-
-    def init_fn(params):
-        return EmaState(
-            count=_core.zero_count(), ema=_core.tree_zeros_like(params, dtype=accumulator_dtype)
-        )
-
-    def update_fn(updates, state, params=None):
-        del params
-        _core.check_tree_matches(updates, state.ema)
-        new_ema = _core.tree_ema(updates, state.ema, decay)
-        count = _core.safe_increment(state.count)
-        updates = _core.tree_bias_correction(new_ema, decay, count) if debias else new_ema
-        return updates, EmaState(count=count, ema=_core.tree_cast(new_ema, accumulator_dtype))
-
-    return GradientTransformation(init_fn, update_fn)
+References:
+  Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.
+"""
 
 
 def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
     """Divide incoming (already averaged) updates by ``1 - decay**t``.
 
+    Hand-written: optax has no separate bias-correction block (the lecture's
+    "not quite Adam" is Adam without it).
+
     .. math:: u_t = m_t / (1 - \\beta^t)
+
+    Args:
+      decay: the EMA decay whose start-up bias is removed, in [0, 1).
 
     Example:
       >>> import jaxopt_dl as jdl
@@ -141,31 +102,38 @@ def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
 def nesterov_ema(decay: jax.typing.ArrayLike) -> GradientTransformation:
     """Decoupled EMA momentum with Nesterov look-ahead, in look-ahead variables.
 
-    Seed 002: ``w_hat = w - eps beta m``; ``m <- beta m + (1-beta) grad(w_hat)``;
+    Hand-written (optax has no EMA-form Nesterov): K. Bipin, "Deep Learning, Lecture 6 --
+    Optimization": ``w_hat = w - eps beta m``; ``m <- beta m + (1-beta) grad(w_hat)``;
     ``w <- w - eps m``. Written in the look-ahead iterate ``w_hat`` (what the user
     holds, so the gradient passed is the one at ``w_hat``), the step is
 
     .. math:: u_t = \\beta m_t + (1 - \\beta) g_t
 
     (to be scaled by ``-eps``; exact for a constant learning rate).
+
+    Args:
+      decay: the EMA decay ``beta``, in [0, 1).
     """
     _core.check_decay("decay", decay)
 
     def init_fn(params):
-        return TraceState(trace=_core.tree_zeros_like(params))
+        return optax.TraceState(trace=_core.tree_zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.trace)
         new_m = _core.tree_ema(updates, state.trace, decay)
         out = _core.tree_map(lambda g, m: decay * m + (1 - decay) * g, updates, new_m)
-        return out, TraceState(trace=new_m)
+        return out, optax.TraceState(trace=new_m)
 
     return GradientTransformation(init_fn, update_fn)
 
 
 def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool = False):
     """Goodfellow's coupled velocity momentum, the learning rate inside the velocity.
+
+    Hand-written: optax has only the decoupled ``trace``; with a changing rate the
+    coupled velocity gives other numbers.
 
     .. math::
         v_t = \\beta v_{t-1} - \\epsilon_t g_t, \\qquad u_t = v_t
@@ -178,18 +146,19 @@ def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool 
 
     Returns the final updates (already scaled: add them to the params).
 
+    Args:
+      learning_rate: a number, an array or a schedule ``step -> rate``.
+      beta: the momentum coefficient in [0, 1).
+      nesterov: Alg. 8.3's look-ahead form.
+
     References:
       Goodfellow, Bengio & Courville 2016, Alg. 8.2 and 8.3; Sutskever et al. 2013.
     """
     _core.check_learning_rate(learning_rate)
     _core.check_decay("beta", beta)
 
-    def rate_at(count):
-        return jnp.asarray(_core.evaluate(learning_rate, count), jnp.float32)
-
     def init_fn(params):
-        count = _core.zero_count()
-        return VelocityState(count, _core.tree_zeros_like(params), rate_at(count))
+        return VelocityState(_core.zero_count(), _core.tree_zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -202,7 +171,9 @@ def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool 
             out = new_v
         out = _core.tree_cast_like(out, updates)
         new_v = _core.tree_cast_like(new_v, state.velocity)
-        count = _core.safe_increment(state.count)
-        return out, VelocityState(count, new_v, rate_at(count))
+        return out, VelocityState(_core.safe_increment(state.count), new_v)
 
-    return GradientTransformation(init_fn, update_fn)
+    return _core.with_rate_reader(
+        GradientTransformation(init_fn, update_fn),
+        lambda state: jnp.asarray(_core.evaluate(learning_rate, state.count)),
+    )

@@ -1,4 +1,8 @@
-"""Regularization as gradient transformations: weight decay, L1, L2, elastic net, noise."""
+"""Regularization as gradient transformations: weight decay, L1, L2, elastic net, noise.
+
+``add_decayed_weights`` and ``add_noise`` are optax's; L1, L2 and the elastic net
+(which optax lacks) are written here, each penalty gradient once.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,9 @@ from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
 class WeightDecayScheduleState(NamedTuple):
-    """Step count for a scheduled weight decay."""
+    """Step count for a scheduled L1/L2 weight (optax has no L1/elastic-net blocks)."""
 
     count: jax.Array
-
-
-class AddNoiseState(NamedTuple):
-    """Step count and PRNG key of :func:`add_noise`."""
-
-    count: jax.Array
-    rng_key: jax.Array
 
 
 def _scaled_weights(weight: jax.Array, params: jax.Array) -> jax.Array:
@@ -68,19 +65,17 @@ def _add_penalty_gradient(
     return optax.masked(transform, mask) if mask is not None else transform
 
 
-def add_decayed_weights(
-    weight_decay: ScalarOrSchedule = 0.0, mask: Optional[Union[Any, Callable]] = None
-) -> GradientTransformation:
-    """Add ``weight_decay * w`` to the updates (optax.add_decayed_weights).
+add_decayed_weights = _core.from_optax(
+    optax.add_decayed_weights,
+    checks={"weight_decay": _core.check_nonnegative_finite},
+)
+"""Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
 
-    Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
-    (Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient.
-
-    Args:
-      weight_decay: a float or schedule.
-      mask: a tree of booleans or a function params -> tree, True where to decay.
-    """
-    return _add_penalty_gradient("weight_decay", weight_decay, _scaled_weights, mask)
+Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
+(Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient
+(:func:`add_l2`). optax's numbers and states; ``weight_decay`` is checked when built
+(finite, non-negative).
+"""
 
 
 def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
@@ -88,8 +83,13 @@ def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
 
     .. math:: u = g + \\lambda w
 
+    Args:
+      weight: ``lambda``, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
+
     References:
-      Goodfellow et al. 2016, Sec. 7.1.1; seed 003/004.
+      Goodfellow et al. 2016, Sec. 7.1.1; R. Neychev, "Optimization and regularization
+      in Deep Learning"; G. Kim, "Optimization and Tips for Neural Network Training".
     """
     return _add_penalty_gradient("weight", weight, _scaled_weights, mask)
 
@@ -100,6 +100,10 @@ def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
     .. math:: u = g + \\lambda\\, \\mathrm{sign}(w)
 
     (``sign(0) = 0``: the subgradient of ``|w|`` at 0 chosen as 0.)
+
+    Args:
+      weight: ``lambda``, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
     """
     return _add_penalty_gradient("weight", weight, _scaled_sign, mask)
 
@@ -110,6 +114,11 @@ def add_elastic_net(
     """Elastic net: the gradient of ``l1 ||w||_1 + l2/2 ||w||^2``.
 
     .. math:: u = g + \\lambda_1 \\mathrm{sign}(w) + \\lambda_2 w
+
+    Args:
+      l1: the L1 weight, a float or a schedule.
+      l2: the L2 weight, a float or a schedule.
+      mask: a tree of booleans or a function params -> tree, True where to apply.
     """
     return _core.chain(
         _add_penalty_gradient("l1", l1, _scaled_sign, mask),
@@ -120,32 +129,23 @@ def add_elastic_net(
 def add_noise(
     eta: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike, key: Union[jax.Array, int, None] = None
 ) -> GradientTransformation:
-    """Add annealed Gaussian noise ``N(0, eta / (1 + t)^gamma)`` to the updates.
+    """Add annealed Gaussian noise of variance ``eta / t^gamma`` at the t-th update.
 
     .. math:: u_t = g_t + \\mathcal{N}(0, \\eta / t^{\\gamma}), \\; t = 1, 2, \\dots
 
+    optax.add_noise, its numbers and ``AddNoiseState``; ``eta`` and ``gamma`` are
+    checked when built. ``key`` may be a PRNG key, an int or an integer array (the
+    seed ``inject_hyperparams`` passes); ``None`` means seed 0, without optax's warning.
+
+    Args:
+      eta: base variance of the noise (>= 0).
+      gamma: decay exponent of the variance (>= 0).
+      key: a random key or an integer seed.
+
     References:
-      Neelakantan et al. 2015.
+      Neelakantan et al. 2015, Adding Gradient Noise Improves Learning for Very Deep
+      Networks.
     """
     _core.check_nonnegative("eta", eta)
     _core.check_nonnegative("gamma", gamma)
-    key = 0 if key is None else key
-
-    def init_fn(params):
-        del params
-        rng = jax.random.PRNGKey(key) if isinstance(key, int) else key
-        return AddNoiseState(_core.zero_count(), rng)
-
-    def update_fn(updates, state, params=None):
-        del params
-        count = _core.safe_increment(state.count)
-        std = jnp.sqrt(eta / count**gamma)
-        rng, sample_key = jax.random.split(state.rng_key)
-        leaves, treedef = jax.tree.flatten(updates)
-        keys = jax.random.split(sample_key, len(leaves))
-        noisy = [
-            g + std * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)
-        ]
-        return jax.tree.unflatten(treedef, noisy), AddNoiseState(count, rng)
-
-    return GradientTransformation(init_fn, update_fn)
+    return optax.add_noise(eta, gamma, 0 if key is None else key)

@@ -1,145 +1,150 @@
-"""Scaling by a constant, a learning rate or a schedule, and reading the current rate back."""
+"""Scaling by a constant, a learning rate or a schedule, and reading the current rate back.
+
+All three blocks are optax's own (:func:`jaxopt_dl._core.from_optax`): same numbers,
+same states (``EmptyState`` for a constant, ``ScaleByScheduleState`` for a schedule).
+The learning rate is not stored in the state; :func:`current_learning_rate` computes
+it from the state and the transform.
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
-import jax
 import jax.numpy as jnp
 import optax
 
 from jaxopt_dl import _core
-from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
-class ScaleByLearningRateState(NamedTuple):
-    """State of :func:`scale_by_learning_rate`.
-
-    Attributes:
-      count: number of updates applied so far (saturating int32).
-      learning_rate: the (positive) learning rate the NEXT update will apply; read it
-        with :func:`current_learning_rate`.
-    """
-
-    count: jax.Array
-    learning_rate: jax.Array
+def _check_callable(name: str, value: Any) -> None:
+    if not callable(value):
+        raise ValueError(f"{name} must be callable (step -> value), got {name}={value!r}")
 
 
-class ScaleByScheduleState(NamedTuple):
-    """State of :func:`scale_by_schedule` (optax's field name)."""
+scale = _core.from_optax(
+    optax.scale,
+    checks={"step_size": _core.check_finite},
+)
+"""Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
 
-    count: jax.Array
+``step_size`` is checked when built (finite).
+
+Example:
+  >>> import jaxopt_dl as jdl
+  >>> tx = jdl.scale(-0.1)
+"""
+
+scale_by_schedule = _core.from_optax(
+    optax.scale_by_schedule,
+    checks={"step_size_fn": _check_callable},
+)
+"""Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
+
+``count`` is the number of updates applied so far; the state is optax's
+``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
+``ValueError`` when built.
+"""
 
 
-def scale(step_size: jax.typing.ArrayLike) -> GradientTransformation:
-    """Multiply updates by a fixed ``step_size`` (optax.scale).
+def _attach_rate(transform, arguments):
+    """The rate the next update applies: the constant, or the schedule at the state's count."""
+    learning_rate = arguments["learning_rate"]
+    if callable(learning_rate):
+        return _core.with_rate_reader(transform, lambda state: jnp.asarray(learning_rate(state.count)))
+    return _core.with_rate_reader(transform, lambda state: jnp.asarray(learning_rate))
+
+
+scale_by_learning_rate = _core.from_optax(
+    optax.scale_by_learning_rate,
+    checks={"learning_rate": _core.check_given_learning_rate},
+    attach=_attach_rate,
+)
+"""Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
+
+.. math:: u_t = -\\epsilon_t \\, g_t
+
+The state is optax's: ``EmptyState`` for a constant rate, ``ScaleByScheduleState``
+for a schedule. :func:`current_learning_rate` reads the rate the next update applies
+from that state and this transform. ``learning_rate`` is checked when built (``None``,
+a negative or a non-finite number raise ``ValueError``).
+"""
+
+
+_INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _rate_in_state(state: Any) -> Any:
+    """The injected ``learning_rate`` found in ``state`` (times plateau scales), or None."""
+    if isinstance(state, _INJECTED_STATES) and "learning_rate" in state.hyperparams:
+        rate = jnp.asarray(state.hyperparams["learning_rate"])
+        return _core.times(rate, _core.state_rate_scale(state.inner_state))
+    if isinstance(state, optax.transforms.PartitionState):
+        rates = {group: _rate_in_state(inner) for group, inner in state.inner_states.items()}
+        rates = {group: rate for group, rate in rates.items() if rate is not None}
+        return rates if len(rates) > 1 else next(iter(rates.values()), None)
+    kids = _core.children(state)
+    rates = [rate for rate in map(_rate_in_state, kids) if rate is not None]
+    if not rates:
+        return None
+    if len(rates) > 1:
+        raise ValueError(
+            "current_learning_rate: the state holds several injected learning rates; pass "
+            "the optimizer: current_learning_rate(state, optimizer)"
+        )
+    scales = [s for s in map(_core.state_rate_scale, kids) if s is not None]
+    return _core.times(rates[0], jnp.prod(jnp.stack(scales)) if scales else None)
+
+
+def current_learning_rate(opt_state: Any, optimizer: Optional[Any] = None) -> Any:
+    """The learning rate the NEXT update applies, reduce-on-plateau scales included.
+
+    With ``optimizer`` (the transform that made ``opt_state``: any jaxopt_dl
+    optimizer, chain or wrapper -- ``inject_hyperparams``, ``masked``,
+    ``multi_transform``, ``apply_if_finite``, ``MultiSteps`` -- also inside
+    ``flax``'s ``TrainState``: ``current_learning_rate(ts.opt_state, ts.tx)``) the rate
+    is computed from the state's step count and the optimizer's rate or schedule, times
+    the scale of every ``reduce_on_plateau`` in the chain. ``multi_transform`` with
+    several rates gives ``{group: rate}``.
+
+    Without ``optimizer`` only an ``inject_hyperparams`` state can answer: its
+    ``hyperparams["learning_rate"]`` (what ``optax.tree_utils.tree_set`` changes), times
+    the plateau scales in the state. For an injected schedule that is the rate of the
+    last update; pass the optimizer for the next one.
 
     Args:
-      step_size: a scalar (may be traced).
+      opt_state: an optimizer state.
+      optimizer: the transform (or ``MultiSteps``) whose state ``opt_state`` is.
 
-    Example:
-      >>> import jaxopt_dl as jdl
-      >>> tx = jdl.scale(-0.1)
-    """
-    _core.check_finite("step_size", step_size)
-
-    def update_fn(updates, state, params=None):
-        del params
-        return _core.tree_map(lambda g: step_size * g, updates), state
-
-    return GradientTransformation(lambda params: _core.EmptyState(), update_fn)
-
-
-def scale_by_schedule(step_size_fn: _core.Schedule) -> GradientTransformation:
-    """Multiply updates by ``step_size_fn(count)``, ``count`` = updates applied so far."""
-    if not callable(step_size_fn):
-        raise ValueError(f"step_size_fn must be callable, got step_size_fn={step_size_fn!r}")
-
-    def init_fn(params):
-        del params
-        return ScaleByScheduleState(count=_core.zero_count())
-
-    def update_fn(updates, state, params=None):
-        del params
-        step_size = step_size_fn(state.count)
-        updates = _core.tree_map(lambda g: jnp.array(step_size, dtype=g.dtype) * g, updates)
-        return updates, ScaleByScheduleState(count=_core.safe_increment(state.count))
-
-    return GradientTransformation(init_fn, update_fn)
-
-
-def scale_by_learning_rate(
-    learning_rate: Optional[ScalarOrSchedule], *, flip_sign: bool = True
-) -> GradientTransformation:
-    """Multiply updates by ``-learning_rate`` (a float, traced array or step -> value schedule).
-
-    .. math:: u_t = -\\epsilon_t \\, g_t
-
-    Unlike optax's, the state records the rate the next update applies, so
-    :func:`current_learning_rate` can read it (also for a constant rate). The
-    numbers equal optax's ``scale_by_learning_rate``.
-
-    Args:
-      learning_rate: the step size, or a schedule evaluated at the update count.
-        ``None`` means no scaling (as optax).
-      flip_sign: scale by ``-learning_rate`` (descent) when True.
-    """
-    if learning_rate is None:
-        return _core.identity()
-    _core.check_learning_rate(learning_rate)
-    sign = -1 if flip_sign else 1
-
-    def rate_at(count):
-        return jnp.asarray(_core.evaluate(learning_rate, count), jnp.float32)
-
-    def init_fn(params):
-        del params
-        count = _core.zero_count()
-        return ScaleByLearningRateState(count=count, learning_rate=rate_at(count))
-
-    def update_fn(updates, state, params=None):
-        del params
-        rate = _core.evaluate(learning_rate, state.count)
-        if callable(learning_rate):
-            updates = _core.tree_map(lambda g: jnp.array(sign * rate, dtype=g.dtype) * g, updates)
-        else:
-            updates = _core.tree_map(lambda g: (sign * rate) * g, updates)
-        count = _core.safe_increment(state.count)
-        return updates, ScaleByLearningRateState(count=count, learning_rate=rate_at(count))
-
-    return GradientTransformation(init_fn, update_fn)
-
-
-_HYPERPARAM_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
-
-
-def current_learning_rate(opt_state: Any) -> jax.Array:
-    """The learning rate an optimizer's state holds, found anywhere in a chain.
-
-    Works for every jaxopt_dl optimizer (constant or scheduled rate: the rate the next
-    update applies), for ``inject_hyperparams`` states (their ``hyperparams
-    ["learning_rate"]``), inside ``masked``/``multi_transform``/``MultiSteps`` and
-    ``flax`` ``TrainState.opt_state``.
+    Returns:
+      A scalar array, or ``{group: rate}`` for ``multi_transform`` with several rates.
 
     Raises:
-      ValueError: when the state holds no learning rate.
+      ValueError: when the rate cannot be read (no optimizer and no injected rate, or an
+        optimizer that applies no learning rate).
 
     Example:
       >>> import jaxopt_dl as jdl, jax.numpy as jnp
       >>> opt = jdl.sgd(jdl.exponential_decay(1.0, 1, 0.5))
-      >>> float(jdl.current_learning_rate(opt.init(jnp.zeros(2))))
+      >>> float(jdl.current_learning_rate(opt.init(jnp.zeros(2)), opt))
       1.0
     """
-
-    def is_node(x):
-        return isinstance(x, _HYPERPARAM_STATES) or "learning_rate" in getattr(x, "_fields", ())
-
-    for node in jax.tree.leaves(opt_state, is_leaf=is_node):
-        if "learning_rate" in getattr(node, "_fields", ()):
-            return node.learning_rate
-        if isinstance(node, _HYPERPARAM_STATES) and "learning_rate" in node.hyperparams:
-            return node.hyperparams["learning_rate"]
+    if optimizer is not None:
+        if isinstance(optimizer, optax.MultiSteps):
+            optimizer = optimizer.gradient_transformation()
+        reader = _core.rate_reader(optimizer)
+        if reader is not None:
+            return reader(opt_state)
+    rate = _rate_in_state(opt_state)
+    if rate is not None:
+        return rate
+    if optimizer is not None:
+        raise ValueError(
+            "current_learning_rate: the optimizer applies no learning rate that jaxopt_dl "
+            f"can read (state type {type(opt_state).__name__}); build it with "
+            "jaxopt_dl's optimizers, chain and wrappers, or with inject_hyperparams"
+        )
     raise ValueError(
-        "current_learning_rate: the optimizer state holds no learning rate "
-        f"(state type {type(opt_state).__name__})"
+        "current_learning_rate: the state holds no learning rate (a constant rate is not "
+        f"stored in the state; state type {type(opt_state).__name__}): pass the optimizer, "
+        "current_learning_rate(opt_state, optimizer)"
     )

@@ -1,7 +1,8 @@
-"""Wrappers re-exported from optax: they take any GradientTransformation, ours included.
+"""optax's wrappers, which take any GradientTransformation, ours included.
 
-jaxopt_dl's transforms use optax's own protocol type, so optax's wrappers compose with
-them unchanged; the test suite checks each one with jaxopt_dl optimizers inside.
+Each is optax's own function with optax's state; jaxopt_dl adds only what
+:func:`jaxopt_dl.current_learning_rate` needs to read the wrapped optimizer's rate
+(and an early check of ``MultiSteps``' ``every_k_schedule``).
 
 * ``apply_if_finite(inner, max_consecutive_errors)`` -- skip a step whose gradient has a
   NaN/Inf: params and the inner state stay bit-identical; state fields
@@ -10,14 +11,121 @@ them unchanged; the test suite checks each one with jaxopt_dl optimizers inside.
 * ``multi_transform(transforms, param_labels)`` -- a different optimizer per label.
 * ``MultiSteps(opt, every_k_schedule)`` -- gradient accumulation over k micro-batches.
 * ``inject_hyperparams(factory)(**hparams)`` -- hyperparameters in the state, changeable
-  between steps without recompiling.
+  between steps without recompiling (``optax.tree_utils.tree_set``).
 """
 
-from typing import Any
+from __future__ import annotations
 
+import functools
+import inspect
+from typing import Any, Callable
+
+import jax.numpy as jnp
 import numpy as np
 import optax
-from optax import apply_if_finite, inject_hyperparams, masked, multi_transform
+
+from jaxopt_dl import _core
+
+
+def _inner_reader(transform, arguments, inner_name, field):
+    """Attach ``state -> rate`` that reads the inner transform's rate from ``state.<field>``."""
+    inner = _core.rate_reader(arguments[inner_name])
+    if inner is None:
+        return transform
+    return _core.with_rate_reader(transform, lambda state: inner(getattr(state, field)))
+
+
+masked = _core.from_optax(
+    optax.masked,
+    attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
+)
+"""Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers."""
+
+apply_if_finite = _core.from_optax(
+    optax.apply_if_finite,
+    attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
+)
+"""Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
+
+Params and the inner state stay bit-identical on a skipped step; the state is
+optax's ``ApplyIfFiniteState``.
+"""
+
+
+def _group_rates(transform, arguments):
+    """``{group: rate}`` for every group whose transform applies a readable rate."""
+    readers = {
+        group: reader
+        for group, inner in arguments["transforms"].items()
+        if (reader := _core.rate_reader(inner)) is not None
+    }
+    if not readers:
+        return transform
+
+    def read(state):
+        rates = {
+            group: reader(state.inner_states[group].inner_state)
+            for group, reader in readers.items()
+        }
+        return rates if len(rates) > 1 else next(iter(rates.values()))
+
+    return _core.with_rate_reader(transform, read)
+
+
+multi_transform = _core.from_optax(
+    optax.multi_transform,
+    attach=_group_rates,
+)
+"""A different transform per parameter label: optax.multi_transform.
+
+:func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
+apply a rate.
+"""
+
+
+def inject_hyperparams(
+    inner_factory: Callable[..., Any],
+    static_args: Any = (),
+    hyperparam_dtype: Any = None,
+) -> Callable[..., optax.GradientTransformationExtraArgs]:
+    """optax.inject_hyperparams: hyperparameters live in the state, changeable between steps.
+
+    ``optax.tree_utils.tree_get(state, "learning_rate")`` finds one value and
+    ``tree_set(state, learning_rate=x)`` takes effect on the next update. With the
+    transform, :func:`jaxopt_dl.current_learning_rate` gives the next update's rate
+    (an injected schedule evaluated at its count); from the state alone, the stored one.
+
+    Args:
+      inner_factory: a function that builds a transform from hyperparameters.
+      static_args: names of arguments that are not injected (as optax).
+      hyperparam_dtype: dtype of the injected values (as optax).
+
+    Returns:
+      A function taking ``inner_factory``'s arguments and returning the transform.
+    """
+    wrapped = optax.inject_hyperparams(inner_factory, static_args, hyperparam_dtype)
+
+    @functools.wraps(inner_factory)
+    def build(*args, **kwargs):
+        transform = wrapped(*args, **kwargs)
+        try:
+            arguments = inspect.signature(inner_factory).bind(*args, **kwargs).arguments
+        except (TypeError, ValueError):
+            return transform
+        if "learning_rate" not in arguments:
+            return transform
+        schedule = arguments["learning_rate"]
+
+        def read(state):
+            if callable(schedule):
+                rate = schedule(state.hyperparams_states["learning_rate"].count)
+            else:
+                rate = state.hyperparams["learning_rate"]
+            return _core.times(jnp.asarray(rate), _core.state_rate_scale(state.inner_state))
+
+        return _core.with_rate_reader(transform, read)
+
+    return build
 
 
 class MultiSteps(optax.MultiSteps):
@@ -26,6 +134,12 @@ class MultiSteps(optax.MultiSteps):
     optax takes any non-int for a schedule, so ``every_k_schedule=2.0`` fails later,
     inside ``update``, with "'float' object is not callable"; here a number that is not
     a positive integer raises ``ValueError`` naming ``every_k_schedule`` at once.
+
+    Args:
+      opt: the inner transform, applied once every ``every_k_schedule`` calls.
+      every_k_schedule: a positive int or a schedule ``step -> int``.
+      *args: further arguments of ``optax.MultiSteps``.
+      **kwargs: further keyword arguments of ``optax.MultiSteps``.
 
     Example:
       >>> import jaxopt_dl as jdl
@@ -43,6 +157,15 @@ class MultiSteps(optax.MultiSteps):
                     f"every_k_schedule={every_k_schedule!r}"
                 )
         super().__init__(opt, every_k_schedule, *args, **kwargs)
+        self._rate_reader = _core.rate_reader(opt)
+
+    def gradient_transformation(self) -> optax.GradientTransformationExtraArgs:
+        """The ``(init, update)`` pair, with the inner optimizer's learning-rate reader."""
+        transform = super().gradient_transformation()
+        inner = self._rate_reader
+        if inner is None:
+            return transform
+        return _core.with_rate_reader(transform, lambda state: inner(state.inner_opt_state))
 
 
 __all__ = ["MultiSteps", "apply_if_finite", "inject_hyperparams", "masked", "multi_transform"]
