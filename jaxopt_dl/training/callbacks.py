@@ -376,8 +376,15 @@ class ModelCheckpoint(Callback):
         self.backend, self.keep = backend, keep
 
     def _stateful(self) -> dict:
-        return {f"{i}_{type(cb).__name__}": cb for i, cb in enumerate(self.trainer.callbacks)
-                if cb.checkpoint_state() is not None}
+        """``{key: callback}`` of the callbacks with progress to save, keyed by class name
+        (and a count for repeats), so other callbacks may come and go between runs."""
+        stateful = {}
+        for cb in self.trainer.callbacks:
+            if cb.checkpoint_state() is not None:
+                name = type(cb).__name__
+                repeats = sum(key.split("#")[0] == name for key in stateful)
+                stateful[f"{name}#{repeats}" if repeats else name] = cb
+        return stateful
 
     def _tree_and_info(self) -> tuple[dict, dict]:
         saved = {key: cb.checkpoint_state() for key, cb in self._stateful().items()}
