@@ -237,15 +237,17 @@ class ProgressLogger(Callback):
     Args:
       stream: where the epoch lines go (default ``sys.stdout``).
       bar_stream: where the bar goes (default ``sys.stderr``).
+      bar: ``False`` never draws the bar.
     """
 
-    def __init__(self, stream: Optional[TextIO] = None, bar_stream: Optional[TextIO] = None):
-        self.stream, self.bar_stream = stream, bar_stream
+    def __init__(self, stream: Optional[TextIO] = None, bar_stream: Optional[TextIO] = None,
+                 bar: bool = True):
+        self.stream, self.bar_stream, self.bar = stream, bar_stream, bar
         self._bar = None
         self._start = 0.0
 
     def on_train_begin(self, logs=None):
-        self.per_batch = _is_terminal(self.bar_stream or sys.stderr)
+        self.per_batch = self.bar and _is_terminal(self.bar_stream or sys.stderr)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()

@@ -120,7 +120,7 @@ def plot_history(history: History, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     has_accuracy = bool(history.train_accuracy or history.val_accuracy)
     has_rate = bool(history.step_learning_rate)
@@ -163,17 +163,19 @@ def plot_history(history: History, path: str) -> None:
 
     if has_rate:
         ax = axes.pop(0)
-        spans = []
+        spans, top = [], 0.0
         for label, values in _rate_series(history.step_learning_rate).items():
             values = np.asarray(values, float)
             ax.plot(step_epoch[: len(values)], values, label=label)
             positive = values[values > 0]
             if positive.size:
                 spans.append(positive.max() / positive.min())
+                top = max(top, positive.max())
         if spans and max(spans) > 10:
             ax.set_yscale("log")
         else:
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+            ax.set_ylim(0, 1.1 * top if top else None)
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.1e"))
         ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
         ax.legend()
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
