@@ -226,3 +226,37 @@ def test_sweep_state_donates_under_vmap():
     for i in range(3):
         chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], new.params), eager[i].params,
                                     rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------
+# Plateau feeding
+# --------------------------------------------------------------------------
+
+
+def plateau_state(opt_state):
+    (node,) = [n for n in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(
+        n, jdl.ReduceLROnPlateauState)) if isinstance(n, jdl.ReduceLROnPlateauState)]
+    return node
+
+
+def test_plateau_feeder_feeds_the_validation_loss_once_per_epoch():
+    plateau = jdl.reduce_on_plateau(factor=0.5, patience=0)
+    tx = jdl.chain(jdl.adam(1e-2), plateau)
+    rng = np.random.default_rng(0)
+    noisy_val = (X_TEST[:100], rng.permutation(Y_TEST[:100]))  # random labels: val loss rises
+    state, history = training.fit(make_state(tx=tx), SMALL, noisy_val, epochs=6, batch_size=64,
+                                  progress=False, callbacks=[training.PlateauFeeder(plateau)])
+    # Reference: the plateau rule applied to the recorded validation losses, one per epoch
+    # (the steps themselves fed nothing).
+    reference = plateau.init(None)
+    for value in history.val_loss:
+        _, reference = plateau.update({}, reference, value=value)
+    chex.assert_trees_all_close(plateau_state(state.opt_state), reference)
+    assert float(reference.scale) < 1  # the run did lower the rate
+    # Without the feeder every step feeds its batch loss.
+    stepped, _ = training.fit(make_state(tx=tx), SMALL, noisy_val, epochs=1, batch_size=64,
+                              progress=False)
+    assert float(plateau_state(stepped.opt_state).best_value) < np.inf
+    with pytest.raises(ValueError, match="val_data"):
+        training.fit(make_state(tx=tx), SMALL, epochs=1, batch_size=64, progress=False,
+                     callbacks=[training.PlateauFeeder(plateau)])

@@ -7,7 +7,8 @@
   ``reduce_on_plateau``, non-finite steps skipped bit-exactly).
 * :func:`fit` — a small epoch loop over arrays (one compiled program per epoch) or
   streamed batches; :class:`EarlyStopping`, :class:`ModelCheckpoint`,
-  :class:`ProgressLogger`, :class:`NonFiniteGuard` and your own :class:`Callback`;
+  :class:`ProgressLogger`, :class:`NonFiniteGuard`, :class:`PlateauFeeder` and your
+  own :class:`Callback`;
   :class:`History` and :func:`plot_history`.
 * :func:`sweep` — many hyperparameter settings x seeds as ONE jit+vmap program, with the
   same epoch program as ``fit`` (:func:`scan_epoch`).
@@ -22,6 +23,7 @@ from jaxopt_dl.training.callbacks import (
     ModelCheckpoint,
     NonFiniteError,
     NonFiniteGuard,
+    PlateauFeeder,
     ProgressLogger,
     Trainer,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "ModelCheckpoint",
     "NonFiniteGuard",
     "NonFiniteError",
+    "PlateauFeeder",
     "History",
     "plot_history",
     "sweep",

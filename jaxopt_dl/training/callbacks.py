@@ -30,9 +30,10 @@ import jax
 import numpy as np
 
 from jaxopt_dl import checkpoint
-from jaxopt_dl._core import check_choice, check_positive
+from jaxopt_dl._core import GradientTransformation, check_choice, check_positive
 from jaxopt_dl.training.history import History
 from jaxopt_dl.training.state import TrainState
+from jaxopt_dl.training.steps import _is_plateau
 
 __all__ = [
     "Callback",
@@ -43,6 +44,7 @@ __all__ = [
     "ModelCheckpoint",
     "NonFiniteGuard",
     "NonFiniteError",
+    "PlateauFeeder",
     "format_logs",
 ]
 
@@ -62,6 +64,9 @@ class Trainer:
         steps ran).
       step_metrics: the last epoch's per-step metrics (NumPy arrays over the steps).
       stop_training: set to ``True`` to end the run after the current epoch.
+      feed_step_loss: whether every step feeds its batch loss to ``reduce_on_plateau``
+        (a callback that feeds it another value sets it to ``False`` in
+        ``on_train_begin``).
       callbacks: all callbacks of the run, in call order.
     """
 
@@ -74,6 +79,7 @@ class Trainer:
     global_step: int = 0
     step_metrics: dict = dataclasses.field(default_factory=dict)
     stop_training: bool = False
+    feed_step_loss: bool = True
     callbacks: list = dataclasses.field(default_factory=list)
 
 
@@ -494,3 +500,48 @@ class NonFiniteGuard(Callback):
             f"skipped; first non-finite: {where}. The state holds the last finite params."
         )
         raise NonFiniteError(message, step, layer, state, trainer.history)
+
+
+class PlateauFeeder(Callback):
+    """Feed ``reduce_on_plateau`` a monitored epoch metric instead of every batch loss.
+
+    By default every step passes its batch loss to the optimizer as ``value=`` (what
+    ``reduce_on_plateau`` watches). With this callback the steps leave the plateau
+    state alone and, at the end of each epoch, ``plateau`` is fed ``logs[monitor]``
+    (default the validation loss), as Keras's ``ReduceLROnPlateau`` and torch's
+    ``ReduceLROnPlateau.step(val_loss)`` do; ``patience`` then counts epochs.
+
+    Args:
+      plateau: the ``jdl.reduce_on_plateau(...)`` transform that is part of the
+        optimizer (its settings decide when the scale drops).
+      monitor: the ``logs`` key fed (default ``"val_loss"``).
+
+    Example:
+      >>> import jaxopt_dl as jdl
+      >>> plateau = jdl.reduce_on_plateau(factor=0.5, patience=2)
+      >>> tx = jdl.chain(jdl.adam(1e-3), plateau)
+      >>> feeder = PlateauFeeder(plateau)  # fit(..., callbacks=[feeder])
+    """
+
+    def __init__(self, plateau: GradientTransformation, monitor: str = "val_loss"):
+        if not hasattr(plateau, "update"):
+            raise TypeError(f"plateau must be a reduce_on_plateau transform, got {plateau!r}")
+        self.plateau, self.monitor = plateau, monitor
+
+    def on_train_begin(self, logs=None):
+        if self.monitor.startswith("val_") and not self.trainer.has_validation:
+            raise ValueError(
+                f"PlateauFeeder(monitor={self.monitor!r}) needs val_data, got val_data=None")
+        self.trainer.feed_step_loss = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        state = self.trainer.state
+
+        def feed(node):
+            return self.plateau.update({}, node, value=value)[1] if _is_plateau(node) else node
+
+        opt_state = jax.tree.map(feed, state.opt_state, is_leaf=_is_plateau)
+        self.trainer.state = state.replace(opt_state=opt_state)

@@ -128,6 +128,7 @@ def scan_epoch(
     grad_accum_steps: int = 1,
     max_consecutive_nonfinite: Optional[int] = None,
     loss: Any = None,
+    feed_loss: bool = True,
     mesh: Optional[Mesh] = None,
     fsdp: bool = False,
     on_step: Optional[Callable[[jax.Array, dict], None]] = None,
@@ -145,6 +146,7 @@ def scan_epoch(
       grad_accum_steps: micro-batches per step.
       max_consecutive_nonfinite: freeze after this many non-finite steps in a row.
       loss: the loss (see :func:`~jaxopt_dl.training.resolve_loss`).
+      feed_loss: let ``reduce_on_plateau`` states see each batch's loss.
       mesh: split each batch over the mesh's ``"data"`` axis and lay the state out by
         :func:`train_state_shardings`.
       fsdp: with ``mesh``, shard the params and their optimizer state.
@@ -164,7 +166,7 @@ def scan_epoch(
             batch = jax.lax.with_sharding_constraint(
                 batch, distributed.data_parallel_sharding(mesh))
         state, metrics = train_step_fn(
-            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss)
+            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss, feed_loss)
         if mesh is not None:
             state = jax.lax.with_sharding_constraint(
                 state, train_state_shardings(state, mesh, fsdp))

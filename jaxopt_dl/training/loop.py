@@ -36,6 +36,7 @@ from jaxopt_dl.training.epoch import Sampler, epoch_indices, scan_epoch, train_s
 from jaxopt_dl.training.history import History
 from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import (
+    STEP_STATIC,
     LossFn,
     _learning_rate,
     diagnostics_step,
@@ -102,10 +103,9 @@ def _report_step(step, metrics) -> None:
         callback.on_batch_end(int(step), logs)
 
 
-_STEP_STATIC = ("grad_accum_steps", "max_consecutive_nonfinite", "loss")
-_EPOCH_STATIC = _STEP_STATIC + ("mesh", "fsdp", "on_step")
+_EPOCH_STATIC = STEP_STATIC + ("mesh", "fsdp", "on_step")
 _train_epoch = jax.jit(scan_epoch, static_argnames=_EPOCH_STATIC)
-_train_batch = jax.jit(train_step_fn, static_argnames=_STEP_STATIC)
+_train_batch = jax.jit(train_step_fn, static_argnames=STEP_STATIC)
 
 
 def _is_arrays(data: Any) -> bool:
@@ -311,7 +311,8 @@ def fit(
         callback.on_train_begin({})
     listeners = [c for c in callbacks if c.per_batch]
     step_options = dict(grad_accum_steps=config.grad_accum_steps,
-                        max_consecutive_nonfinite=guard.max_consecutive, loss=loss_fn)
+                        max_consecutive_nonfinite=guard.max_consecutive, loss=loss_fn,
+                        feed_loss=trainer.feed_step_loss)
     if not streamed:
         x, y = jnp.asarray(train_data[0]), jnp.asarray(train_data[1])
         if mesh is not None:

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_dl.diagnostics import summarize
+from jaxopt_dl.plateau import ReduceLROnPlateauState
 from jaxopt_dl.training.state import TrainState, optimizer_update
 from jaxopt_dl.transforms.scaling import current_learning_rate
 
@@ -281,12 +282,31 @@ def _learning_rate(state: TrainState) -> Optional[Any]:
     return jax.tree.map(lambda r: jnp.asarray(r, jnp.float32), rate)
 
 
+def _is_plateau(node: Any) -> bool:
+    return isinstance(node, ReduceLROnPlateauState)
+
+
+def keep_plateau_states(new_opt_state: Any, old_opt_state: Any) -> Any:
+    """``new_opt_state`` with every ``reduce_on_plateau`` state taken from ``old_opt_state``.
+
+    Args:
+      new_opt_state: the optimizer state after an update.
+      old_opt_state: the one before.
+
+    Returns:
+      The new state, its plateau states unchanged.
+    """
+    return jax.tree.map(lambda new, old: old if _is_plateau(new) else new,
+                        new_opt_state, old_opt_state, is_leaf=_is_plateau)
+
+
 def train_step_fn(
     state: TrainState,
     batch: Batch,
     grad_accum_steps: int = 1,
     max_consecutive_nonfinite: Optional[int] = None,
     loss: Union[str, LossFn, None] = None,
+    feed_loss: bool = True,
 ) -> tuple[TrainState, dict]:
     """The un-jitted step behind :func:`train_step` (for ``lax.scan``/``vmap`` callers).
 
@@ -297,6 +317,9 @@ def train_step_fn(
       max_consecutive_nonfinite: freeze the state after this many non-finite steps in a
         row (``None``: never freeze, only skip).
       loss: the loss (see :func:`resolve_loss`).
+      feed_loss: let ``reduce_on_plateau`` states see the batch loss; ``False`` keeps
+        them unchanged (they are fed elsewhere, e.g. by
+        :class:`~jaxopt_dl.training.PlateauFeeder` once per epoch).
 
     Returns:
       ``(new_state, metrics)`` as :func:`train_step`.
@@ -304,6 +327,8 @@ def train_step_fn(
     grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, resolve_loss(loss))
     means = _means(sums)
     new = state.apply_gradients(grads=grads, value=means["loss"], batch_stats=batch_stats)
+    if not feed_loss:
+        new = new.replace(opt_state=keep_plateau_states(new.opt_state, state.opt_state))
 
     # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its new value) is.
     leaf_bad = jnp.stack([
@@ -339,9 +364,8 @@ def train_step_fn(
     return new_state, metrics
 
 
-train_step = jax.jit(
-    train_step_fn, static_argnames=("grad_accum_steps", "max_consecutive_nonfinite", "loss")
-)
+STEP_STATIC = ("grad_accum_steps", "max_consecutive_nonfinite", "loss", "feed_loss")
+train_step = jax.jit(train_step_fn, static_argnames=STEP_STATIC)
 train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state, metrics)``.
 
     Args:
@@ -353,6 +377,7 @@ train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state
         row (static; ``None``: never freeze, only skip).
       loss: ``"cross_entropy"`` (default), ``"mse"`` or a function
         ``loss(outputs, targets)`` (static; see :func:`resolve_loss`).
+      feed_loss: let ``reduce_on_plateau`` states see the batch loss (static).
 
     Returns:
       ``(new_state, metrics)`` with ``metrics`` = ``{"loss", "finite"}`` of the batch
