@@ -49,7 +49,7 @@ class Optimizer(NamedTuple):
     summary: str
     factory: str
     flags: dict
-    fixed: dict = {}
+    fixed: Optional[dict] = None
 
 
 ADAM_FLAGS = {"b1": "b1", "b2": "b2", "eps": "eps"}
@@ -324,7 +324,7 @@ def _optimizer_arguments(args) -> dict:
     for flag, name in optimizer.flags.items():
         value = getattr(args, flag)
         resolved[name] = defaults[name].default if value is None else value
-    return {**resolved, **optimizer.fixed}
+    return {**resolved, **(optimizer.fixed or {})}
 
 
 def resolve_config(args) -> dict:

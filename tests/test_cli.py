@@ -32,7 +32,7 @@ NUMBER = r"\d+(\.\d+)?(e[-+]?\d+)?"
 def cli(*argv, env=None):
     """Run the CLI in a new process with its output piped (not a terminal)."""
     return subprocess.run([sys.executable, "-m", "jaxopt_dl", *argv], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
 
 
 def test_train_writes_metrics_curves_and_params(tmp_path, capsys):

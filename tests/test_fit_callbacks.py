@@ -177,6 +177,22 @@ def test_progress_logger_writes_one_line_per_epoch_off_a_terminal():
     assert len(lines) == 2 and bar.getvalue() == ""  # no bar off a terminal
 
 
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_logger_draws_a_bar_within_the_epoch_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    out, bar = io.StringIO(), Terminal()
+    training.fit(make_state(), SMALL, epochs=2, batch_size=64,
+                 callbacks=[training.ProgressLogger(stream=out, bar_stream=bar)])
+    # tqdm redraws at most every 0.1 s: the first epoch (compiling) shows a step done.
+    assert re.search(r"Epoch 1: .*[1-4]/4", bar.getvalue()) and "Epoch 2:" in bar.getvalue()
+    assert [line.split(" - ")[0] for line in out.getvalue().splitlines()] == [
+        "Epoch 1/2", "Epoch 2/2"]
+
+
 def test_early_stopping_rejects_bad_arguments():
     with pytest.raises(ValueError, match="patience"):
         training.EarlyStopping(0)
@@ -220,12 +236,14 @@ def test_sweep_state_donates_under_vmap():
     keys = jax.random.split(jax.random.key(0), 3)
     states = jax.vmap(lambda k: training.create_train_state(MLP, ADAM, k, X[:1]))(keys)
     step = jax.jit(jax.vmap(training.train_step_fn, in_axes=(0, None)), donate_argnums=0)
-    eager = [training.train_step_fn(jax.tree.map(lambda a: a[i], states), (X[:32], Y[:32]))[0]
-             for i in range(3)]
+    def member(tree, i):
+        return jax.tree.map(lambda a: a[i], tree)
+
+    eager = [training.train_step_fn(member(states, i), (X[:32], Y[:32]))[0] for i in range(3)]
     new, _ = step(states, (X[:32], Y[:32]))
     for i in range(3):
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], new.params), eager[i].params,
-                                    rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(member(new.params, i), eager[i].params, rtol=1e-5,
+                                    atol=1e-7)
 
 
 # --------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_checkpoint_every_and_resume_false(tmp_path):
     directory = str(tmp_path)
     run(directory, every=3)
     assert checkpoint.all_steps(directory) == [3, 4]
-    fresh, history = run(directory, resume=False, every=2)
+    _, history = run(directory, resume=False, every=2)
     assert len(history.epoch) == EPOCHS  # started over
     assert checkpoint.all_steps(directory) == [2, 3, 4]
 

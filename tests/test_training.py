@@ -4,7 +4,6 @@ import json
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -132,7 +131,8 @@ def test_fit_stops_after_consecutive_nonfinite_steps_naming_step_and_layer():
     # The kept state is the one after the 5 finite steps.
     ref = state
     for i in range(bad_from):
-        ref, _ = training.train_step(ref, (x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]))
+        batch_slice = slice(i * batch, (i + 1) * batch)
+        ref, _ = training.train_step(ref, (x[batch_slice], y[batch_slice]))
     # (The epoch's lax.scan and single jitted steps may differ in the last ulp.)
     chex.assert_trees_all_close(error.state.params, ref.params, rtol=1e-5, atol=1e-7)
     assert np.all(np.isfinite(error.history.step_loss[:bad_from]))
@@ -252,7 +252,7 @@ def test_fit_rejects_bad_arguments():
 
 
 def test_mlp_adam_reaches_accuracy_on_digits():
-    state, history = training.fit(make_state(jdl.models.MLP(), jdl.adam(1e-3)), (X, Y),
+    state, _ = training.fit(make_state(jdl.models.MLP(), jdl.adam(1e-3)), (X, Y),
                                   epochs=10, batch_size=64, seed=0, progress=False)
     _, accuracy = training.evaluate(state, (X_TEST, Y_TEST))
     assert accuracy >= 0.95

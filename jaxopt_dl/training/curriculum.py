@@ -69,7 +69,7 @@ class CurriculumSampler:
     pool, so every epoch has the same number of steps and ``fit`` compiles once. With
     ``order="easy_first"`` the pool is visited easy-to-hard instead of shuffled.
 
-    Use as ``fit(..., config=FitConfig(sampler=CurriculumSampler(scores, baby_steps(4, 2))))``.
+    Use as ``fit(..., config=FitConfig(sampler=CurriculumSampler(scores, pacing)))``.
 
     Args:
       scores: ``(n,)`` difficulty of every training example.

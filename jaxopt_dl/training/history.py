@@ -131,7 +131,7 @@ def plot_history(history: History, path: str) -> None:
     # Per-step curves share the epoch axis: step k (0-based) of epoch e ends at
     # e + (k + 1) / steps, so the epoch's last step sits on the integer tick e + 1.
     step_epoch = np.concatenate([e + np.arange(1, n + 1) / n for e, n in
-                                 zip(history.epoch or [0], steps_per_epoch)])
+                                 zip(history.epoch or [0], steps_per_epoch, strict=False)])
     epoch_end = np.asarray(history.epoch, float) + 1
 
     ax = axes.pop(0)
@@ -164,8 +164,8 @@ def plot_history(history: History, path: str) -> None:
     if has_rate:
         ax = axes.pop(0)
         spans, top = [], 0.0
-        for label, values in _rate_series(history.step_learning_rate).items():
-            values = np.asarray(values, float)
+        for label, series in _rate_series(history.step_learning_rate).items():
+            values = np.asarray(series, float)
             ax.plot(step_epoch[: len(values)], values, label=label)
             positive = values[values > 0]
             if positive.size:

@@ -333,7 +333,7 @@ def train_step_fn(
     # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its new value) is.
     leaf_bad = jnp.stack([
         ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p)))
-        for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params))
+        for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params), strict=True)
     ])
     finite = jnp.isfinite(means["loss"]) & ~jnp.any(leaf_bad)
     halted = jnp.asarray(False)
