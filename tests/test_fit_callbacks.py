@@ -278,3 +278,29 @@ def test_plateau_feeder_feeds_the_validation_loss_once_per_epoch():
     with pytest.raises(ValueError, match="val_data"):
         training.fit(make_state(tx=tx), SMALL, epochs=1, batch_size=64, progress=False,
                      callbacks=[training.PlateauFeeder(plateau)])
+
+
+# --------------------------------------------------------------------------
+# Learning rate per parameter group
+# --------------------------------------------------------------------------
+
+
+def test_a_rate_per_parameter_group_is_recorded_as_a_dict(monkeypatch, tmp_path):
+    # current_learning_rate reports {group: rate} for several groups; fit records that dict
+    # per step and per epoch, prints it and plots one line per group.
+    from jaxopt_dl.training import steps
+
+    def per_group(opt_state, optimizer):
+        return {"body": jnp.asarray(0.1), "head": jnp.asarray(0.01)}
+
+    monkeypatch.setattr(steps, "current_learning_rate", per_group)
+    out = io.StringIO()
+    _, history = training.fit(make_state(tx=jdl.sgd(0.1)), SMALL, epochs=1, batch_size=64,
+                              callbacks=[training.ProgressLogger(stream=out)])
+    assert history.step_learning_rate == [pytest.approx({"body": 0.1, "head": 0.01})] * 4
+    assert history.learning_rate == [pytest.approx({"body": 0.1, "head": 0.01})]
+    assert out.getvalue().rstrip().endswith("lr body=1.0e-01 head=1.0e-02")
+    restored = training.History.from_dict(history.to_dict())
+    assert restored.step_learning_rate == history.step_learning_rate
+    training.plot_history(history, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
