@@ -1,47 +1,196 @@
-"""The main job: ``python -m jaxopt_dl train --dataset digits --model resnet --optimizer adam ...``.
+"""The command line: ``python -m jaxopt_dl <command> ...``.
 
-Trains a model on the digits with any optimizer of the library, shows a progress bar,
-and writes ``DIR/metrics.json`` (``test_accuracy``, ``history``, ``config``),
-``DIR/curves.png`` and ``DIR/params.msgpack``. Bad names or values exit with status 2
-and one line; a non-finite loss stops with a message naming the step and the first
-layer whose gradient went non-finite, keeping the last finite params in ``DIR``.
+``train`` trains a model on the digits with any optimizer of the library. It prints one
+line per epoch (and a progress bar within the epoch on a terminal), holds out
+``--val-fraction`` of the training data for validation, reports the test set once at
+the end, and writes ``OUT/metrics.json`` (``test_loss``, ``test_accuracy``, the
+history, the resolved configuration, package versions and the device),
+``OUT/curves.png`` and ``OUT/params.msgpack``. Bad invocations exit with status 2 and
+one line.
+
+Commands live in :data:`COMMANDS` (name -> :class:`Command`); optimizers, schedules,
+models and initializers in one registry each, from which the argument choices, the
+help text and the checks that a flag applies are derived.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
+import tempfile
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
-OPTIMIZERS = (
-    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
-    "adamax", "nadam", "amsgrad", "lamb", "lion", "adafactor", "noisy_sgd",
-)
-MODELS = ("mlp", "cnn", "resnet")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "exponential", "inverse_time")
-INITS = (
-    "he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "normalized_uniform",
-    "lecun_normal", "orthogonal", "sparse", "small_random",
-)
+PROG = "python -m jaxopt_dl"
+
+
+class UsageError(ValueError):
+    """A bad invocation: reported as one line with exit status 2."""
+
+
+# --------------------------------------------------------------------------
+# Registries
+# --------------------------------------------------------------------------
+
+
+class Optimizer(NamedTuple):
+    """An optimizer of the ``train`` command.
+
+    Attributes:
+      summary: one line for ``--help``.
+      factory: the name of the ``jaxopt_dl`` function that builds it.
+      flags: ``{flag dest: argument name of the factory}`` for the flags that apply.
+      fixed: arguments always passed.
+    """
+
+    summary: str
+    factory: str
+    flags: dict
+    fixed: Optional[dict] = None
+
+
+ADAM_FLAGS = {"b1": "b1", "b2": "b2", "eps": "eps"}
+OPTIMIZERS = {
+    "sgd": Optimizer("stochastic gradient descent, with --momentum a heavy-ball velocity",
+                     "sgd", {"momentum": "momentum"}),
+    "momentum": Optimizer("heavy-ball momentum, written in the form --momentum-form",
+                          "momentum", {"momentum": "beta", "momentum_form": "form"}),
+    "nesterov": Optimizer("Nesterov momentum", "momentum",
+                          {"momentum": "beta", "momentum_form": "form"}, {"nesterov": True}),
+    "adagrad": Optimizer("AdaGrad", "adagrad", {"eps": "eps"}),
+    "rmsprop": Optimizer("RMSProp", "rmsprop",
+                         {"decay": "decay", "eps": "eps", "momentum": "momentum"}),
+    "adadelta": Optimizer("AdaDelta", "adadelta",
+                          {"decay": "rho", "eps": "eps", "weight_decay": "weight_decay"}),
+    "adam": Optimizer("Adam", "adam", ADAM_FLAGS),
+    "adamw": Optimizer("Adam with decoupled weight decay", "adamw",
+                       {**ADAM_FLAGS, "weight_decay": "weight_decay"}),
+    "adamax": Optimizer("AdaMax (Adam with the infinity norm)", "adamax", ADAM_FLAGS),
+    "nadam": Optimizer("Adam with Nesterov momentum", "nadam", ADAM_FLAGS),
+    "amsgrad": Optimizer("AMSGrad (Adam with a non-decreasing second moment)", "amsgrad",
+                         ADAM_FLAGS),
+    "lamb": Optimizer("LAMB (layer-wise trust ratio)", "lamb",
+                      {**ADAM_FLAGS, "weight_decay": "weight_decay"}),
+    "lion": Optimizer("Lion (sign of an interpolated momentum)", "lion",
+                      {"b1": "b1", "b2": "b2", "weight_decay": "weight_decay"}),
+    "adafactor": Optimizer("Adafactor (factored second moments)", "adafactor", {}),
+    "noisy_sgd": Optimizer("SGD with annealed Gaussian gradient noise (seeded by --seed)",
+                           "noisy_sgd", {}),
+}
+
+
+class Schedule(NamedTuple):
+    """A learning-rate schedule of the ``train`` command.
+
+    Attributes:
+      summary: one line for ``--help``.
+      build: ``build(lr, total_steps, steps_per_epoch, decay_rate) -> rate or schedule``.
+      uses_decay_rate: whether ``--decay-rate`` applies.
+    """
+
+    summary: str
+    build: Callable[..., Any]
+    uses_decay_rate: bool = False
+
+
+def _jdl():
+    import jaxopt_dl
+
+    return jaxopt_dl
+
+
+SCHEDULES = {
+    "constant": Schedule("--lr throughout", lambda lr, total, per_epoch, rate: lr),
+    "cosine": Schedule(
+        "cosine decay from --lr to 0 over the run",
+        lambda lr, total, per_epoch, rate: _jdl().cosine_decay_schedule(lr, total)),
+    "warmup_cosine": Schedule(
+        "linear warmup from 0 over the first 5%% of the steps, then cosine decay to 0",
+        lambda lr, total, per_epoch, rate: _jdl().warmup_cosine_decay_schedule(
+            0.0, lr, max(1, total // 20), total)),
+    "step": Schedule(
+        "multiply by --decay-rate after each third of the run",
+        lambda lr, total, per_epoch, rate: _jdl().step_decay(lr, rate, max(1, total // 3)),
+        True),
+    "exponential": Schedule(
+        "multiply by --decay-rate per epoch, smoothly",
+        lambda lr, total, per_epoch, rate: _jdl().exponential_decay(lr, per_epoch, rate),
+        True),
+    "inverse_time": Schedule(
+        "--lr / (1 + decay-rate * epochs so far)",
+        lambda lr, total, per_epoch, rate: _jdl().inverse_time_decay(lr, rate, per_epoch),
+        True),
+}
+DECAY_RATE = 0.5
+
+MODELS = {
+    "mlp": "multilayer perceptron with --hidden widths",
+    "cnn": "small convolutional network",
+    "resnet": "small residual network (batch norm on by default)",
+}
+HIDDEN = (128, 64)
+INITS = {
+    "he_normal": "He normal (for ReLU)",
+    "he_uniform": "He uniform",
+    "glorot_uniform": "Glorot uniform",
+    "glorot_normal": "Glorot normal",
+    "normalized_uniform": "Glorot and Bengio's normalized uniform",
+    "lecun_normal": "LeCun normal",
+    "orthogonal": "orthogonal",
+    "sparse": "sparse: --sparse-k non-zero incoming weights per unit",
+    "small_random": "small Gaussian (std 0.01)",
+}
+SPARSE_K = 15
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
-DATASETS = ("digits",)
-STANDARDIZE = ("global", "feature", "none")
+DATASETS = {"digits": "the 8x8 handwritten digits of scikit-learn (bundled)"}
+STANDARDIZE = {
+    "global": "one mean and std over all pixels",
+    "feature": "one mean and std per pixel",
+    "none": "raw pixel values",
+}
+
+
+def _listing(registry: dict) -> str:
+    return "; ".join(f"{name}: {entry if isinstance(entry, str) else entry.summary}"
+                     for name, entry in registry.items())
+
+
+def _applies_to(flag: str) -> list[str]:
+    return [name for name, opt in OPTIMIZERS.items() if flag in opt.flags]
+
+
+# --------------------------------------------------------------------------
+# Argument types
+# --------------------------------------------------------------------------
 
 
 class _OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line (``prog: error: ...``) and exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return value
 
 
@@ -56,187 +205,298 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m jaxopt_dl", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    train = commands.add_parser("train", help="train a classifier and write metrics/curves")
-    add = train.add_argument
-    add("--dataset", choices=DATASETS, default="digits")
-    add("--model", choices=MODELS, default="mlp")
-    add("--optimizer", choices=OPTIMIZERS, default="adam")
-    add("--lr", type=float, default=1e-3, help="learning rate (peak of the schedule)")
-    add("--epochs", type=_positive_int, default=10)
-    add("--batch-size", type=_positive_int, default=64)
-    add("--seed", type=int, default=0)
+# --------------------------------------------------------------------------
+# train: arguments
+# --------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``train``; every help line ends with its default.
+
+    Args:
+      parser: the ``train`` sub-parser.
+    """
+    def add(*names, help, default, shown=None, **kwargs):  # noqa: A002
+        shown = default if shown is None else shown
+        parser.add_argument(*names, default=default, help=f"{help} (default: {shown})",
+                            **kwargs)
+
+    own = "the optimizer's own"
+    add("--dataset", choices=DATASETS, default="digits", help=_listing(DATASETS))
+    add("--model", choices=MODELS, default="mlp", help=_listing(MODELS))
+    add("--optimizer", choices=OPTIMIZERS, default="adam", help=_listing(OPTIMIZERS))
+    add("--lr", type=float, default=1e-3, help="learning rate (the peak of a schedule)")
+    add("--schedule", choices=SCHEDULES, default="constant", help=_listing(SCHEDULES))
+    add("--decay-rate", type=float, default=None, shown=DECAY_RATE,
+        help="decay factor of the schedules " + ", ".join(
+            n for n, s in SCHEDULES.items() if s.uses_decay_rate))
+    add("--epochs", type=_positive_int, default=10, help="number of epochs")
+    add("--batch-size", type=_positive_int, default=64, help="examples per step")
+    add("--seed", type=int, default=0,
+        help="seed of the initialization, the validation split and the shuffles")
     add("--out", default="runs/train", help="output folder")
-    add("--momentum", "--beta", dest="momentum", type=float, default=None,
-        help="momentum / beta (sgd, momentum, nesterov, rmsprop)")
-    add("--momentum-form", choices=MOMENTUM_FORMS, default="velocity")
-    add("--b1", type=float, default=None)
-    add("--b2", type=float, default=None)
-    add("--eps", type=float, default=None)
-    add("--decay", type=float, default=None, help="rmsprop decay / adadelta rho")
-    add("--weight-decay", type=float, default=None,
-        help="decoupled for adamw/lamb/adadelta, else an L2 term added to the gradient")
-    add("--clip-norm", type=float, default=None, help="clip the gradient's global norm")
-    add("--schedule", choices=SCHEDULES, default="constant")
-    add("--decay-rate", type=float, default=0.5,
-        help="step: factor per third of the run; exponential: per epoch; inverse_time: rate")
+    add("--val-fraction", type=_fraction, default=0.1,
+        help="fraction of the training data held out (stratified) for validation; "
+             "0 trains on all of it")
+    add("--momentum", "--beta", dest="momentum", type=float, default=None, shown=own,
+        help="momentum coefficient, for " + ", ".join(_applies_to("momentum")))
+    add("--momentum-form", choices=MOMENTUM_FORMS, default=None, shown="velocity",
+        help="how momentum is written (velocity: v = beta v - lr g, as Goodfellow et "
+             "al.; ema: m = beta m + (1 - beta) g, steps 1 - beta times smaller; trace: "
+             "m = g + beta m, as optax and torch), for " +
+             ", ".join(_applies_to("momentum_form")))
+    add("--b1", type=float, default=None, shown=own,
+        help="decay of the first-moment average, for " + ", ".join(_applies_to("b1")))
+    add("--b2", type=float, default=None, shown=own,
+        help="decay of the second-moment average, for " + ", ".join(_applies_to("b2")))
+    add("--eps", type=float, default=None, shown=own,
+        help="denominator offset, for " + ", ".join(_applies_to("eps")))
+    add("--decay", type=float, default=None, shown=own,
+        help="decay of the squared-gradient average (adadelta's rho), for " +
+             ", ".join(_applies_to("decay")))
+    add("--weight-decay", type=float, default=None, shown=f"{own}, else none",
+        help="weight decay: the optimizer's own decoupled decay for " +
+             ", ".join(_applies_to("weight_decay")) +
+             "; an L2 term added to the gradient for the others")
+    add("--clip-norm", type=float, default=None, shown="no clipping",
+        help="clip the gradient's global norm to this value")
     add("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
-        help="batch norm (default: on for resnet, off otherwise)")
-    add("--dropout", type=float, default=0.0)
-    add("--hidden", type=_widths, default=(128, 64), metavar="W1,W2,...",
-        help="hidden widths of --model mlp")
+        shown="on for resnet, off otherwise", help="batch normalization")
+    add("--dropout", type=float, default=0.0, help="dropout rate")
+    add("--hidden", type=_widths, default=None, metavar="W1,W2,...",
+        shown=",".join(map(str, HIDDEN)), help="hidden widths of --model mlp")
     add("--standardize", choices=STANDARDIZE, default="global",
-        help="input scaling with training-set statistics: one mean/std for all pixels, "
-             "one per pixel, or raw pixels")
-    add("--init", choices=INITS, default="he_normal")
-    add("--sparse-k", type=_positive_int, default=15, help="k of --init sparse")
-    add("--grad-accum", type=_positive_int, default=1)
+        help="input scaling with training-set statistics: " + _listing(STANDARDIZE))
+    add("--init", choices=INITS, default="he_normal", help=_listing(INITS))
+    add("--sparse-k", type=_positive_int, default=None, shown=SPARSE_K,
+        help="non-zero incoming weights per unit of --init sparse")
+    add("--grad-accum", type=_positive_int, default=1,
+        help="micro-batches per step whose gradients are averaged")
     add("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
-        help="stop after PATIENCE epochs without validation improvement (15%% of train held out)")
+        shown="off", help="stop after PATIENCE epochs without a lower validation loss and "
+                          "keep the best epoch's params")
     add("--max-nonfinite", type=_positive_int, default=5,
-        help="stop after this many consecutive non-finite steps")
-    add("--checkpoint-dir", default=None, metavar="DIR",
-        help="save the full training state after every epoch (atomic)")
+        help="stop after this many consecutive steps with a NaN/Inf loss or gradient")
+    add("--checkpoint-dir", default=None, metavar="DIR", shown="no checkpoints",
+        help="save the full training state after every epoch")
     add("--resume", action=argparse.BooleanOptionalAction, default=True,
-        help="continue from the latest checkpoint in --checkpoint-dir (bit-identical)")
-    add("--no-progress", action="store_true")
-    return parser
+        help="continue from the newest checkpoint in --checkpoint-dir")
+    add("--no-progress", action="store_true", default=False,
+        help="no progress bar within the epoch (the per-epoch lines stay)")
 
 
-def _schedule(args, steps_per_epoch: int):
-    import jaxopt_dl as jdl
+def _check_applies(args) -> None:
+    """Refuse flags that do not apply to the chosen optimizer, schedule, model or init."""
+    optimizer = OPTIMIZERS[args.optimizer]
+    for flag in ("momentum", "momentum_form", "b1", "b2", "eps", "decay"):
+        if getattr(args, flag) is not None and flag not in optimizer.flags:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
+                f"(it applies to {', '.join(_applies_to(flag))})")
+    if args.decay_rate is not None and not SCHEDULES[args.schedule].uses_decay_rate:
+        users = [n for n, s in SCHEDULES.items() if s.uses_decay_rate]
+        raise UsageError(f"--decay-rate does not apply to --schedule {args.schedule} "
+                         f"(it applies to {', '.join(users)})")
+    if args.hidden is not None and args.model != "mlp":
+        raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
+    if args.sparse_k is not None and args.init != "sparse":
+        raise UsageError(f"--sparse-k does not apply to --init {args.init} (only to sparse)")
+    if args.early_stopping is not None and args.val_fraction == 0:
+        raise UsageError("--early-stopping needs validation data, got --val-fraction 0")
 
-    total = max(1, args.epochs * steps_per_epoch)
-    if args.schedule == "constant":
-        return args.lr
-    if args.schedule == "cosine":
-        return jdl.cosine_decay_schedule(args.lr, total)
-    if args.schedule == "warmup_cosine":  # linear warmup over the first 5% of the steps
-        return jdl.warmup_cosine_decay_schedule(0.0, args.lr, max(1, total // 20), total)
-    if args.schedule == "step":
-        return jdl.step_decay(args.lr, args.decay_rate, max(1, total // 3))
-    if args.schedule == "exponential":
-        return jdl.exponential_decay(args.lr, steps_per_epoch, args.decay_rate)
-    return jdl.inverse_time_decay(args.lr, args.decay_rate, steps_per_epoch)
+
+def _check_out(out: str) -> None:
+    """Create ``out`` and check that a file can be written there."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"--out {out!r} is not a writable folder: {reason}") from None
 
 
-def build_optimizer(args, steps_per_epoch: int):
-    """The optimizer named by ``args.optimizer`` with the flags that apply to it."""
-    import jaxopt_dl as jdl
+def _optimizer_arguments(args) -> dict:
+    """The optimizer's arguments by name, every default filled in (for the record)."""
+    optimizer = OPTIMIZERS[args.optimizer]
+    defaults = inspect.signature(getattr(_jdl(), optimizer.factory)).parameters
+    resolved = {}
+    for flag, name in optimizer.flags.items():
+        value = getattr(args, flag)
+        resolved[name] = defaults[name].default if value is None else value
+    return {**resolved, **(optimizer.fixed or {})}
 
-    lr = _schedule(args, steps_per_epoch)
-    given = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # noqa: E731
-    adam_like = given(b1=args.b1, b2=args.b2, eps=args.eps)
-    decoupled = args.optimizer in ("adamw", "lamb", "adadelta")
-    wd = given(weight_decay=args.weight_decay) if decoupled else {}
-    name = args.optimizer
-    factories: dict[str, Callable[[], Any]] = {
-        "sgd": lambda: jdl.sgd(lr, **given(momentum=args.momentum)),
-        "momentum": lambda: jdl.momentum(lr, **given(beta=args.momentum), form=args.momentum_form),
-        "nesterov": lambda: jdl.momentum(lr, **given(beta=args.momentum), nesterov=True,
-                                         form=args.momentum_form),
-        "adagrad": lambda: jdl.adagrad(lr, **given(eps=args.eps)),
-        "rmsprop": lambda: jdl.rmsprop(lr, **given(decay=args.decay, eps=args.eps,
-                                                   momentum=args.momentum)),
-        "adadelta": lambda: jdl.adadelta(lr, **given(rho=args.decay, eps=args.eps), **wd),
-        "adam": lambda: jdl.adam(lr, **adam_like),
-        "adamw": lambda: jdl.adamw(lr, **adam_like, **wd),
-        "adamax": lambda: jdl.adamax(lr, **adam_like),
-        "nadam": lambda: jdl.nadam(lr, **adam_like),
-        "amsgrad": lambda: jdl.amsgrad(lr, **adam_like),
-        "lamb": lambda: jdl.lamb(lr, **adam_like, **wd),
-        "lion": lambda: jdl.lion(lr, **given(b1=args.b1, b2=args.b2), **wd),
-        "adafactor": lambda: jdl.adafactor(lr),
-        "noisy_sgd": lambda: jdl.noisy_sgd(lr, key=args.seed),
-    }
-    tx = factories[name]()
+
+def resolve_config(args) -> dict:
+    """The full configuration of a ``train`` run, with every default filled in.
+
+    Args:
+      args: the parsed ``train`` arguments (already checked).
+
+    Returns:
+      A JSON-able dict.
+    """
+    config = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+    for flag in ("momentum", "momentum_form", "b1", "b2", "eps", "decay"):
+        config.pop(flag)
+    config["optimizer_arguments"] = _optimizer_arguments(args)
+    uses_l2 = args.weight_decay is not None and "weight_decay" not in OPTIMIZERS[
+        args.optimizer].flags
+    config["weight_decay"] = args.weight_decay if uses_l2 else None
+    config["weight_decay_kind"] = "l2" if uses_l2 else (
+        "decoupled" if "weight_decay" in OPTIMIZERS[args.optimizer].flags else "none")
+    config["decay_rate"] = (
+        (DECAY_RATE if args.decay_rate is None else args.decay_rate)
+        if SCHEDULES[args.schedule].uses_decay_rate else None)
+    config["batchnorm"] = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
+    config["hidden"] = list(args.hidden or HIDDEN) if args.model == "mlp" else None
+    config["sparse_k"] = (args.sparse_k or SPARSE_K) if args.init == "sparse" else None
+    return config
+
+
+# --------------------------------------------------------------------------
+# train: building and running
+# --------------------------------------------------------------------------
+
+
+def build_optimizer(config: dict, steps_per_epoch: int, seed: int):
+    """The optimizer of a resolved ``train`` config.
+
+    Args:
+      config: from :func:`resolve_config`.
+      steps_per_epoch: optimization steps per epoch (for the schedules).
+      seed: the run's seed (for ``noisy_sgd``).
+
+    Returns:
+      The ``GradientTransformation``.
+    """
+    jdl = _jdl()
+    total = max(1, config["epochs"] * steps_per_epoch)
+    lr = SCHEDULES[config["schedule"]].build(config["lr"], total, steps_per_epoch,
+                                             config["decay_rate"])
+    name = config["optimizer"]
+    arguments = dict(config["optimizer_arguments"])
+    if name == "noisy_sgd":
+        arguments["key"] = seed
+    tx = getattr(jdl, OPTIMIZERS[name].factory)(lr, **arguments)
     blocks = []
-    if args.clip_norm is not None:
-        blocks.append(jdl.clip_by_global_norm(args.clip_norm))
-    if args.weight_decay is not None and not decoupled:
-        blocks.append(jdl.add_l2(args.weight_decay))
+    if config["clip_norm"] is not None:
+        blocks.append(jdl.clip_by_global_norm(config["clip_norm"]))
+    if config["weight_decay_kind"] == "l2":
+        blocks.append(jdl.add_l2(config["weight_decay"]))
     return jdl.chain(*blocks, tx) if blocks else tx
 
 
-def build_model(args):
-    import jaxopt_dl as jdl
+def build_model(config: dict):
+    """The model of a resolved ``train`` config.
 
-    init = jdl.initializers.sparse(args.sparse_k) if args.init == "sparse" else (
-        getattr(jdl.initializers, args.init)())
-    batchnorm = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
-    common = dict(use_batchnorm=batchnorm, dropout_rate=args.dropout, kernel_init=init)
-    if args.model == "mlp":
-        return jdl.models.MLP(hidden=args.hidden, **common)
-    return {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[args.model](**common)
+    Args:
+      config: from :func:`resolve_config`.
 
-
-def _load(args):
-    import jaxopt_dl as jdl
-
-    standardize = {"global": "global", "feature": True, "none": False}[args.standardize]
-    train, test = jdl.data.load_digits(seed=args.seed, standardize=standardize)
-    val = test
-    if args.early_stopping is not None:
-        from sklearn.model_selection import train_test_split
-
-        x_tr, x_val, y_tr, y_val = train_test_split(
-            *train, test_size=0.15, random_state=args.seed, stratify=train[1])
-        train, val = (x_tr, y_tr), (x_val, y_val)
-    return train, val, test
+    Returns:
+      The flax module.
+    """
+    jdl = _jdl()
+    init = (jdl.initializers.sparse(config["sparse_k"]) if config["init"] == "sparse"
+            else getattr(jdl.initializers, config["init"])())
+    common = dict(use_batchnorm=config["batchnorm"], dropout_rate=config["dropout"],
+                  kernel_init=init)
+    if config["model"] == "mlp":
+        return jdl.models.MLP(hidden=tuple(config["hidden"]), **common)
+    return {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[config["model"]](**common)
 
 
-def train(args) -> int:
+def _load(config: dict):
+    """``(train, val or None, test)``; validation is a stratified part of the training data."""
+    jdl = _jdl()
+    standardize = {"global": "global", "feature": True, "none": False}[config["standardize"]]
+    train, test = jdl.data.load_digits(seed=config["seed"], standardize=standardize)
+    if not config["val_fraction"]:
+        return train, None, test
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        *train, test_size=config["val_fraction"], random_state=config["seed"],
+        stratify=train[1])
+    return (x_tr, y_tr), (x_val, y_val), test
+
+
+def _environment() -> dict:
+    import flax
+    import jax
+    import optax
+
+    device = jax.devices()[0]
+    return {
+        "versions": {"jaxopt_dl": _jdl().__version__, "jax": jax.__version__,
+                     "optax": optax.__version__, "flax": flax.__version__},
+        "device": f"{device.platform} ({device.device_kind}), {jax.device_count()} device(s)",
+    }
+
+
+def run_train(args) -> int:
+    """The ``train`` command.
+
+    Args:
+      args: the parsed arguments.
+
+    Returns:
+      The exit status: 0, or 1 after a non-finite loss.
+    """
+    _check_applies(args)
+    _check_out(args.out)
+    config = resolve_config(args)
+
     import jax
 
-    import jaxopt_dl as jdl
     from jaxopt_dl import training
 
-    (x, y), val, test = _load(args)
+    jdl = _jdl()
+    (x, y), val, test = _load(config)
     steps_per_epoch = len(x) // args.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"--batch-size must be at most {len(x)}, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at most {len(x)}, got {args.batch_size}")
     if args.batch_size % args.grad_accum:
-        raise ValueError(
-            f"--batch-size must be a multiple of --grad-accum, got {args.batch_size} and "
-            f"{args.grad_accum}")
-    tx = build_optimizer(args, steps_per_epoch)
-    model = build_model(args)
-    state = training.create_train_state(model, tx, jax.random.key(args.seed), x[:1])
-    config = {k: v for k, v in vars(args).items() if k != "command"}
-    os.makedirs(args.out, exist_ok=True)
+        raise UsageError(f"--batch-size must be a multiple of --grad-accum, got "
+                         f"{args.batch_size} and {args.grad_accum}")
+    tx = build_optimizer(config, steps_per_epoch, args.seed)
+    state = training.create_train_state(build_model(config), tx, jax.random.key(args.seed),
+                                        x[:1])
+    callbacks = [training.ProgressLogger(bar=not args.no_progress),
+                 training.NonFiniteGuard(args.max_nonfinite)]
+    if args.early_stopping is not None:
+        callbacks.append(training.EarlyStopping(args.early_stopping))
+    if args.checkpoint_dir is not None:
+        callbacks.append(training.ModelCheckpoint(args.checkpoint_dir, resume=args.resume))
+    record = {**_environment(), "config": config}
     params_path = os.path.join(args.out, "params.msgpack")
     start = time.perf_counter()
     try:
         state, history = training.fit(
             state, (x, y), val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-            grad_accum_steps=args.grad_accum, early_stopping_patience=args.early_stopping,
-            max_consecutive_nonfinite=args.max_nonfinite, progress=not args.no_progress,
-            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+            callbacks=callbacks, config=training.FitConfig(grad_accum_steps=args.grad_accum))
     except training.NonFiniteError as error:
         jdl.initializers.save_params(error.state.params, params_path)
-        _write(args.out, error.history, config, None, str(error))
+        _write(args.out, error.history, {**record, "error": str(error)})
         print(f"error: {error} Last finite params: {params_path}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
     test_loss, test_accuracy = training.evaluate(state, test)
     jdl.initializers.save_params(state.params, params_path)
-    metrics_path = _write(args.out, history, config, (test_loss, test_accuracy, seconds), None)
-    print(f"test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) after "
-          f"{len(history.epoch)} epochs in {seconds:.1f} s")
+    metrics_path = _write(args.out, history, {
+        "test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": seconds,
+        **record})
+    print(f"Test - loss {test_loss:.4g} - acc {test_accuracy:.4g} "
+          f"({len(history.epoch)} epochs in {seconds:.1f}s)")
     print(f"wrote {metrics_path}, {os.path.join(args.out, 'curves.png')} and {params_path}")
     return 0
 
 
-def _write(out: str, history, config: dict, result: Optional[tuple], error: Optional[str]) -> str:
+def _write(out: str, history, record: dict) -> str:
     from jaxopt_dl.training import plot_history
 
-    metrics = {"test_accuracy": None, "history": history.to_dict(), "config": config}
-    if result is not None:
-        metrics.update(test_accuracy=result[1], test_loss=result[0], train_seconds=result[2])
-    if error is not None:
-        metrics["error"] = error
+    metrics = {"test_loss": None, "test_accuracy": None, **record,
+               "history": history.to_dict()}
     path = os.path.join(out, "metrics.json")
     with open(path, "w") as f:
         json.dump(metrics, f, indent=1)
@@ -244,14 +504,66 @@ def _write(out: str, history, config: dict, result: Optional[tuple], error: Opti
     return path
 
 
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+class Command(NamedTuple):
+    """A subcommand: adding one is one entry in :data:`COMMANDS`.
+
+    Attributes:
+      summary: one line for ``--help``.
+      add_arguments: ``add_arguments(parser)`` declares its flags.
+      run: ``run(args) -> exit status``; a ``ValueError`` becomes one line and status 2.
+    """
+
+    summary: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS = {
+    "train": Command("train a classifier on the digits and write metrics, curves and params",
+                     add_train_arguments, run_train),
+}
+
+DESCRIPTION = ("jaxopt_dl command line. Run 'python -m jaxopt_dl COMMAND --help' for the "
+               "flags of a command.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command in :data:`COMMANDS`.
+
+    Returns:
+      The ``argparse`` parser.
+    """
+    parser = _OneLineParser(prog=PROG, description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser,
+                                     metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.summary, description=command.summary)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv`` and run the command.
+
+    Args:
+      argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit status.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return train(args)
+        return args.run(args)
     except ValueError as error:
         message = " ".join(str(error).split())
-        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,12 +1,38 @@
 """The main job: python -m jaxopt_dl train ..."""
 
 import json
+import math
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
-from jaxopt_dl.__main__ import OPTIMIZERS, main
+import jaxopt_dl as jdl
+from jaxopt_dl.__main__ import (
+    COMMANDS,
+    OPTIMIZERS,
+    build_optimizer,
+    build_parser,
+    main,
+    resolve_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 1437  # load_digits' training split
+NUMBER = r"\d+(\.\d+)?(e[-+]?\d+)?"
+
+
+def cli(*argv, env=None):
+    """Run the CLI in a new process with its output piped (not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "jaxopt_dl", *argv], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
 
 
 def test_train_writes_metrics_curves_and_params(tmp_path, capsys):
@@ -18,28 +44,87 @@ def test_train_writes_metrics_curves_and_params(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.8 < metrics["test_accuracy"] <= 1.0
     assert metrics["config"]["optimizer"] == "nesterov"
-    assert len(metrics["history"]["step_loss"]) == 1437 // 32
+    assert metrics["config"]["optimizer_arguments"] == {"beta": 0.9, "form": "velocity",
+                                                       "nesterov": True}
+    n_val = math.ceil(0.1 * N_TRAIN)  # stratified hold-out of --val-fraction 0.1
+    assert len(metrics["history"]["step_loss"]) == (N_TRAIN - n_val) // 32
+    assert len(metrics["history"]["val_loss"]) == 1
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "params.msgpack").stat().st_size > 0
     assert str(out / "metrics.json") in capsys.readouterr().out
 
 
+def test_one_line_per_epoch_through_a_pipe_and_a_complete_record(tmp_path):
+    proc = cli("train", "--epochs", "2", "--batch-size", "128", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for epoch in (1, 2):
+        assert re.fullmatch(
+            rf"Epoch {epoch}/2 - {NUMBER}s - loss {NUMBER} - acc {NUMBER} - "
+            rf"val_loss {NUMBER} - val_acc {NUMBER} - lr 1\.0e-03", lines[epoch - 1]), lines
+    assert re.match(rf"Test - loss {NUMBER} - acc {NUMBER} ", lines[2])
+    assert len(lines) == 4 and "\r" not in proc.stderr and "step/s" not in proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    config = metrics["config"]
+    assert config["val_fraction"] == 0.1 and config["hidden"] == [128, 64]
+    assert config["optimizer_arguments"] == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    assert None not in (config["batchnorm"], config["resume"])
+    assert set(metrics["versions"]) == {"jaxopt_dl", "jax", "optax", "flax"}
+    assert metrics["versions"]["jax"] == jax.__version__
+    assert "cpu" in metrics["device"]
+    assert 0 < metrics["test_loss"] and 0.5 < metrics["test_accuracy"] <= 1
+    assert metrics["history"]["learning_rate"] == pytest.approx([1e-3, 1e-3])
+
+
+def test_help_shows_a_default_for_every_flag_in_plain_text():
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
+    assert set(subparsers.choices) == set(COMMANDS)
+    texts = [parser.description]
+    for name, sub in subparsers.choices.items():
+        texts.append(sub.description)
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            assert action.help and action.help.endswith(")") and "(default: " in action.help, (
+                name, action.dest)
+            texts.append(action.help)
+    for text in texts:
+        assert not re.search(r"``|:func:|:class:|seed 0\d\d|contract|\.\./", text), text
+
+
 def test_bad_optimizer_name_exits_2_with_one_line_listing_choices():
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxopt_dl", "train", "--optimizer", "adamz"],
-        capture_output=True, text=True)
+    proc = cli("train", "--optimizer", "adamz")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert all(name in lines[0] for name in OPTIMIZERS)
 
 
+@pytest.mark.parametrize("out", ["parent_is_a_file/run", "/proc/jaxopt_dl_run"])
+def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out):
+    (tmp_path / "parent_is_a_file").write_text("")
+    # With an unknown platform, starting JAX would fail: exit 2 shows it never started.
+    proc = cli("train", "--out", str(tmp_path / out), env={"JAX_PLATFORMS": "no_such_platform"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--out" in lines[0] and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--model", "vgg"], "resnet"),
     (["--epochs", "0"], "epochs"),
+    (["--val-fraction", "1"], "val-fraction"),
     (["--lr", "-1"], "learning_rate"),
     (["--optimizer", "adam", "--b1", "1.5"], "b1"),
     (["--dropout", "1.5"], "dropout"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum does not apply to --optimizer adam"),
+    (["--optimizer", "sgd", "--b2", "0.9"], "--b2 does not apply to --optimizer sgd"),
+    (["--schedule", "cosine", "--decay-rate", "0.1"],
+     "--decay-rate does not apply to --schedule cosine"),
+    (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
+    (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
+    (["--val-fraction", "0", "--early-stopping", "2"], "--early-stopping needs validation"),
 ])
 def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
@@ -47,6 +132,43 @@ def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_checkpoint_that_does_not_match_exits_2_with_one_line(tmp_path, capsys):
+    common = ["train", "--epochs", "1", "--batch-size", "256", "--no-progress",
+              "--checkpoint-dir", str(tmp_path / "ckpt")]
+    assert main([*common, "--hidden", "16", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--hidden", "32", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint" in err[0]
+
+
+def config_for(*argv):
+    return resolve_config(build_parser().parse_args(["train", *argv]))
+
+
+@pytest.mark.parametrize("argv, reference", [
+    # lion's own (decoupled) weight decay, not an L2 term on top of it.
+    (["--optimizer", "lion", "--weight-decay", "0.1"], optax.lion(1e-3, weight_decay=0.1)),
+    (["--optimizer", "lion"], optax.lion(1e-3)),
+    (["--optimizer", "adamw", "--weight-decay", "0.1"], optax.adamw(1e-3, weight_decay=0.1)),
+    # Without a decay of its own the optimizer gets an L2 term added to the gradient.
+    (["--optimizer", "adam", "--weight-decay", "0.1"],
+     optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-3))),
+])
+def test_weight_decay_is_the_optimizers_own_where_it_has_one(argv, reference):
+    tx = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
+    params = {"w": jnp.array([1.0, -2.0, 0.5])}
+    grads = {"w": jnp.array([0.3, 0.1, -0.2])}
+    ours, ref_state, state = params, reference.init(params), tx.init(params)
+    expected = params
+    for _ in range(3):
+        updates, state = tx.update(grads, state, ours)
+        ours = jdl.apply_updates(ours, updates)
+        ref_updates, ref_state = reference.update(grads, ref_state, expected)
+        expected = optax.apply_updates(expected, ref_updates)
+    np.testing.assert_allclose(ours["w"], expected["w"], rtol=1e-6)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_finite_params(tmp_path, capsys):

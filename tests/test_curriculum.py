@@ -46,8 +46,8 @@ def test_fit_with_curriculum_sampler_trains_on_the_pool_only():
             return drawn
 
     recording = Recording(scores, training.baby_steps(2, 1))
-    _, history = training.fit(state, (x, y), epochs=2, batch_size=64, sampler=recording,
-                              progress=False)
+    _, history = training.fit(state, (x, y), epochs=2, batch_size=64, progress=False,
+                              config=training.FitConfig(sampler=recording))
     assert seen[0] == set(np.argsort(scores)[:128].tolist())
     assert len(seen[1]) == 256
     assert history.steps_per_epoch == [4, 4]

@@ -24,24 +24,27 @@ class Interrupt(Exception):
 
 
 def interrupt_at(epoch):
-    def callback(e, state, history):
+    def callback(e, trainer):
         if e == epoch:
             raise Interrupt
-    return callback
+    return training.LambdaCallback(on_epoch_end=callback)
 
 
 def initial_state(seed=0):
     return training.create_train_state(MODEL, TX, jax.random.key(seed), X[:1])
 
 
-def run(directory, **kwargs):
+def run(directory, callbacks=(), seed=0, patience=None, **checkpoint_options):
+    callbacks = [*callbacks, training.ModelCheckpoint(directory, **checkpoint_options)]
+    if patience is not None:
+        callbacks.append(training.EarlyStopping(patience))
     return training.fit(initial_state(), DATA, VAL, epochs=EPOCHS, batch_size=BATCH,
-                        progress=False, checkpoint_dir=directory, **kwargs)
+                        seed=seed, progress=False, callbacks=callbacks)
 
 
 @pytest.mark.parametrize("backend,patience", [("msgpack", None), ("orbax", 3)])
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, backend, patience):
-    kwargs = dict(checkpoint_backend=backend, early_stopping_patience=patience)
+    kwargs = dict(backend=backend, patience=patience)
     full, full_history = run(str(tmp_path / "full"), **kwargs)
     directory = str(tmp_path / "interrupted")
     # Dies during epoch 2 (0-based), after the checkpoint of epoch 1 was written.
@@ -61,9 +64,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, backend, patienc
 
 def test_checkpoint_every_and_resume_false(tmp_path):
     directory = str(tmp_path)
-    run(directory, checkpoint_every=3)
+    run(directory, every=3)
     assert checkpoint.all_steps(directory) == [3, 4]
-    fresh, history = run(directory, resume=False, checkpoint_every=2)
+    _, history = run(directory, resume=False, every=2)
     assert len(history.epoch) == EPOCHS  # started over
     assert checkpoint.all_steps(directory) == [2, 3, 4]
 
@@ -80,13 +83,12 @@ def test_resume_rejects_other_seed_and_other_model(tmp_path):
                      checkpoint_dir=directory)
 
 
-@pytest.mark.parametrize("name,value", [("checkpoint_every", 0)])
-def test_bad_checkpoint_arguments(name, value):
+@pytest.mark.parametrize("name,value", [("every", 0)])
+def test_bad_checkpoint_arguments(tmp_path, name, value):
     with pytest.raises(ValueError, match=name):
-        training.fit(initial_state(), DATA, epochs=1, batch_size=BATCH, progress=False,
-                     **{name: value})
+        training.ModelCheckpoint(str(tmp_path), **{name: value})
 
 
 def test_fsdp_needs_a_mesh():
     with pytest.raises(ValueError, match="mesh"):
-        training.fit(initial_state(), DATA, epochs=1, batch_size=BATCH, progress=False, fsdp=True)
+        training.FitConfig(fsdp=True)

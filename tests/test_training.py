@@ -4,13 +4,13 @@ import json
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import jaxopt_dl as jdl
 from jaxopt_dl import training
+from jaxopt_dl.training import callbacks as callbacks_module
 from jaxopt_dl.training import loop
 
 (X, Y), (X_TEST, Y_TEST) = jdl.data.load_digits()
@@ -107,7 +107,7 @@ def test_nonfinite_step_is_skipped_bit_exactly():
         return optax.softmax_cross_entropy_with_integer_labels(logits, Y[:32]).mean()
 
     first_bad = jdl.diagnostics.first_nonfinite(jax.grad(loss_fn)(state.params))
-    assert loop._param_paths(state.params)[int(new.nonfinite_leaf)] == first_bad
+    assert callbacks_module.param_paths(state.params)[int(new.nonfinite_leaf)] == first_bad
     recovered, metrics = training.train_step(new, (X[:32], Y[:32]))
     assert bool(metrics["finite"]) and int(recovered.nonfinite_streak) == 0
     assert int(recovered.nonfinite_total) == 1
@@ -119,8 +119,9 @@ def test_fit_stops_after_consecutive_nonfinite_steps_naming_step_and_layer():
     x[bad_from * batch :, 0] = np.nan  # every batch from step 5 on has a NaN input
     state = make_state()
     with pytest.raises(training.NonFiniteError, match="step 5") as info:
-        training.fit(state, (x, y), epochs=2, batch_size=batch, shuffle=False,
-                     max_consecutive_nonfinite=2, progress=False)
+        training.fit(state, (x, y), epochs=2, batch_size=batch, progress=False,
+                     callbacks=[training.NonFiniteGuard(2)],
+                     config=training.FitConfig(shuffle=False))
     error = info.value
     assert error.step == bad_from
     # relu passes a zero gradient at NaN pre-activations, so only dense_0's kernel
@@ -130,7 +131,8 @@ def test_fit_stops_after_consecutive_nonfinite_steps_naming_step_and_layer():
     # The kept state is the one after the 5 finite steps.
     ref = state
     for i in range(bad_from):
-        ref, _ = training.train_step(ref, (x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]))
+        batch_slice = slice(i * batch, (i + 1) * batch)
+        ref, _ = training.train_step(ref, (x[batch_slice], y[batch_slice]))
     # (The epoch's lax.scan and single jitted steps may differ in the last ulp.)
     chex.assert_trees_all_close(error.state.params, ref.params, rtol=1e-5, atol=1e-7)
     assert np.all(np.isfinite(error.history.step_loss[:bad_from]))
@@ -145,10 +147,11 @@ def test_fit_skips_nonfinite_steps_bit_exactly_and_counts_them():
     x, y = X[:256].copy(), Y[:256]
     x[3 * batch :, 7] = np.nan
     state = make_state(BN_MLP)
-    skipped, history = training.fit(state, (x, y), epochs=1, batch_size=batch, shuffle=False,
-                                    max_consecutive_nonfinite=6, progress=False)
+    in_order = training.FitConfig(shuffle=False)
+    skipped, history = training.fit(state, (x, y), epochs=1, batch_size=batch, progress=False,
+                                    callbacks=[training.NonFiniteGuard(6)], config=in_order)
     clean, _ = training.fit(state, (x[: 3 * batch], y[: 3 * batch]), epochs=1,
-                            batch_size=batch, shuffle=False, progress=False)
+                            batch_size=batch, progress=False, config=in_order)
     for field in ("params", "opt_state", "batch_stats", "step", "rng"):
         assert_trees_equal(getattr(skipped, field), getattr(clean, field))
     assert (int(skipped.nonfinite_streak), int(skipped.nonfinite_total)) == (5, 5)
@@ -189,12 +192,12 @@ def test_early_stopping_restores_best_params():
     noisy_val = (X_TEST[:100], rng.permutation(Y_TEST[:100]))  # random labels: val loss rises
     snapshots = {}
 
-    def remember(epoch, state, history):
-        snapshots[epoch] = state.params
+    def remember(epoch, trainer):
+        snapshots[epoch] = trainer.state.params
 
     state, history = training.fit(
-        make_state(), SMALL, noisy_val, epochs=30, batch_size=64,
-        early_stopping_patience=2, callbacks=[remember], progress=False)
+        make_state(), SMALL, noisy_val, epochs=30, batch_size=64, progress=False,
+        callbacks=[training.EarlyStopping(2), training.LambdaCallback(on_epoch_end=remember)])
     assert history.stopped_early and len(history.epoch) < 30
     best = int(np.argmin(history.val_loss))
     assert history.best_epoch == best
@@ -202,22 +205,32 @@ def test_early_stopping_restores_best_params():
     assert_trees_equal(state.params, snapshots[best])
 
 
-def test_batch_size_schedule_compiles_once_per_size():
-    before = loop._train_epoch._cache_size()
+def test_batch_size_schedule_compiles_once_per_size(monkeypatch):
+    counted = jax.jit(chex.assert_max_traces(training.scan_epoch, n=2),
+                      static_argnames=loop._EPOCH_STATIC)
+    monkeypatch.setattr(loop, "_train_epoch", counted)
     schedule = jdl.step_doubling_batch_size(32, every=2)
-    _, history = training.fit(make_state(), SMALL, epochs=4, batch_size_schedule=schedule,
-                              progress=False)
+    config = training.FitConfig(batch_size_schedule=schedule)
+    _, history = training.fit(make_state(), SMALL, epochs=4, progress=False, config=config)
     assert history.batch_size == [32, 32, 64, 64]
     assert history.steps_per_epoch == [8, 8, 4, 4]
     assert len(history.step_loss) == 24
-    assert loop._train_epoch._cache_size() - before <= 2
+    # A third batch size would be a third trace: assert_max_traces raises then.
+    with pytest.raises(AssertionError, match="trace"):
+        training.fit(make_state(), SMALL, epochs=1, batch_size=16, progress=False)
 
 
 def test_history_records_learning_rate_diagnostics_and_serializes(tmp_path):
     schedule = jdl.exponential_decay(1e-2, transition_steps=2, decay_rate=0.5)
-    _, history = training.fit(make_state(tx=jdl.adam(schedule)), SMALL, (X_TEST, Y_TEST),
-                              epochs=2, batch_size=64, diagnostics=True, progress=False)
+    tx = jdl.adam(schedule)
+    state, history = training.fit(make_state(tx=tx), SMALL, (X_TEST, Y_TEST), epochs=2,
+                                  batch_size=64, progress=False,
+                                  config=training.FitConfig(diagnostics=True))
     np.testing.assert_allclose(history.step_learning_rate, schedule(np.arange(8)), rtol=1e-6)
+    # Per epoch: the rate the next step applies, as current_learning_rate reports it.
+    np.testing.assert_allclose(history.learning_rate, schedule(np.array([4, 8])), rtol=1e-6)
+    np.testing.assert_allclose(history.learning_rate[-1],
+                               jdl.current_learning_rate(state.opt_state, tx), rtol=1e-6)
     assert len(history.val_accuracy) == 2 and len(history.diagnostics) == 2
     diag = history.diagnostics[0]
     assert diag["grad_norm/global"] > 0 and diag["nonfinite/grads"] == 0
@@ -232,14 +245,14 @@ def test_fit_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         training.fit(make_state(), SMALL, epochs=1, progress=False)
     with pytest.raises(ValueError, match="val_data"):
-        training.fit(make_state(), SMALL, epochs=1, batch_size=8, early_stopping_patience=1,
-                     progress=False)
+        training.fit(make_state(), SMALL, epochs=1, batch_size=8, progress=False,
+                     callbacks=[training.EarlyStopping(1)])
     with pytest.raises(ValueError, match="batch_size"):
         training.fit(make_state(), SMALL, epochs=1, batch_size=1000, progress=False)
 
 
 def test_mlp_adam_reaches_accuracy_on_digits():
-    state, history = training.fit(make_state(jdl.models.MLP(), jdl.adam(1e-3)), (X, Y),
+    state, _ = training.fit(make_state(jdl.models.MLP(), jdl.adam(1e-3)), (X, Y),
                                   epochs=10, batch_size=64, seed=0, progress=False)
     _, accuracy = training.evaluate(state, (X_TEST, Y_TEST))
     assert accuracy >= 0.95

@@ -1,17 +1,32 @@
-"""Training: state, steps, the ``fit`` loop, sweeps, curriculum and continuation.
+"""Training: state, steps, the ``fit`` loop and its callbacks, sweeps, curriculum, continuation.
 
 * :class:`TrainState` / :func:`create_train_state` — params, optimizer state,
   batch-norm running averages, an rng and NaN bookkeeping in one pytree.
-* :func:`train_step` / :func:`eval_step` / :func:`diagnostics_step` — jitted steps of a
-  softmax classifier (gradient accumulation, ``value=loss`` for ``reduce_on_plateau``,
-  non-finite steps skipped bit-exactly).
-* :func:`fit` — epochs of shuffled minibatches, batch-size schedules, early stopping,
-  progress bar, :class:`History` and :func:`plot_history`.
-* :func:`sweep` — many hyperparameter settings x seeds as ONE jit+vmap program.
+* :func:`train_step` / :func:`eval_step` / :func:`diagnostics_step` — jitted steps under
+  a loss (softmax cross-entropy by default; gradient accumulation, ``value=loss`` for
+  ``reduce_on_plateau``, non-finite steps skipped bit-exactly).
+* :func:`fit` — a small epoch loop over arrays (one compiled program per epoch) or
+  streamed batches; :class:`EarlyStopping`, :class:`ModelCheckpoint`,
+  :class:`ProgressLogger`, :class:`NonFiniteGuard`, :class:`PlateauFeeder` and your
+  own :class:`Callback`;
+  :class:`History` and :func:`plot_history`.
+* :func:`sweep` — many hyperparameter settings x seeds as ONE jit+vmap program, with the
+  same epoch program as ``fit`` (:func:`scan_epoch`).
 * :class:`CurriculumSampler` — easy-to-hard sampling with a growing pool, for ``fit``.
 * :func:`continuation` — minimize a sequence of smoothed objectives, warm-started.
 """
 
+from jaxopt_dl.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    LambdaCallback,
+    ModelCheckpoint,
+    NonFiniteError,
+    NonFiniteGuard,
+    PlateauFeeder,
+    ProgressLogger,
+    Trainer,
+)
 from jaxopt_dl.training.continuation import ContinuationResult, continuation, gaussian_smoothing
 from jaxopt_dl.training.curriculum import (
     CurriculumSampler,
@@ -19,19 +34,17 @@ from jaxopt_dl.training.curriculum import (
     example_scores,
     linear_pacing,
 )
+from jaxopt_dl.training.epoch import epoch_indices, scan_epoch, train_state_shardings
 from jaxopt_dl.training.history import History, plot_history
-from jaxopt_dl.training.loop import (
-    NonFiniteError,
-    epoch_indices,
-    evaluate,
-    fit,
-    train_state_shardings,
-)
+from jaxopt_dl.training.loop import FitConfig, evaluate, fit
 from jaxopt_dl.training.state import TrainState, create_train_state
 from jaxopt_dl.training.steps import (
     cross_entropy,
     diagnostics_step,
     eval_step,
+    mean_squared_error,
+    predict,
+    softmax_cross_entropy,
     train_step,
     train_step_fn,
 )
@@ -41,15 +54,28 @@ __all__ = [
     "TrainState",
     "create_train_state",
     "cross_entropy",
+    "softmax_cross_entropy",
+    "mean_squared_error",
+    "predict",
     "train_step",
     "train_step_fn",
     "eval_step",
     "diagnostics_step",
     "fit",
+    "FitConfig",
     "evaluate",
     "epoch_indices",
+    "scan_epoch",
     "train_state_shardings",
+    "Callback",
+    "Trainer",
+    "LambdaCallback",
+    "ProgressLogger",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "NonFiniteGuard",
     "NonFiniteError",
+    "PlateauFeeder",
     "History",
     "plot_history",
     "sweep",

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxopt_dl._core import check_choice, check_in_range, check_positive
 from jaxopt_dl.training.state import TrainState
-from jaxopt_dl.training.steps import _forward
+from jaxopt_dl.training.steps import predict, softmax_cross_entropy
 
 __all__ = ["CurriculumSampler", "linear_pacing", "baby_steps", "example_scores"]
 
@@ -69,7 +69,7 @@ class CurriculumSampler:
     pool, so every epoch has the same number of steps and ``fit`` compiles once. With
     ``order="easy_first"`` the pool is visited easy-to-hard instead of shuffled.
 
-    Use as ``fit(..., sampler=CurriculumSampler(scores, baby_steps(4, 2)))``.
+    Use as ``fit(..., config=FitConfig(sampler=CurriculumSampler(scores, pacing)))``.
 
     Args:
       scores: ``(n,)`` difficulty of every training example.
@@ -128,8 +128,8 @@ class CurriculumSampler:
 
 @jax.jit
 def _scores(state: TrainState, x, y):
-    logits, _ = _forward(state, state.params, state.batch_stats, x, False, None)
-    loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1)[:, 0]
+    logits = predict(state, x)
+    loss = softmax_cross_entropy(logits, y)
     true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
     other = jnp.max(jnp.where(jax.nn.one_hot(y, logits.shape[-1]) > 0, -jnp.inf, logits), -1)
     return loss, other - true

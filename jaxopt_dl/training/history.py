@@ -31,10 +31,15 @@ class History:
     Attributes:
       step_loss: training loss of every optimization step (the batch's loss before the
         update; NaN for a skipped non-finite step).
-      step_learning_rate: learning rate applied at every step (empty when the optimizer
-        state holds none).
+      step_learning_rate: learning rate applied at every step, from
+        :func:`jaxopt_dl.current_learning_rate` (a ``{group: rate}`` dict per step for
+        an optimizer with several parameter groups; empty when the optimizer has no
+        rate).
+      learning_rate: per epoch, the rate the next step applies after the epoch (a float
+        or a ``{group: rate}`` dict).
       epoch: epoch indices (0-based).
-      train_loss, train_accuracy: mean over the epoch's steps.
+      train_loss, train_accuracy: mean over the epoch's steps (accuracy only for the
+        cross-entropy loss).
       val_loss, val_accuracy: on ``val_data`` after each epoch (empty without it).
       batch_size: batch size of each epoch.
       steps_per_epoch: optimization steps of each epoch.
@@ -49,6 +54,7 @@ class History:
 
     step_loss: list = dataclasses.field(default_factory=list)
     step_learning_rate: list = dataclasses.field(default_factory=list)
+    learning_rate: list = dataclasses.field(default_factory=list)
     epoch: list = dataclasses.field(default_factory=list)
     train_loss: list = dataclasses.field(default_factory=list)
     train_accuracy: list = dataclasses.field(default_factory=list)
@@ -79,6 +85,12 @@ class History:
         Example:
           >>> History.from_dict(History(step_loss=[1.0, float("nan")]).to_dict()).step_loss
           [1.0, nan]
+
+        Args:
+          record: a dict from :meth:`to_dict`.
+
+        Returns:
+          The :class:`History`.
         """
         record = dict(record)
         for name in ("step_loss", "step_learning_rate"):
@@ -86,10 +98,19 @@ class History:
         return cls(**record)
 
 
+def _rate_series(rates: list) -> dict:
+    """``{label: values}`` of a list of rates (floats, or dicts per parameter group)."""
+    if rates and isinstance(rates[0], dict):
+        return {f"lr ({group})": [r[group] for r in rates] for group in rates[0]}
+    return {"lr": rates}
+
+
 def plot_history(history: History, path: str) -> None:
     """Save loss curves (per step and per epoch), accuracy and learning rate to ``path``.
 
-    Uses matplotlib's non-interactive Agg backend (no display needed).
+    Epoch axes have integer ticks; the learning-rate panel has one line per parameter
+    group and a log scale when the rate spans more than a factor of 10. Uses
+    matplotlib's non-interactive Agg backend (no display needed).
 
     Args:
       history: a :class:`History`.
@@ -99,37 +120,65 @@ def plot_history(history: History, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-    panels = 3 if history.step_learning_rate else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
+    has_accuracy = bool(history.train_accuracy or history.val_accuracy)
+    has_rate = bool(history.step_learning_rate)
+    panels = 1 + has_accuracy + has_rate
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
+    axes = list(axes[0])
     steps_per_epoch = history.steps_per_epoch or [1]
-    epoch_end_step = np.cumsum(steps_per_epoch)
+    # Per-step curves share the epoch axis: step k (0-based) of epoch e ends at
+    # e + (k + 1) / steps, so the epoch's last step sits on the integer tick e + 1.
+    step_epoch = np.concatenate([e + np.arange(1, n + 1) / n for e, n in
+                                 zip(history.epoch or [0], steps_per_epoch, strict=False)])
+    epoch_end = np.asarray(history.epoch, float) + 1
 
-    ax = axes[0]
-    ax.plot(np.arange(1, len(history.step_loss) + 1), history.step_loss, lw=0.6, alpha=0.5,
-            label="train (per step)")
+    ax = axes.pop(0)
+    ax.plot(step_epoch[: len(history.step_loss)], history.step_loss,
+            lw=0.6, alpha=0.5, label="train (per step)")
     if history.train_loss:
-        ax.plot(epoch_end_step[: len(history.train_loss)], history.train_loss, "o-",
+        ax.plot(epoch_end[: len(history.train_loss)], history.train_loss, "o-",
                 label="train (epoch mean)")
     if history.val_loss:
-        ax.plot(epoch_end_step[: len(history.val_loss)], history.val_loss, "s-", label="validation")
-    ax.set(xlabel="step", ylabel="cross-entropy", title="loss", yscale="log")
+        ax.plot(epoch_end[: len(history.val_loss)], history.val_loss, "s-", label="validation")
+    losses = np.asarray(history.step_loss, float)
+    losses = losses[np.isfinite(losses)]
+    ax.set(xlabel="epoch", ylabel="loss", title="loss",
+           yscale="log" if losses.size and losses.min() > 0 else "linear")
     ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    ax = axes[1]
-    if history.train_accuracy:
-        ax.plot(history.epoch, history.train_accuracy, "o-", label="train")
-    if history.val_accuracy:
-        ax.plot(history.epoch[: len(history.val_accuracy)], history.val_accuracy, "s-",
-                label="validation")
-    ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    if history.train_accuracy:
+    if has_accuracy:
+        ax = axes.pop(0)
+        if history.train_accuracy:
+            ax.plot(epoch_end[: len(history.train_accuracy)], history.train_accuracy, "o-",
+                    label="train")
+        if history.val_accuracy:
+            ax.plot(epoch_end[: len(history.val_accuracy)], history.val_accuracy, "s-",
+                    label="validation")
+        ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    if panels == 3:
-        ax = axes[2]
-        ax.plot(np.arange(1, len(history.step_learning_rate) + 1), history.step_learning_rate)
-        ax.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    if has_rate:
+        ax = axes.pop(0)
+        spans, top = [], 0.0
+        for label, series in _rate_series(history.step_learning_rate).items():
+            values = np.asarray(series, float)
+            ax.plot(step_epoch[: len(values)], values, label=label)
+            positive = values[values > 0]
+            if positive.size:
+                spans.append(positive.max() / positive.min())
+                top = max(top, positive.max())
+        if spans and max(spans) > 10:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(0, 1.1 * top if top else None)
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.1e"))
+        ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -7,18 +7,43 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from flax.training import train_state
 
-from jaxopt_dl._core import GradientTransformation
+from jaxopt_dl._core import GradientTransformation, apply_updates
 
-__all__ = ["TrainState", "create_train_state"]
+__all__ = ["TrainState", "create_train_state", "optimizer_update"]
+
+
+def optimizer_update(
+    tx: GradientTransformation, grads: Any, opt_state: Any, params: Any, value: Optional[Any]
+) -> tuple[Any, Any]:
+    """``tx.update`` that feeds ``value=`` (the loss) to optimizers that accept extra arguments.
+
+    ``reduce_on_plateau`` needs the loss; every ``jdl.chain`` accepts it.
+
+    Args:
+      tx: the optimizer.
+      grads: the gradient tree.
+      opt_state: ``tx``'s state.
+      params: the current params.
+      value: the loss of the batch, or ``None`` to pass nothing.
+
+    Returns:
+      ``(updates, new_opt_state)``.
+    """
+    if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
+        return tx.update(grads, opt_state, params, value=value)
+    return tx.update(grads, opt_state, params)
 
 
 class TrainState(train_state.TrainState):
     """``flax.training.train_state.TrainState`` plus batch-norm state, an rng and NaN bookkeeping.
 
     A pytree (``flax.struct`` dataclass): it jits, vmaps (``sweep``), shards and
-    serializes with ``flax.serialization`` like any flax state.
+    serializes with ``flax.serialization`` like any flax state. No two leaves share a
+    buffer, so a step can be jitted with the state donated
+    (``jax.jit(step, donate_argnums=0)``).
 
     Attributes:
       batch_stats: the model's ``"batch_stats"`` collection (running averages of batch
@@ -37,12 +62,25 @@ class TrainState(train_state.TrainState):
     nonfinite_total: jax.Array
     nonfinite_leaf: jax.Array
 
-    def variables(self, params: Optional[Any] = None) -> dict:
-        """The ``variables`` dict ``model.apply`` expects (``params`` overrides the state's)."""
-        variables = {"params": self.params if params is None else params}
-        if self.batch_stats:
-            variables["batch_stats"] = self.batch_stats
-        return variables
+    def apply_gradients(self, *, grads: Any, value: Optional[Any] = None, **kwargs) -> "TrainState":
+        """One optimizer step: update the params and optimizer state, advance ``step``.
+
+        Args:
+          grads: gradient of the loss with respect to ``params``.
+          value: the batch's loss, passed as ``value=`` to optimizers that accept extra
+            arguments (``reduce_on_plateau``).
+          **kwargs: other fields to replace (e.g. ``batch_stats``).
+
+        Returns:
+          The new state.
+        """
+        updates, opt_state = optimizer_update(self.tx, grads, self.opt_state, self.params, value)
+        return self.replace(
+            step=self.step + 1,
+            params=apply_updates(self.params, updates),
+            opt_state=opt_state,
+            **kwargs,
+        )
 
 
 def create_train_state(
@@ -81,16 +119,16 @@ def create_train_state(
     variables = model.init(init_key, jnp.asarray(sample_x), train=False)
     if params is None:
         params = variables["params"]
-    zero = jnp.zeros([], jnp.int32)
-    # An int32 (not weakly typed) step, so the state's types never change after a step
-    # and jitted steps compile once.
+    # Each counter gets its own int32 (not weakly typed) array: the state's types never
+    # change after a step (jitted steps compile once) and no two leaves share a buffer
+    # (donation).
     return TrainState.create(
         apply_fn=model.apply,
         params=params,
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
         rng=rng,
-        nonfinite_streak=zero,
-        nonfinite_total=zero,
+        nonfinite_streak=jnp.zeros([], jnp.int32),
+        nonfinite_total=jnp.zeros([], jnp.int32),
         nonfinite_leaf=jnp.full([], -1, jnp.int32),
-    ).replace(step=zero)
+    ).replace(step=jnp.zeros([], jnp.int32))

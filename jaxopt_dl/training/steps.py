@@ -1,13 +1,15 @@
-"""One optimization step and one evaluation step of a classifier (softmax cross-entropy).
+"""One optimization step and one evaluation step of a model under a loss.
 
-A batch is ``(x, y)`` or ``(x, y, weights)``: inputs, integer labels and optional
-per-example weights (0 masks an example out; curriculum samplers may weight examples).
-The loss is the weighted mean ``sum_i w_i l_i / sum_i w_i`` of the per-example
-cross-entropies ``l_i = -log softmax(f(x_i))_{y_i}``.
+A batch is ``(x, y)`` or ``(x, y, weights)``: inputs, targets and optional per-example
+weights (0 masks an example out; curriculum samplers may weight examples). The loss is
+the weighted mean ``sum_i w_i l_i / sum_i w_i`` of the per-example losses
+``l_i = loss(f(x_i), y_i)``; the default is the softmax cross-entropy
+``l_i = -log softmax(f(x_i))_{y_i}`` of a classifier with integer labels (then the
+accuracy is reported too).
 
 ``train_step`` runs the model with ``train=True`` (batch statistics, updated running
 averages, dropout with a fresh key every step), takes the gradient, and applies the
-optimizer. It also
+optimizer through :meth:`TrainState.apply_gradients`. It also
 
 * feeds the loss to the optimizer as ``value=loss`` when the optimizer accepts extra
   arguments (``reduce_on_plateau`` needs it; every ``jdl.chain`` accepts it);
@@ -15,29 +17,35 @@ optimizer. It also
   one compiled step (a ``lax.scan``): the update equals the one of the whole batch for a
   model without batch norm (with batch norm each micro-batch is normalized by its own
   statistics, as on separate devices); the step counter advances once;
-* skips a step whose loss, gradient or update has a NaN/Inf: params, optimizer state, batch
-  statistics and ``step`` stay bit-identical and the skip is counted in the state
-  (``nonfinite_streak``, ``nonfinite_total``, ``nonfinite_leaf``). After
+* skips a step whose loss, gradient or new params have a NaN/Inf: params, optimizer
+  state, batch statistics and ``step`` stay bit-identical and the skip is counted in the
+  state (``nonfinite_streak``, ``nonfinite_total``, ``nonfinite_leaf``). After
   ``max_consecutive_nonfinite`` skips in a row the state freezes (every later step is a
   no-op) so a host-side loop can stop at its next check without losing the last finite
-  state — :func:`jaxopt_dl.training.fit` raises :class:`NonFiniteError` then.
+  state — the :class:`~jaxopt_dl.training.NonFiniteGuard` callback of
+  :func:`~jaxopt_dl.training.fit` raises :class:`~jaxopt_dl.training.NonFiniteError` then.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_dl._core import apply_updates
 from jaxopt_dl.diagnostics import summarize
-from jaxopt_dl.training.state import TrainState
+from jaxopt_dl.plateau import ReduceLROnPlateauState
+from jaxopt_dl.training.state import TrainState, optimizer_update
 from jaxopt_dl.transforms.scaling import current_learning_rate
 
 __all__ = [
+    "softmax_cross_entropy",
+    "mean_squared_error",
+    "resolve_loss",
     "cross_entropy",
+    "predict",
     "train_step",
     "eval_step",
     "diagnostics_step",
@@ -46,10 +54,77 @@ __all__ = [
 ]
 
 Batch = tuple
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy with integer labels, ``-log softmax(z_i)_{y_i}``.
+
+    Args:
+      logits: ``(batch, classes)``.
+      labels: ``(batch,)`` integer classes.
+
+    Returns:
+      ``(batch,)`` losses.
+    """
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def mean_squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example mean squared error, ``mean_j (f(x_i)_j - y_ij)^2`` over the output axes.
+
+    Targets of shape ``(batch,)`` are compared with outputs of shape ``(batch, 1)``.
+
+    Args:
+      outputs: ``(batch, ...)`` model outputs.
+      targets: targets of the same shape (or ``(batch,)`` for one output).
+
+    Returns:
+      ``(batch,)`` losses.
+    """
+    targets = jnp.reshape(targets, outputs.shape).astype(outputs.dtype)
+    return jnp.mean(jnp.square(outputs - targets).reshape(outputs.shape[0], -1), axis=1)
+
+
+LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": mean_squared_error}
+
+
+def resolve_loss(loss: Union[str, LossFn, None]) -> LossFn:
+    """The loss function named by ``loss`` (a name of ``LOSSES`` or a callable).
+
+    Args:
+      loss: ``None`` or ``"cross_entropy"`` (softmax cross-entropy, the default),
+        ``"mse"``, or any ``loss(outputs, targets)`` returning per-example losses
+        ``(batch,)`` (trailing axes are averaged) or their mean (a scalar; example
+        weights then only scale it).
+
+    Returns:
+      The function.
+
+    Raises:
+      ValueError: an unknown name.
+      TypeError: neither a string nor a callable.
+    """
+    if loss is None:
+        return softmax_cross_entropy
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)} or a function, got {loss!r}")
+        return LOSSES[loss]
+    if not callable(loss):
+        raise TypeError(f"loss must be a name or a function loss(outputs, targets), got {loss!r}")
+    return loss
 
 
 def split_batch(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(x, y)`` or ``(x, y, w)`` -> ``(x, y, w)`` with ``w`` float32 ones when absent."""
+    """``(x, y)`` or ``(x, y, w)`` -> ``(x, y, w)`` with ``w`` float32 ones when absent.
+
+    Args:
+      batch: the batch.
+
+    Returns:
+      ``(x, y, w)`` arrays.
+    """
     if len(batch) == 2:
         x, y = batch
         return jnp.asarray(x), jnp.asarray(y), jnp.ones(jnp.shape(y)[:1], jnp.float32)
@@ -57,6 +132,24 @@ def split_batch(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
         x, y, w = batch
         return jnp.asarray(x), jnp.asarray(y), jnp.asarray(w, jnp.float32)
     raise ValueError(f"batch must be (x, y) or (x, y, weights), got a batch of length {len(batch)}")
+
+
+def _sums(loss_fn: LossFn, outputs, targets, weights) -> dict:
+    """Weighted sums of the loss (and, for the cross-entropy, of correct predictions).
+
+    Sums, not means, so that micro-batches and evaluation chunks combine exactly.
+    """
+    per_example = jnp.asarray(loss_fn(outputs, targets), jnp.float32)
+    per_example = jnp.broadcast_to(
+        jnp.mean(per_example.reshape(per_example.shape[:1] + (-1,)), axis=1)
+        if per_example.ndim else per_example,
+        weights.shape,
+    )
+    sums = {"loss_sum": jnp.sum(weights * per_example), "weight": jnp.sum(weights)}
+    if loss_fn is softmax_cross_entropy:
+        correct = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+        sums["correct"] = jnp.sum(weights * correct)
+    return sums
 
 
 def cross_entropy(
@@ -86,16 +179,13 @@ def cross_entropy(
     """
     if weights is None:
         weights = jnp.ones(labels.shape, jnp.float32)
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return (
-        jnp.sum(weights * per_example),
-        jnp.sum(weights * correct),
-        jnp.sum(weights),
-    )
+    sums = _sums(softmax_cross_entropy, logits, labels, weights)
+    return sums["loss_sum"], sums["correct"], sums["weight"]
 
 
-def _forward(state: TrainState, params: Any, batch_stats: Any, x, train: bool, rng, collect=()):
+def _forward(state: TrainState, params: Any, batch_stats: Any, x, train: bool, rng,
+             collect=()) -> tuple[jax.Array, dict]:
+    """``apply_fn`` on ``x``; returns the outputs and the updated mutable collections."""
     variables = {"params": params}
     mutable = list(collect)
     if batch_stats:
@@ -103,17 +193,28 @@ def _forward(state: TrainState, params: Any, batch_stats: Any, x, train: bool, r
         if train:
             mutable.append("batch_stats")
     kwargs = {"rngs": {"dropout": rng}} if train else {}
-    if mutable:
-        logits, updated = state.apply_fn(variables, x, train=train, mutable=mutable, **kwargs)
-    else:
-        logits, updated = state.apply_fn(variables, x, train=train, **kwargs), {}
-    return logits, dict(updated)
+    outputs, updated = state.apply_fn(variables, x, train=train, mutable=mutable, **kwargs)
+    return outputs, dict(updated)
 
 
-def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, collect=()):
+def predict(state: TrainState, x: jax.typing.ArrayLike) -> jax.Array:
+    """The model's outputs on ``x`` with ``train=False`` (running averages, no dropout).
+
+    Args:
+      state: a :class:`TrainState`.
+      x: a batch of inputs.
+
+    Returns:
+      The outputs (logits of a classifier).
+    """
+    return _forward(state, state.params, state.batch_stats, jnp.asarray(x), False, None)[0]
+
+
+def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: LossFn,
+           collect=()):
     """Gradient of the weighted mean loss, accumulated over micro-batches.
 
-    Returns ``(grads, (loss_sum, correct_sum, weight_sum), batch_stats, collected)``.
+    Returns ``(grads, sums, batch_stats, collected)``.
     """
     x, y, w = split_batch(batch)
     k = grad_accum_steps
@@ -124,12 +225,12 @@ def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, collect=()):
         )
 
     def micro(batch_stats, xs, ys, ws, rng):
-        def loss_fn(params):
-            logits, updated = _forward(state, params, batch_stats, xs, True, rng, collect)
-            sums = cross_entropy(logits, ys, ws)
-            return sums[0], (sums, updated)
+        def objective(params):
+            outputs, updated = _forward(state, params, batch_stats, xs, True, rng, collect)
+            sums = _sums(loss_fn, outputs, ys, ws)
+            return sums["loss_sum"], (sums, updated)
 
-        grads, (sums, updated) = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, (sums, updated) = jax.grad(objective, has_aux=True)(state.params)
         return grads, sums, updated
 
     rng = jax.random.fold_in(state.rng, state.step)
@@ -151,28 +252,52 @@ def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, collect=()):
             return carry, None
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        init = (zeros, (jnp.zeros([]),) * 3, state.batch_stats)
+        first = jax.eval_shape(lambda: micro(state.batch_stats, x[:1], y[:1], w[:1], rng)[1])
+        init = (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first),
+                state.batch_stats)
         (grads, sums, batch_stats), _ = jax.lax.scan(
             body, init, (shape(x), shape(y), shape(w), rngs)
         )
         updated = {}
-    total_weight = jnp.maximum(sums[2], jnp.finfo(jnp.float32).tiny)
+    total_weight = jnp.maximum(sums["weight"], jnp.finfo(jnp.float32).tiny)
     grads = jax.tree.map(lambda g: g / total_weight.astype(g.dtype), grads)
     return grads, sums, batch_stats, updated
 
 
-def _learning_rate(opt_state: Any) -> Optional[jax.Array]:
+def _means(sums: dict) -> dict:
+    """``{"loss", "accuracy"?}`` from weighted sums."""
+    weight = jnp.maximum(sums["weight"], jnp.finfo(jnp.float32).tiny)
+    means = {"loss": sums["loss_sum"] / weight}
+    if "correct" in sums:
+        means["accuracy"] = sums["correct"] / weight
+    return means
+
+
+def _learning_rate(state: TrainState) -> Optional[Any]:
+    """The rate the next step applies (a dict per group with several); ``None`` if unknown."""
     try:
-        return jnp.asarray(current_learning_rate(opt_state), jnp.float32)
+        rate = current_learning_rate(state.opt_state, state.tx)
     except ValueError:
         return None
+    return jax.tree.map(lambda r: jnp.asarray(r, jnp.float32), rate)
 
 
-def _optimizer_update(state: TrainState, grads: Any, loss: jax.Array):
-    tx = state.tx
-    if isinstance(tx, optax.GradientTransformationExtraArgs):
-        return tx.update(grads, state.opt_state, state.params, value=loss)
-    return tx.update(grads, state.opt_state, state.params)
+def _is_plateau(node: Any) -> bool:
+    return isinstance(node, ReduceLROnPlateauState)
+
+
+def keep_plateau_states(new_opt_state: Any, old_opt_state: Any) -> Any:
+    """``new_opt_state`` with every ``reduce_on_plateau`` state taken from ``old_opt_state``.
+
+    Args:
+      new_opt_state: the optimizer state after an update.
+      old_opt_state: the one before.
+
+    Returns:
+      The new state, its plateau states unchanged.
+    """
+    return jax.tree.map(lambda new, old: old if _is_plateau(new) else new,
+                        new_opt_state, old_opt_state, is_leaf=_is_plateau)
 
 
 def train_step_fn(
@@ -180,51 +305,67 @@ def train_step_fn(
     batch: Batch,
     grad_accum_steps: int = 1,
     max_consecutive_nonfinite: Optional[int] = None,
+    loss: Union[str, LossFn, None] = None,
+    feed_loss: bool = True,
 ) -> tuple[TrainState, dict]:
-    """The un-jitted step behind :func:`train_step` (for ``lax.scan``/``vmap`` callers)."""
-    grads, (loss_sum, correct, weight), batch_stats, _ = _grads(state, batch, grad_accum_steps)
-    weight = jnp.maximum(weight, jnp.finfo(jnp.float32).tiny)
-    loss = loss_sum / weight
-    updates, opt_state = _optimizer_update(state, grads, loss)
-    params = apply_updates(state.params, updates)
+    """The un-jitted step behind :func:`train_step` (for ``lax.scan``/``vmap`` callers).
 
-    # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its update) is.
+    Args:
+      state: a :class:`TrainState`.
+      batch: ``(x, y)`` or ``(x, y, weights)``.
+      grad_accum_steps: micro-batches per step.
+      max_consecutive_nonfinite: freeze the state after this many non-finite steps in a
+        row (``None``: never freeze, only skip).
+      loss: the loss (see :func:`resolve_loss`).
+      feed_loss: let ``reduce_on_plateau`` states see the batch loss; ``False`` keeps
+        them unchanged (they are fed elsewhere, e.g. by
+        :class:`~jaxopt_dl.training.PlateauFeeder` once per epoch).
+
+    Returns:
+      ``(new_state, metrics)`` as :func:`train_step`.
+    """
+    grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, resolve_loss(loss))
+    means = _means(sums)
+    new = state.apply_gradients(grads=grads, value=means["loss"], batch_stats=batch_stats)
+    if not feed_loss:
+        new = new.replace(opt_state=keep_plateau_states(new.opt_state, state.opt_state))
+
+    # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its new value) is.
     leaf_bad = jnp.stack([
-        ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(u)))
-        for g, u in zip(jax.tree.leaves(grads), jax.tree.leaves(updates))
+        ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p)))
+        for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params), strict=True)
     ])
-    finite = jnp.isfinite(loss) & ~jnp.any(leaf_bad)
+    finite = jnp.isfinite(means["loss"]) & ~jnp.any(leaf_bad)
     halted = jnp.asarray(False)
     if max_consecutive_nonfinite is not None:
         halted = state.nonfinite_streak >= max_consecutive_nonfinite
     apply = finite & ~halted
 
-    def pick(new, old):
-        return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+    def pick(new_value, old_value):
+        return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new_value, old_value)
 
     bad_leaf = jnp.where(jnp.any(leaf_bad), jnp.argmax(leaf_bad), -1).astype(jnp.int32)
     skipped = ~finite & ~halted
     new_state = state.replace(
-        step=jnp.where(apply, state.step + 1, state.step),
-        params=pick(params, state.params),
-        opt_state=pick(opt_state, state.opt_state),
-        batch_stats=pick(batch_stats, state.batch_stats),
+        step=jnp.where(apply, new.step, state.step).astype(state.step.dtype),
+        params=pick(new.params, state.params),
+        opt_state=pick(new.opt_state, state.opt_state),
+        batch_stats=pick(new.batch_stats, state.batch_stats),
         nonfinite_streak=jnp.where(
             halted, state.nonfinite_streak, jnp.where(finite, 0, state.nonfinite_streak + 1)
         ).astype(jnp.int32),
         nonfinite_total=(state.nonfinite_total + skipped).astype(jnp.int32),
         nonfinite_leaf=jnp.where(skipped, bad_leaf, state.nonfinite_leaf).astype(jnp.int32),
     )
-    metrics = {"loss": loss, "accuracy": correct / weight, "finite": finite}
-    lr = _learning_rate(state.opt_state)
+    metrics = {**means, "finite": finite}
+    lr = _learning_rate(state)
     if lr is not None:
         metrics["learning_rate"] = lr
     return new_state, metrics
 
 
-train_step = jax.jit(
-    train_step_fn, static_argnames=("grad_accum_steps", "max_consecutive_nonfinite")
-)
+STEP_STATIC = ("grad_accum_steps", "max_consecutive_nonfinite", "loss", "feed_loss")
+train_step = jax.jit(train_step_fn, static_argnames=STEP_STATIC)
 train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state, metrics)``.
 
     Args:
@@ -234,11 +375,16 @@ train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state
         their gradients (static; the batch size must be a multiple of it).
       max_consecutive_nonfinite: freeze the state after this many non-finite steps in a
         row (static; ``None``: never freeze, only skip).
+      loss: ``"cross_entropy"`` (default), ``"mse"`` or a function
+        ``loss(outputs, targets)`` (static; see :func:`resolve_loss`).
+      feed_loss: let ``reduce_on_plateau`` states see the batch loss (static).
 
     Returns:
-      ``(new_state, metrics)`` with ``metrics`` = ``{"loss", "accuracy", "finite"}`` of the
-      batch (before the update) and ``"learning_rate"`` (the rate this step applied, when
-      the optimizer state holds one; without a ``reduce_on_plateau`` scale).
+      ``(new_state, metrics)`` with ``metrics`` = ``{"loss", "finite"}`` of the batch
+      (before the update), ``"accuracy"`` for the cross-entropy, and
+      ``"learning_rate"``: the rate this step applied, from
+      :func:`jaxopt_dl.current_learning_rate` (a dict per parameter group when the
+      optimizer has several; absent when the optimizer has none).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
@@ -251,36 +397,60 @@ train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state
     """
 
 
-def eval_step_fn(state: TrainState, batch: Batch) -> dict:
-    """The un-jitted :func:`eval_step`."""
+def eval_step_fn(state: TrainState, batch: Batch, loss: Union[str, LossFn, None] = None) -> dict:
+    """The un-jitted :func:`eval_step`.
+
+    Args:
+      state: a :class:`TrainState`.
+      batch: ``(x, y)`` or ``(x, y, weights)``.
+      loss: the loss (see :func:`resolve_loss`).
+
+    Returns:
+      The weighted sums of :func:`eval_step`.
+    """
     x, y, w = split_batch(batch)
-    logits, _ = _forward(state, state.params, state.batch_stats, x, False, None)
-    loss_sum, correct, weight = cross_entropy(logits, y, w)
-    return {"loss_sum": loss_sum, "correct": correct, "weight": weight}
+    return _sums(resolve_loss(loss), predict(state, x), y, w)
 
 
-eval_step = jax.jit(eval_step_fn)
-eval_step.__doc__ = """Weighted sums of loss and correct predictions with ``train=False``.
+eval_step = jax.jit(eval_step_fn, static_argnames=("loss",))
+eval_step.__doc__ = """Weighted sums of the loss (and correct predictions) with ``train=False``.
 
     Deterministic: batch norm uses the running averages, dropout is off.
 
+    Args:
+      state: a :class:`TrainState`.
+      batch: ``(x, y)`` or ``(x, y, weights)``.
+      loss: the loss (static; see :func:`resolve_loss`).
+
     Returns:
-      ``{"loss_sum", "correct", "weight"}``; mean loss ``loss_sum / weight``, accuracy
-      ``correct / weight`` (sums, so that chunks of a large set combine exactly).
+      ``{"loss_sum", "weight"}`` and, for the cross-entropy, ``"correct"``; mean loss
+      ``loss_sum / weight``, accuracy ``correct / weight`` (sums, so that chunks of a
+      large set combine exactly).
     """
 
 
-@jax.jit
-def diagnostics_step(state: TrainState, batch: Batch) -> dict:
-    """Seed 002's debugging numbers for one batch, without changing the state.
+def diagnostics_step(state: TrainState, batch: Batch,
+                     loss: Union[str, LossFn, None] = None) -> dict:
+    """The debugging numbers for one batch, without changing the state.
 
     Gradient norms per layer, update/weight ratios of the update the optimizer would
     apply, NaN/Inf counts and the mean/std of every activation the model sows into
     ``"intermediates"`` (see :func:`jaxopt_dl.diagnostics.summarize`).
 
+    Args:
+      state: a :class:`TrainState`.
+      batch: ``(x, y)`` or ``(x, y, weights)``.
+      loss: the loss (see :func:`resolve_loss`).
+
     Returns:
       A flat ``{name: scalar}`` dict.
     """
-    grads, (loss_sum, _, weight), _, updated = _grads(state, batch, 1, collect=("intermediates",))
-    updates, _ = _optimizer_update(state, grads, loss_sum / weight)
+    return _diagnostics_step(state, batch, resolve_loss(loss))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn",))
+def _diagnostics_step(state: TrainState, batch: Batch, loss_fn: LossFn) -> dict:
+    grads, sums, _, updated = _grads(state, batch, 1, loss_fn, collect=("intermediates",))
+    updates, _ = optimizer_update(state.tx, grads, state.opt_state, state.params,
+                                  _means(sums)["loss"])
     return summarize(state.params, grads, updates, updated.get("intermediates"))

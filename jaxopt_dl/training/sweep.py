@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_dl._core import GradientTransformation, check_positive
-from jaxopt_dl.training.loop import epoch_indices
+from jaxopt_dl.training.epoch import epoch_indices, scan_epoch
 from jaxopt_dl.training.state import create_train_state
-from jaxopt_dl.training.steps import eval_step_fn, train_step_fn
+from jaxopt_dl.training.steps import eval_step_fn
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -110,8 +110,7 @@ def sweep(
       (2, 1)
 
     References:
-      Bergstra & Bengio 2012 (hyperparameter search); seed 002 (learning-rate sweeps
-      on a log scale).
+      Bergstra & Bengio 2012, "Random Search for Hyper-Parameter Optimization".
     """
     check_positive("epochs", epochs)
     if not hyperparams:
@@ -151,7 +150,10 @@ def sweep(
 
 @functools.lru_cache(maxsize=16)
 def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
-    """The jitted program, cached so a repeated sweep of the same model/make_tx reuses it."""
+    """The jitted program, cached so a repeated sweep of the same model/make_tx reuses it.
+
+    Each epoch is :func:`~jaxopt_dl.training.scan_epoch`, the program ``fit`` runs.
+    """
     def one(setting, key_data, x, y, indices, val):
         key = jax.random.wrap_key_data(key_data)
         state = create_train_state(model, make_tx(**setting), key, x[:1])
@@ -160,13 +162,9 @@ def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
             train = _mean_metrics(state, (x, y))
             return (*train, *(_mean_metrics(state, val) if has_val else train))
 
-        def epoch(state, epoch_indices):
-            def step(state, idx):
-                state, metrics = train_step_fn(state, (x[idx], y[idx]), grad_accum_steps)
-                loss = jnp.where(metrics["finite"], metrics["loss"], jnp.nan)
-                return state, loss
-
-            state, losses = jax.lax.scan(step, state, epoch_indices)
+        def epoch(state, indices):
+            state, steps = scan_epoch(state, x, y, indices, grad_accum_steps=grad_accum_steps)
+            losses = jnp.where(steps["finite"], steps["loss"], jnp.nan)
             return state, (losses, *(metrics(state) if eval_every_epoch else ()))
 
         state, curves = jax.lax.scan(epoch, state, indices)

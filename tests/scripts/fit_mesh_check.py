@@ -43,7 +43,7 @@ CONFIGS = {
 def train(model, tx, mesh=None, fsdp=False):
     state = training.create_train_state(model, tx, jax.random.key(0), X[:1])
     return training.fit(state, DATA, (X_TEST, Y_TEST), epochs=2, batch_size=32,
-                        progress=False, mesh=mesh, fsdp=fsdp)
+                        progress=False, config=training.FitConfig(mesh=mesh, fsdp=fsdp))
 
 
 def moment(opt_state):
