@@ -136,3 +136,6 @@ from jaxopt_dl.contrib import (
     torch_nadam,
     yogi,
 )
+from jaxopt_dl.checklist import CheckItem, DiagnoseReport, diagnose
+from jaxopt_dl.lr_finder import LRFindResult, LRRampResult, lr_find, lr_ramp, plot_lr_find
+from jaxopt_dl import checklist, contrib, lr_finder

@@ -10,6 +10,7 @@ layer whose gradient went non-finite, keeping the last finite params in ``DIR``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -29,6 +30,14 @@ INITS = (
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
 DATASETS = ("digits",)
 STANDARDIZE = ("global", "feature", "none")
+
+
+TOOLS = (
+    ("lr-find", "jaxopt_dl.lr_finder",
+     "learning-rate range test: one vmapped short run per rate, plot, suggestion and JSON"),
+    ("diagnose", "jaxopt_dl.checklist",
+     "the lectures' debugging checklist, automated: Markdown report with pass/warn per item"),
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -102,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action=argparse.BooleanOptionalAction, default=True,
         help="continue from the latest checkpoint in --checkpoint-dir (bit-identical)")
     add("--no-progress", action="store_true")
+    for name, module, text in TOOLS:
+        tool = commands.add_parser(name, help=text, description=text)
+        importlib.import_module(module).add_arguments(tool)
     return parser
 
 
@@ -248,6 +260,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "train":
+            return importlib.import_module(dict((n, m) for n, m, _ in TOOLS)[args.command]).run(args)
         return train(args)
     except ValueError as error:
         message = " ".join(str(error).split())
