@@ -2,10 +2,9 @@
 
 Two kinds live here:
 
-* methods torch has and optax lacks (or computes differently): :func:`radam`,
-  :func:`asgd`, :func:`torch_nadam` -- written out to give ``torch.optim``'s numbers
-  with torch's defaults -- and :func:`rprop` (optax's code, which matches torch, with
-  torch's defaults);
+* methods torch has and optax lacks or computes differently: :func:`radam`,
+  :func:`rprop`, :func:`asgd` and :func:`torch_nadam`, written out to give
+  ``torch.optim``'s numbers with torch's defaults;
 * methods optax already has: :func:`adabelief`, :func:`yogi`, :func:`lars`,
   :func:`sam`, :func:`lookahead`, :func:`schedule_free_sgd`,
   :func:`schedule_free_adamw` and :func:`muon` -- optax's code and numbers, with the
@@ -23,9 +22,7 @@ methods users of torch and optax reach for next.
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -530,34 +527,7 @@ def torch_nadam(
 # --------------------------------------------------------------------------
 
 
-def _validated(factory: Callable, checks: Callable[[dict], None], doc_source: Callable) -> Callable:
-    """``factory`` with its arguments checked on entry; the docstring is ``doc_source``'s."""
-
-    @functools.wraps(doc_source)
-    def build(*args, **kwargs):
-        bound = inspect.signature(doc_source).bind(*args, **kwargs)
-        bound.apply_defaults()
-        checks(bound.arguments)
-        return factory(*bound.args, **bound.kwargs)
-
-    return build
-
-
-def _checks(*, rates=("learning_rate",), decays=(), nonneg=(), ints=()) -> Callable:
-    def checks(a: dict) -> None:
-        for name in rates:
-            _core.check_learning_rate(a[name], name)
-        for name in decays:
-            _core.check_decay(name, a[name])
-        for name in nonneg:
-            _core.check_nonnegative(name, a[name])
-        for name in ints:
-            _check_positive_int(name, a[name])
-
-    return checks
-
-
-def _adabelief(
+def adabelief(
     learning_rate: _core.ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -596,14 +566,15 @@ def _adabelief(
       Zhuang et al. 2020, AdaBelief Optimizer: Adapting Stepsizes by the Belief in
       Observed Gradients; ``optax.adabelief``.
     """
+    _core.check_learning_rate(learning_rate)
+    _core.check_decay("b1", b1)
+    _core.check_decay("b2", b2)
+    _core.check_nonnegative("eps", eps)
+    _core.check_nonnegative("eps_root", eps_root)
     return optax.adabelief(learning_rate, b1, b2, eps, eps_root, nesterov=nesterov)
 
 
-adabelief = _validated(
-    optax.adabelief, _checks(decays=("b1", "b2"), nonneg=("eps", "eps_root")), _adabelief)
-
-
-def _yogi(
+def yogi(
     learning_rate: _core.ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -637,13 +608,14 @@ def _yogi(
     References:
       Zaheer et al. 2018, Adaptive Methods for Nonconvex Optimization; ``optax.yogi``.
     """
+    _core.check_learning_rate(learning_rate)
+    _core.check_decay("b1", b1)
+    _core.check_decay("b2", b2)
+    _core.check_nonnegative("eps", eps)
     return optax.yogi(learning_rate, b1, b2, eps)
 
 
-yogi = _validated(optax.yogi, _checks(decays=("b1", "b2"), nonneg=("eps",)), _yogi)
-
-
-def _lars(
+def lars(
     learning_rate: _core.ScalarOrSchedule,
     weight_decay: float = 0.0,
     weight_decay_mask: Any = True,
@@ -685,18 +657,16 @@ def _lars(
     References:
       You et al. 2017, Large Batch Training of Convolutional Networks; ``optax.lars``.
     """
+    _core.check_learning_rate(learning_rate)
+    _core.check_decay("momentum", momentum)
+    for name, value in (("weight_decay", weight_decay), ("trust_coefficient", trust_coefficient),
+                        ("eps", eps)):
+        _core.check_nonnegative(name, value)
     return optax.lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient,
                       eps, trust_ratio_mask, momentum, nesterov)
 
 
-lars = _validated(
-    optax.lars,
-    _checks(decays=("momentum",), nonneg=("weight_decay", "trust_coefficient", "eps")),
-    _lars,
-)
-
-
-def _sam(
+def sam(
     optimizer: GradientTransformation,
     adv_optimizer: GradientTransformation,
     sync_period: int = 2,
@@ -740,14 +710,12 @@ def _sam(
       Foret et al. 2021, Sharpness-Aware Minimization for Efficiently Improving
       Generalization; ``optax.contrib.sam``.
     """
+    _check_positive_int("sync_period", sync_period)
     return optax.contrib.sam(optimizer, adv_optimizer, sync_period, reset_state, opaque_mode,
                              batch_axis_name)
 
 
-sam = _validated(optax.contrib.sam, _checks(rates=(), ints=("sync_period",)), _sam)
-
-
-def _lookahead(
+def lookahead(
     fast_optimizer: GradientTransformation,
     sync_period: int = 5,
     slow_step_size: float = 0.5,
@@ -784,23 +752,12 @@ def _lookahead(
       Zhang et al. 2019, Lookahead Optimizer: k steps forward, 1 step back;
       ``optax.lookahead``.
     """
+    _check_positive_int("sync_period", sync_period)
+    _core.check_in_range("slow_step_size", slow_step_size, 0.0, 1.0)
     return optax.lookahead(fast_optimizer, sync_period, slow_step_size, reset_state)
 
 
-def _check_lookahead(a: dict) -> None:
-    _check_positive_int("sync_period", a["sync_period"])
-    _core.check_in_range("slow_step_size", a["slow_step_size"], 0.0, 1.0)
-
-
-lookahead = _validated(optax.lookahead, _check_lookahead, _lookahead)
-
-
-def _check_warmup(a: dict) -> None:
-    if a["warmup_steps"] is not None:
-        _check_positive_int("warmup_steps", a["warmup_steps"])
-
-
-def _schedule_free_sgd(
+def schedule_free_sgd(
     learning_rate: float = 1.0,
     warmup_steps: Optional[int] = None,
     b1: float = 0.9,
@@ -842,27 +799,22 @@ def _schedule_free_sgd(
     References:
       Defazio et al. 2024, The Road Less Scheduled; ``optax.contrib.schedule_free_sgd``.
     """
+    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
     return optax.contrib.schedule_free_sgd(
         learning_rate, warmup_steps, b1, weight_decay, weight_lr_power, state_dtype)
 
 
-def _check_schedule_free(a: dict) -> None:
-    _core.check_learning_rate(a["learning_rate"])
-    _check_warmup(a)
-    _core.check_decay("b1", a["b1"])
-    if "b2" in a:
-        _core.check_decay("b2", a["b2"])
-        _core.check_nonnegative("eps", a["eps"])
-    if a["weight_decay"] is not None:
-        _check_weight_decay(a["weight_decay"])
-    _core.check_nonnegative("weight_lr_power", a["weight_lr_power"])
+def _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power):
+    _core.check_learning_rate(learning_rate)
+    if warmup_steps is not None:
+        _check_positive_int("warmup_steps", warmup_steps)
+    _core.check_decay("b1", b1)
+    if weight_decay is not None:
+        _check_weight_decay(weight_decay)
+    _core.check_nonnegative("weight_lr_power", weight_lr_power)
 
 
-schedule_free_sgd = _validated(
-    optax.contrib.schedule_free_sgd, _check_schedule_free, _schedule_free_sgd)
-
-
-def _schedule_free_adamw(
+def schedule_free_adamw(
     learning_rate: float = 0.0025,
     warmup_steps: Optional[int] = None,
     b1: float = 0.9,
@@ -899,12 +851,11 @@ def _schedule_free_adamw(
       Defazio et al. 2024, The Road Less Scheduled;
       ``optax.contrib.schedule_free_adamw``.
     """
+    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
+    _core.check_decay("b2", b2)
+    _core.check_nonnegative("eps", eps)
     return optax.contrib.schedule_free_adamw(
         learning_rate, warmup_steps, b1, b2, eps, weight_decay, weight_lr_power, state_dtype)
-
-
-schedule_free_adamw = _validated(
-    optax.contrib.schedule_free_adamw, _check_schedule_free, _schedule_free_adamw)
 
 
 def schedule_free_eval_params(state: Any, params: Any) -> Any:
@@ -920,7 +871,7 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
     return optax.contrib.schedule_free_eval_params(state, params)
 
 
-def _muon(
+def muon(
     learning_rate: _core.ScalarOrSchedule,
     ns_coeffs: Any = (3.4445, -4.775, 2.0315),
     ns_steps: int = 5,
@@ -980,26 +931,22 @@ def _muon(
       Jordan et al. 2024, Muon: An optimizer for hidden layers in neural networks
       (blog post); ``optax.contrib.muon``.
     """
+    _core.check_learning_rate(learning_rate)
+    if adam_learning_rate is not None:
+        _core.check_learning_rate(adam_learning_rate, "adam_learning_rate")
+    _check_positive_int("ns_steps", ns_steps)
+    for name, value in (("beta", beta), ("adam_b1", adam_b1), ("adam_b2", adam_b2)):
+        _core.check_decay(name, value)
+    for name, value in (("eps", eps), ("weight_decay", weight_decay),
+                        ("adam_eps_root", adam_eps_root),
+                        ("adam_weight_decay", adam_weight_decay)):
+        _core.check_nonnegative(name, value)
     return optax.contrib.muon(
         learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, weight_decay_mask,
         mu_dtype, nesterov=nesterov, adaptive=adaptive, adam_b1=adam_b1, adam_b2=adam_b2,
         adam_eps_root=adam_eps_root, adam_weight_decay=adam_weight_decay,
         adam_learning_rate=adam_learning_rate,
         muon_weight_dimension_numbers=muon_weight_dimension_numbers)
-
-
-def _check_muon(a: dict) -> None:
-    _core.check_learning_rate(a["learning_rate"])
-    if a["adam_learning_rate"] is not None:
-        _core.check_learning_rate(a["adam_learning_rate"], "adam_learning_rate")
-    _check_positive_int("ns_steps", a["ns_steps"])
-    for name in ("beta", "adam_b1", "adam_b2"):
-        _core.check_decay(name, a[name])
-    for name in ("eps", "weight_decay", "adam_eps_root", "adam_weight_decay"):
-        _core.check_nonnegative(name, a[name])
-
-
-muon = _validated(optax.contrib.muon, _check_muon, _muon)
 
 
 # --------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def suggest_learning_rate(
       >>> suggest_learning_rate([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0])
       0.01
       >>> suggest_learning_rate([1e-3, 1e-2, 1e-1, 1.0], [2.0, 1.0, 0.5, 3.0], "steepest")
-      0.01
+      0.001
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got rule={rule!r}")
