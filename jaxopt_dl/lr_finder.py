@@ -14,6 +14,7 @@ baseline the benchmark compares against.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -65,7 +66,8 @@ class LRFindResult:
       suggestion: the suggested rate (``nan`` when no run decreased the loss).
       rule: the rule that gave ``suggestion`` (one of :data:`RULES`).
       suggestions: ``{rule: rate}`` for every rule of :data:`RULES`.
-      seconds: wall time of the program, compilation included.
+      seconds: wall time of the program (compilation included the first time a model
+        and optimizer factory are seen).
     """
 
     learning_rates: np.ndarray
@@ -185,6 +187,27 @@ def _mean_loss(state, params, x, y):
     return loss_sum / weight
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_grid(model: Any, optimizer: Callable[[Any], GradientTransformation]):
+    """``jit(vmap(one run))`` over rates, cached so a repeated test reuses the program."""
+
+    def one(lr, key_data, x, y, ex, ey, indices):
+        key = jax.random.wrap_key_data(key_data)
+        state = create_train_state(model, optimizer(lr), key, x[:1])
+        initial = _mean_loss(state, state.params, ex, ey)
+
+        def step(state, idx):
+            state, metrics = train_step_fn(state, (x[idx], y[idx]))
+            return state, jnp.where(metrics["finite"], metrics["loss"], jnp.nan)
+
+        state, losses = jax.lax.scan(step, state, indices)
+        final = _mean_loss(state, state.params, ex, ey)
+        bad = (state.nonfinite_total > 0) | ~jnp.isfinite(final)
+        return initial, jnp.where(bad, jnp.nan, final), losses, bad
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None, None, None)))
+
+
 def lr_find(
     model: Any,
     train_data: tuple,
@@ -255,24 +278,10 @@ def lr_find(
     ex, ey = (x, y) if eval_data is None else tuple(jnp.asarray(a) for a in eval_data)
     indices = jnp.asarray(_step_indices(x.shape[0], batch_size, steps, seed))
     lrs = np.geomspace(min_lr, max_lr, num)
-    key = jax.random.key(seed)
-
-    def one(lr):
-        state = create_train_state(model, optimizer(lr), key, x[:1])
-        initial = _mean_loss(state, state.params, ex, ey)
-
-        def step(state, idx):
-            state, metrics = train_step_fn(state, (x[idx], y[idx]))
-            return state, jnp.where(metrics["finite"], metrics["loss"], jnp.nan)
-
-        state, losses = jax.lax.scan(step, state, indices)
-        final = _mean_loss(state, state.params, ex, ey)
-        bad = (state.nonfinite_total > 0) | ~jnp.isfinite(final)
-        return initial, jnp.where(bad, jnp.nan, final), losses, bad
-
+    key_data = jax.random.key_data(jax.random.key(seed))
     start = time.perf_counter()
-    initial, final, losses, bad = jax.device_get(
-        jax.jit(jax.vmap(one))(jnp.asarray(lrs, jnp.float32)))
+    initial, final, losses, bad = jax.device_get(_compiled_grid(model, optimizer)(
+        jnp.asarray(lrs, jnp.float32), key_data, x, y, ex, ey, indices))
     seconds = time.perf_counter() - start
     initial_loss = float(initial[0])
     final = np.asarray(final, np.float64)
@@ -290,6 +299,12 @@ def lr_find(
         suggestions=suggestions,
         seconds=seconds,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _ramp_optimizer(optimizer, min_lr: float, ratio: float) -> GradientTransformation:
+    """The ramp's optimizer, one object per setting so the jitted step is reused."""
+    return optimizer(lambda count: min_lr * jnp.exp(ratio * count))
 
 
 def lr_ramp(
@@ -343,11 +358,8 @@ def lr_ramp(
     x, y = np.asarray(train_data[0]), np.asarray(train_data[1])
     indices = _step_indices(len(x), batch_size, num, seed)
     ratio = math.log(max_lr / min_lr) / (num - 1)
-
-    def schedule(count):
-        return min_lr * jnp.exp(ratio * count)
-
-    state = create_train_state(model, optimizer(schedule), jax.random.key(seed), x[:1])
+    tx = _ramp_optimizer(optimizer, min_lr, ratio)
+    state = create_train_state(model, tx, jax.random.key(seed), x[:1])
     lrs, smoothed, average, best = [], [], 0.0, float("inf")
     for t, idx in enumerate(indices):
         state, metrics = train_step(state, (x[idx], y[idx]))
