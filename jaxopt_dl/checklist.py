@@ -629,8 +629,9 @@ def run(args) -> int:
       The exit status (0; the report says which items warn).
     """
     import jaxopt_dl as jdl
-    from jaxopt_dl.lr_finder import _model, _optimizer_factory
+    from jaxopt_dl.lr_finder import _model, _optimizer_factory, make_out_folder
 
+    make_out_folder(args.out)
     (x, y), _ = jdl.data.load_digits(seed=args.seed, standardize="global")
     if args.model == "cnn":
         x = jdl.data.as_images(x)

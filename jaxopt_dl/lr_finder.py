@@ -434,6 +434,23 @@ def _optimizer_factory(name: str) -> Callable[[Any], GradientTransformation]:
     return getattr(jdl, name)
 
 
+def make_out_folder(path: str) -> None:
+    """Create the ``--out`` folder, or raise ``ValueError`` naming it when that fails.
+
+    Args:
+      path: the folder.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"--out must be a writable folder, got --out {path!r} "
+                         f"({error.strerror})") from None
+
+
 def _model(args):
     import jaxopt_dl as jdl
 
@@ -500,7 +517,7 @@ def run(args) -> int:
     """
     import jaxopt_dl as jdl
 
-    os.makedirs(args.out, exist_ok=True)
+    make_out_folder(args.out)
     (x, y), _ = jdl.data.load_digits(seed=args.seed, standardize="global")
     if args.model == "cnn":
         x = jdl.data.as_images(x)

@@ -100,3 +100,13 @@ def test_cli_writes_plot_json_and_suggestion(tmp_path):
     assert len(data["learning_rates"]) == 4 and data["rule"] == "min_loss_div_10"
     assert data["rule_description"] and data["config"]["optimizer"] == "adam"
     assert (out / "lr_find.png").stat().st_size > 0
+
+
+def test_cli_refuses_an_unwritable_out_with_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxopt_dl", "lr-find", "--out", str(blocker / "sub")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--out" in proc.stderr
