@@ -66,6 +66,11 @@ def _check_weight_decay(weight_decay: Any) -> None:
     _core.check_finite("weight_decay", weight_decay)
 
 
+def _check_not_schedule(name: str, value: Any, why: str) -> None:
+    if callable(value):
+        raise TypeError(f"{name} must be a number or an array ({why}), got {name}={value!r}")
+
+
 def _need_params(params: Any, name: str) -> None:
     if params is None:
         raise ValueError(f"{name} needs the params: call update(updates, state, params)")
@@ -110,8 +115,9 @@ def _radam_rho(t: jax.Array, b2: Any) -> jax.Array:
     q = 1 - xp.asarray(b2, xp.float64 if xp is np else jnp.float32)
     log_b2 = -xp.log1p(-q)
     offset = 2 * (log_b2 - q) / (q * log_b2) - 1
+    log_b2_32 = jnp.asarray(log_b2, jnp.float32)
     return (jnp.asarray(offset, jnp.float32) + t
-            - jnp.asarray(2 / log_b2, jnp.float32) * _bernoulli_tail(t * jnp.asarray(log_b2, jnp.float32)))
+            - jnp.asarray(2 / log_b2, jnp.float32) * _bernoulli_tail(t * log_b2_32))
 
 
 def radam(
@@ -259,6 +265,7 @@ def rprop(
       Riedmiller & Braun 1993, A Direct Adaptive Method for Faster Backpropagation
       Learning: The RPROP Algorithm; ``torch.optim.Rprop`` (torch 2.13).
     """
+    _check_not_schedule("learning_rate", learning_rate, "Rprop's initial step size")
     _check_rprop(locals())
 
     def init_fn(params):
@@ -358,6 +365,7 @@ def asgd(
       Polyak & Juditsky 1992, Acceleration of Stochastic Approximation by Averaging;
       Bottou 2012, Stochastic Gradient Descent Tricks; ``torch.optim.ASGD``.
     """
+    _check_not_schedule("learning_rate", learning_rate, "ASGD builds its own decay from it")
     _core.check_learning_rate(learning_rate)
     _core.check_nonnegative("lambd", lambd)
     _core.check_nonnegative("alpha", alpha)
@@ -989,7 +997,8 @@ def param_averaging(
         \\bar\\theta \\leftarrow \\theta_t \\text{ (first averaged step)},\\qquad
         \\text{ema: } \\bar\\theta \\leftarrow \\bar\\theta + (1-d)(\\theta_t - \\bar\\theta),
         \\qquad
-        \\text{swa: } \\bar\\theta \\leftarrow \\bar\\theta + \\frac{\\theta_t - \\bar\\theta}{n + 1}
+        \\text{swa: } \\bar\\theta \\leftarrow
+            \\bar\\theta + \\frac{\\theta_t - \\bar\\theta}{n + 1}
 
     with ``n`` the iterates averaged so far. ``mode="ema"`` is
     ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))`` and Keras's

@@ -485,7 +485,8 @@ def add_model_arguments(parser) -> None:
     add("--optimizer", choices=CLI_OPTIMIZERS, default="adam",
         help="optimizer; momentum/nesterov use beta 0.9 (default: %(default)s)")
     add("--batch-size", type=int, default=64, help="examples per step (default: %(default)s)")
-    add("--seed", type=int, default=0, help="seed of init, split and batches (default: %(default)s)")
+    add("--seed", type=int, default=0,
+        help="seed of init, split and batches (default: %(default)s)")
 
 
 def add_arguments(parser) -> None:

@@ -284,6 +284,12 @@ def test_vmap_over_learning_rate(factory):
     assert out["w"].shape == (2, 3, 2)
 
 
+@pytest.mark.parametrize("factory", [jdl.asgd, jdl.rprop])
+def test_schedule_rejected_where_the_method_builds_its_own(factory):
+    with pytest.raises(TypeError, match="learning_rate"):
+        factory(jdl.linear_schedule(0.1, 0.0, 10))
+
+
 def test_needs_params():
     opt = jdl.asgd()
     with pytest.raises(ValueError, match="needs the params"):
