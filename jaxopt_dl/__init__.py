@@ -112,3 +112,30 @@ from jaxopt_dl import (
     training,
 )
 
+
+
+# --- optimizers beyond the lectures, lr range test, debugging checklist ---
+from jaxopt_dl.contrib import (
+    ASGDState,
+    ParamAverageState,
+    TorchNAdamState,
+    adabelief,
+    asgd,
+    asgd_average,
+    averaged_params,
+    lars,
+    lookahead,
+    muon,
+    param_averaging,
+    radam,
+    rprop,
+    sam,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+    torch_nadam,
+    yogi,
+)
+from jaxopt_dl.checklist import CheckItem, DiagnoseReport, diagnose
+from jaxopt_dl.lr_finder import LRFindResult, LRRampResult, lr_find, lr_ramp, plot_lr_find
+from jaxopt_dl import checklist, contrib, lr_finder

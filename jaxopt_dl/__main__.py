@@ -523,9 +523,21 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
+def _tool(module: str) -> tuple[Callable, Callable]:
+    """``(add_arguments, run)`` of a subcommand that a library module defines."""
+    import importlib
+
+    tool = importlib.import_module(module)
+    return tool.add_arguments, tool.run
+
+
 COMMANDS = {
     "train": Command("train a classifier on the digits and write metrics, curves and params",
                      add_train_arguments, run_train),
+    "lr-find": Command("learning-rate range test: one vmapped run per rate on a log grid, "
+                       "plot, suggested rate and JSON", *_tool("jaxopt_dl.lr_finder")),
+    "diagnose": Command("the lectures' debugging checklist, automated: a Markdown report with "
+                        "pass/warn per item and figures", *_tool("jaxopt_dl.checklist")),
 }
 
 DESCRIPTION = ("jaxopt_dl command line. Run 'python -m jaxopt_dl COMMAND --help' for the "
