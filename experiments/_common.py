@@ -445,7 +445,15 @@ def verdict_notes(
     return lines
 
 
-def band(ax: Any, x: Any, y: Any, label: str, color: Optional[str] = None, **kwargs: Any) -> None:
+def band(
+    ax: Any,
+    x: Any,
+    y: Any,
+    label: str,
+    color: Optional[str] = None,
+    geometric: bool = False,
+    **kwargs: Any,
+) -> None:
     """Draw the mean of ``y`` over seeds and, with several seeds, its 95% confidence band.
 
     Args:
@@ -454,6 +462,8 @@ def band(ax: Any, x: Any, y: Any, label: str, color: Optional[str] = None, **kwa
       y: ``(T,)`` one curve, or ``(seeds, T)`` one curve per seed.
       label: legend label (the number of seeds is appended when there are several).
       color: line colour (matplotlib's cycle when ``None``).
+      geometric: average ``log10 y`` (a positive quantity spanning decades, drawn on a
+        log axis): the line is the geometric mean and the band stays positive.
       **kwargs: passed on to ``ax.plot`` (``ls``, ``lw``, ``marker``, ...).
     """
     import numpy as np
@@ -464,11 +474,16 @@ def band(ax: Any, x: Any, y: Any, label: str, color: Optional[str] = None, **kwa
         ax.plot(x, y, label=label, color=color, **kwargs)
         return
     n = y.shape[0]
-    with np.errstate(invalid="ignore", over="ignore"):
-        mean = np.mean(y, axis=0)
-        half = stats.t.ppf(0.975, max(n - 1, 1)) * np.std(y, axis=0, ddof=1) / np.sqrt(n)
-    (line,) = ax.plot(x, mean, label=f"{label} (mean of {n}, 95% CI)", color=color, **kwargs)
-    ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, lw=0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        z = np.log10(y) if geometric else y
+        mean = np.mean(z, axis=0)
+        half = stats.t.ppf(0.975, max(n - 1, 1)) * np.std(z, axis=0, ddof=1) / np.sqrt(n)
+        lo, hi = mean - half, mean + half
+        if geometric:
+            mean, lo, hi = 10**mean, 10**lo, 10**hi
+    kind = "geometric mean" if geometric else "mean"
+    (line,) = ax.plot(x, mean, label=f"{label} ({kind} of {n}, 95% CI)", color=color, **kwargs)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
 
 
 def finish_axes(
@@ -502,6 +517,8 @@ def finish_axes(
 
     xs, ys = [], []
     for line in ax.get_lines():
+        if line.get_transform() != ax.transData:  # axhline / axvline span the axes
+            continue
         xs.append(np.asarray(line.get_xdata(), np.float64).ravel())
         ys.append(np.asarray(line.get_ydata(), np.float64).ravel())
     for coll in ax.collections:
