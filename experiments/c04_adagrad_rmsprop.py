@@ -129,7 +129,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"10^{-shrink[a_name].mean:.1f}x from the second to the last 10% of the run"
     )
     theory = ""
-    if verdict == "not reproduced":
+    if verdict != "reproduced":
         theory = (
             "With gradient noise of variance σ² AdaGrad's accumulator grows like σ² t, so its "
             "effective rate behaves like lr/(σ√t): a decaying step that averages the noise "

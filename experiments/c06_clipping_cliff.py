@@ -170,7 +170,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"SGD/clipped is 10^{test_ratio.mean:.2f} [10^{test_ratio.lo:.2f}, 10^{test_ratio.hi:.2f}]"
     )
     theory = ""
-    if verdict == "not reproduced":
+    if verdict != "reproduced":
         theory = (
             "Clipping rescales only the steps whose gradient norm exceeds the threshold, so it "
             "changes training only where the gradient spikes. Tuning each arm's learning rate "
