@@ -65,6 +65,8 @@ def conclusion(rec: dict[str, Any]) -> str:
         return rec["conclusion"]
     shown = list(rec["measured"].items())[:3]
     text = "; ".join(f"{k} = {value_text(v)}" for k, v in shown)
+    if not rec.get("id"):
+        return f"gallery, not a claim: {text}"
     return f"not yet redone with tuned arms and intervals; {text}"
 
 
@@ -94,7 +96,7 @@ def _cell(text: str) -> str:
 
 
 def _history(rec: dict[str, Any]) -> str:
-    return "; ".join(f"{h['verdict']} ({h['run']})" for h in rec.get("history", [])) or "-"
+    return "; ".join(f"{h['verdict']}, {h['run']}" for h in rec.get("history", [])) or "-"
 
 
 def readme_block(summary: dict[str, Any], gallery: str = "experiments/gallery") -> str:

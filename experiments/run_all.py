@@ -106,8 +106,11 @@ def record(res: _common.Result, out: str, mode: str, commit: dict) -> dict:
     rec["id"] = cid
     if cid is not None:
         entry = _common.criteria(cid)
-        rec.update(lecture=entry["lecture"], quote=entry["quote"], claim_text=entry["claim"],
-                   n_seeds=entry["seeds"], redone=entry["redone"], history=entry["history"],
+        redone = entry["redone"] and res.criterion == entry["criterion"]
+        rec.update(lecture=entry["lecture"], quote=entry["quote"] if redone else "",
+                   claim_text=entry["claim"] if redone else "",
+                   n_seeds=entry["seeds"] if redone else None, redone=redone,
+                   history=entry["history"] if redone else [],
                    criteria_commit=commit["commit"],
                    criteria_uncommitted=commit["uncommitted_changes"])
     return rec
@@ -143,7 +146,7 @@ def summary_markdown(records: Sequence[dict]) -> str:
         if r.get("error"):
             measured = f"**crashed:** `{r['error'].splitlines()[-1]}`"
         lecture = f"{r['lecture']['author']}, *{r['lecture']['title']}*" if r.get("id") else "-"
-        history = "; ".join(f"{h['verdict']} ({h['run']})" for h in r.get("history", [])) or "-"
+        history = "; ".join(f"{h['verdict']}, {h['run']}" for h in r.get("history", [])) or "-"
         lines.append(
             f"| {r.get('id') or '-'} | {r['title']} (`{r['name']}`) | {lecture} | "
             f"{r.get('n_seeds') or '-'} | {measured} | **{r['status']}** | {history} | "
