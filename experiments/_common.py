@@ -43,6 +43,13 @@ DEFAULT_OUT = os.path.join("experiments", "results")
 HERE = os.path.dirname(os.path.abspath(__file__))
 CRITERIA_FILE = os.path.join(HERE, "criteria.json")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+LECTURES = {
+    "000": 'J. Petersen, "Optimization in Deep Learning"',
+    "001": '"Deep Learning Note 2 — Part 2: Optimization" (notes on Andrew Ng\'s course)',
+    "002": 'K. Bipin, "Deep Learning, Lecture 6 — Optimization"',
+    "003": 'R. Neychev, "Optimization and regularization in Deep Learning"',
+    "004": 'G. Kim, "Optimization and Tips for Neural Network Training"',
+}
 
 Number = float | int
 
@@ -426,7 +433,7 @@ def verdict_notes(
     """
     if isinstance(reproduced, bool):
         reproduced = "reproduced" if reproduced else "not reproduced"
-    seeds = ", ".join(module_globals["SEEDS"])
+    seeds = "; ".join(LECTURES.get(s, s) for s in module_globals["SEEDS"])
     lines = []
     claim_id = f"c{int(module_globals['CLAIM']):02d}"
     if int(module_globals["CLAIM"]) > 0:
@@ -435,7 +442,7 @@ def verdict_notes(
             lecture = entry["lecture"]
             lines.append(f"> {entry['quote']}\n>\n> — {lecture['author']}, \"{lecture['title']}\"")
     lines += [
-        f"**Claim {module_globals['CLAIM']}** (lectures {seeds}): {module_globals['TITLE']}",
+        f"**Claim {module_globals['CLAIM']}** ({seeds}): {module_globals['TITLE']}",
         f"**Setup:** {setup}",
         f"**Criterion:** {module_globals['CRITERION']}",
         f"**Verdict:** {reproduced}",
