@@ -10,6 +10,13 @@ Every experiment is one module ``experiments/<name>.py`` that defines
   (:func:`write_table`) and nothing else;
 * ``if __name__ == "__main__": raise SystemExit(main(run, __doc__))``.
 
+A claim's lecture quote, testable statement, criterion and number of seeds live in
+``experiments/criteria.json`` (read with :func:`criteria`), committed before the runs
+that it judges; ``run_all`` records that commit in ``summary.json``. A script states
+its verdict with :func:`judge` (``"reproduced"``, ``"not reproduced"`` or
+``"inconclusive"``) on estimates from :func:`mean_ci` / :func:`paired_ci`, and draws
+with :func:`band` and :func:`finish_axes`.
+
 Sizes: ``full`` is the default, ``quick`` (``--quick``) must finish in about a minute on 2
 CPU cores, ``smoke`` (tests only) in a few seconds; pick sizes with :func:`pick`.
 
@@ -24,6 +31,7 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import matplotlib
@@ -32,8 +40,165 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 DEFAULT_OUT = os.path.join("experiments", "results")
+HERE = os.path.dirname(os.path.abspath(__file__))
+CRITERIA_FILE = os.path.join(HERE, "criteria.json")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+LECTURES = {
+    "000": 'J. Petersen, "Optimization in Deep Learning"',
+    "001": '"Deep Learning Note 2 — Part 2: Optimization" (notes on Andrew Ng\'s course)',
+    "002": 'K. Bipin, "Deep Learning, Lecture 6 — Optimization"',
+    "003": 'R. Neychev, "Optimization and regularization in Deep Learning"',
+    "004": 'G. Kim, "Optimization and Tips for Neural Network Training"',
+}
 
 Number = float | int
+
+
+@dataclasses.dataclass
+class Estimate:
+    """A measured number with its 95% confidence interval over ``n`` seeds.
+
+    Attributes:
+      mean: the sample mean (the value itself when ``n == 1``).
+      lo: lower end of the 95% confidence interval (t-distribution).
+      hi: upper end of the interval.
+      n: number of seeds (independent runs) behind the estimate.
+    """
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    def __str__(self) -> str:
+        if self.n == 1 or self.lo == self.hi:
+            return fmt(self.mean)
+        return f"{fmt(self.mean)} [{fmt(self.lo)}, {fmt(self.hi)}] (n={self.n})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"mean", "ci95": [lo, hi], "n"}``, JSON-ready."""
+        return {"mean": _jsonable(self.mean), "ci95": [_jsonable(self.lo), _jsonable(self.hi)],
+                "n": self.n}
+
+
+def mean_ci(samples: Any, level: float = 0.95) -> Estimate:
+    """Mean and two-sided t-distribution confidence interval of independent samples.
+
+    Args:
+      samples: one number per seed (any array-like; flattened). Non-finite values
+        propagate (a diverged seed makes the interval infinite, not narrower).
+      level: confidence level of the interval.
+
+    Returns:
+      The :class:`Estimate`; with one sample the interval is the value itself.
+    """
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray(samples, np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("samples must hold at least one value, got an empty array")
+    mean = float(np.mean(x))
+    if x.size == 1 or not np.all(np.isfinite(x)):
+        spread = 0.0 if x.size == 1 else math.inf
+        return Estimate(mean, mean - spread, mean + spread, int(x.size))
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * np.std(x, ddof=1) / np.sqrt(x.size))
+    return Estimate(mean, mean - half, mean + half, int(x.size))
+
+
+def paired_ci(a: Any, b: Any, level: float = 0.95) -> Estimate:
+    """Confidence interval of the mean paired difference ``a - b`` (same seeds in both).
+
+    Args:
+      a: per-seed values of the first arm.
+      b: per-seed values of the second arm, seed ``i`` paired with ``a[i]``.
+      level: confidence level.
+
+    Returns:
+      The :class:`Estimate` of ``mean(a - b)``.
+    """
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must pair seed by seed, got shapes a={a.shape}, b={b.shape}")
+    return mean_ci(a - b, level)
+
+
+def judge(estimate: Estimate, bar: float, claim_holds_when: str) -> str:
+    """Verdict of one sub-criterion: the whole interval must clear the bar.
+
+    Args:
+      estimate: the measured value with its confidence interval.
+      bar: the threshold fixed in the criterion (with its margin already in it).
+      claim_holds_when: ``"above"`` (claim holds for values > bar) or ``"below"``.
+
+    Returns:
+      ``"reproduced"`` when the whole interval lies on the claim's side of the bar,
+      ``"not reproduced"`` when it lies wholly on the other side, else
+      ``"inconclusive"`` (the bar is inside the noise).
+    """
+    if claim_holds_when not in ("above", "below"):
+        raise ValueError(f"claim_holds_when must be 'above' or 'below', got {claim_holds_when!r}")
+    lo, hi = (estimate.lo, estimate.hi) if claim_holds_when == "above" else (-estimate.hi, -estimate.lo)
+    bar = bar if claim_holds_when == "above" else -bar
+    if lo > bar:
+        return "reproduced"
+    if hi < bar:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """Verdict of a claim whose sub-criteria must all hold.
+
+    Args:
+      verdicts: the sub-criteria's verdicts (each one of :data:`VERDICTS`).
+
+    Returns:
+      ``"not reproduced"`` if any sub-criterion failed, ``"reproduced"`` if all held,
+      else ``"inconclusive"``.
+    """
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"verdicts must be among {VERDICTS}, got {v!r}")
+    if "not reproduced" in verdicts:
+        return "not reproduced"
+    return "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive"
+
+
+def criteria(claim_id: Optional[str] = None) -> Any:
+    """The pre-registered criteria (``experiments/criteria.json``).
+
+    Args:
+      claim_id: ``"c01"`` ... ``"c19"`` for one claim's entry; ``None`` for all.
+
+    Returns:
+      The entry (dict with ``lecture``, ``quote``, ``claim``, ``criterion``,
+      ``seeds``, ...) or the whole mapping.
+    """
+    with open(CRITERIA_FILE) as f:
+        table = json.load(f)["claims"]
+    if claim_id is None:
+        return table
+    if claim_id not in table:
+        raise ValueError(f"claim_id must be one of {sorted(table)}, got {claim_id!r}")
+    return table[claim_id]
+
+
+def criteria_commit() -> dict[str, Any]:
+    """The git commit that last changed ``criteria.json`` and whether it has changed since.
+
+    Returns:
+      ``{"commit": hash or None, "uncommitted_changes": bool}``.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", HERE, *args], capture_output=True, text=True)
+
+    log = git("log", "-1", "--format=%H", "--", CRITERIA_FILE)
+    commit = log.stdout.strip() or None if log.returncode == 0 else None
+    dirty = git("diff", "--quiet", "HEAD", "--", CRITERIA_FILE).returncode != 0
+    return {"commit": commit, "uncommitted_changes": bool(dirty or commit is None)}
 
 
 @dataclasses.dataclass
@@ -41,14 +206,17 @@ class Result:
     """What one experiment measured and whether the lecture's claim reproduced.
 
     Attributes:
-      name: the script's module name (``"lr_noisy_quadratic"``); also the stem of its
+      name: the script's module name (``"c06_clipping_cliff"``); also the stem of its
         figure and table.
-      claim: claim number in issue 7 (``0``: a gallery without a claim).
+      claim: claim number (``0``: a gallery without a claim).
       title: one-line statement of the claim.
-      seeds: lecture seeds the claim comes from.
-      criterion: the test for "reproduced", as stated before the run.
-      measured: the numbers the criterion reads (name -> number or short text).
-      reproduced: whether the criterion held (``False`` also when the script failed).
+      seeds: lecture files the claim comes from.
+      criterion: the test for "reproduced", as fixed before the run.
+      measured: the numbers the criterion reads (name -> number, :class:`Estimate` or
+        short text).
+      verdict: ``"reproduced"``, ``"not reproduced"`` or ``"inconclusive"``.
+      conclusion: one line that states what the figure shows, from the numbers.
+      theory: for a claim not reproduced, the paragraph that explains it.
       figure: path of the PNG, or ``None`` when the script failed before writing it.
       table: path of the Markdown table, or ``None``.
       error: the exception text when the script crashed (set by ``run_all``).
@@ -61,21 +229,26 @@ class Result:
     seeds: tuple[str, ...]
     criterion: str
     measured: dict[str, Any]
-    reproduced: bool
+    verdict: str
+    conclusion: str = ""
+    theory: str = ""
     figure: Optional[str] = None
     table: Optional[str] = None
     error: Optional[str] = None
     seconds: Optional[float] = None
 
     @property
+    def reproduced(self) -> bool:
+        """Whether the verdict is ``"reproduced"``."""
+        return self.verdict == "reproduced"
+
+    @property
     def status(self) -> str:
-        """``"yes"``, ``"no"`` or ``"error"``."""
-        if self.error is not None:
-            return "error"
-        return "yes" if self.reproduced else "no"
+        """The verdict, or ``"error"`` when the script crashed."""
+        return "error" if self.error is not None else self.verdict
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and inf become strings)."""
+        """JSON-ready dict (NaN and inf become strings, estimates become dicts)."""
         record = dataclasses.asdict(self)
         record["seeds"] = list(self.seeds)
         record["measured"] = {k: _jsonable(v) for k, v in self.measured.items()}
@@ -84,6 +257,8 @@ class Result:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Estimate):
+        return value.to_dict()
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     try:
@@ -98,14 +273,36 @@ def _jsonable(value: Any) -> Any:
 def result(
     module_globals: Mapping[str, Any],
     measured: Mapping[str, Any],
-    reproduced: bool,
+    reproduced: Optional[bool],
     figure: str,
     table: str,
+    verdict: Optional[str] = None,
+    conclusion: str = "",
+    theory: str = "",
 ) -> Result:
-    """Build a :class:`Result` from a script's constants (pass ``globals()``)."""
+    """Build a :class:`Result` from a script's constants (pass ``globals()``).
+
+    Args:
+      module_globals: the script's ``globals()`` (``CLAIM``, ``TITLE``, ``SEEDS``,
+        ``CRITERION``).
+      measured: the numbers the criterion reads.
+      reproduced: pass/fail of a script judged without confidence intervals; ``None``
+        when ``verdict`` is given.
+      figure: path of the figure written.
+      table: path of the table written.
+      verdict: one of :data:`VERDICTS` (overrides ``reproduced``).
+      conclusion: one line for the gallery, from the numbers.
+      theory: the explanation of a result that did not reproduce.
+    """
     name = module_globals["__name__"].rsplit(".", 1)[-1]
     if name == "__main__":
         name = os.path.splitext(os.path.basename(module_globals["__file__"]))[0]
+    if verdict is None:
+        if reproduced is None:
+            raise ValueError("pass reproduced (a bool) or verdict, got neither")
+        verdict = "reproduced" if reproduced else "not reproduced"
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return Result(
         name=name,
         claim=int(module_globals["CLAIM"]),
@@ -113,7 +310,9 @@ def result(
         seeds=tuple(module_globals["SEEDS"]),
         criterion=module_globals["CRITERION"],
         measured=dict(measured),
-        reproduced=bool(reproduced),
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
         figure=figure,
         table=table,
     )
@@ -130,6 +329,8 @@ def fmt(value: Any) -> str:
     """A number in 4 significant digits (text and booleans unchanged)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, Estimate):
+        return str(value)
     if isinstance(value, (int, float)) or hasattr(value, "dtype"):
         number = float(value)
         if number.is_integer() and abs(number) < 1e9:
@@ -219,22 +420,149 @@ def write_table(
     return path
 
 
-def verdict_notes(module_globals: Mapping[str, Any], reproduced: bool, setup: str) -> list[str]:
-    """The standard preamble of a table: claim, seeds, setup, criterion and verdict."""
-    seeds = ", ".join(module_globals["SEEDS"])
-    return [
-        f"**Claim {module_globals['CLAIM']}** (seeds {seeds}): {module_globals['TITLE']}",
+def verdict_notes(
+    module_globals: Mapping[str, Any], reproduced: bool | str, setup: str, theory: str = ""
+) -> list[str]:
+    """The standard preamble of a table: quote, claim, setup, criterion, verdict, theory.
+
+    Args:
+      module_globals: the script's ``globals()``.
+      reproduced: the verdict (one of :data:`VERDICTS`), or a bool for a pass/fail script.
+      setup: one paragraph on what was run.
+      theory: the explanation of a claim that did not reproduce (omitted when empty).
+    """
+    if isinstance(reproduced, bool):
+        reproduced = "reproduced" if reproduced else "not reproduced"
+    seeds = "; ".join(LECTURES.get(s, s) for s in module_globals["SEEDS"])
+    lines = []
+    claim_id = f"c{int(module_globals['CLAIM']):02d}"
+    if int(module_globals["CLAIM"]) > 0:
+        entry = criteria(claim_id)
+        if entry.get("quote"):
+            lecture = entry["lecture"]
+            lines.append(f"> {entry['quote']}\n>\n> — {lecture['author']}, \"{lecture['title']}\"")
+    lines += [
+        f"**Claim {module_globals['CLAIM']}** ({seeds}): {module_globals['TITLE']}",
         f"**Setup:** {setup}",
         f"**Criterion:** {module_globals['CRITERION']}",
-        f"**Reproduced:** {'yes' if reproduced else 'NO'}",
+        f"**Verdict:** {reproduced}",
     ]
+    if theory:
+        lines.append(f"**Theory:** {theory}")
+    return lines
+
+
+def band(
+    ax: Any,
+    x: Any,
+    y: Any,
+    label: str,
+    color: Optional[str] = None,
+    geometric: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Draw the mean of ``y`` over seeds and, with several seeds, its 95% confidence band.
+
+    Args:
+      ax: matplotlib axes.
+      x: ``(T,)`` abscissae.
+      y: ``(T,)`` one curve, or ``(seeds, T)`` one curve per seed.
+      label: legend label (the number of seeds is appended when there are several).
+      color: line colour (matplotlib's cycle when ``None``).
+      geometric: average ``log10 y`` (a positive quantity spanning decades, drawn on a
+        log axis): the line is the geometric mean and the band stays positive.
+      **kwargs: passed on to ``ax.plot`` (``ls``, ``lw``, ``marker``, ...).
+    """
+    import numpy as np
+    from scipy import stats
+
+    y = np.asarray(y, np.float64)
+    if y.ndim == 1:
+        ax.plot(x, y, label=label, color=color, **kwargs)
+        return
+    n = y.shape[0]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        z = np.log10(y) if geometric else y
+        mean = np.mean(z, axis=0)
+        half = stats.t.ppf(0.975, max(n - 1, 1)) * np.std(z, axis=0, ddof=1) / np.sqrt(n)
+        lo, hi = mean - half, mean + half
+        if geometric:
+            mean, lo, hi = 10**mean, 10**lo, 10**hi
+    kind = "geometric mean" if geometric else "mean"
+    (line,) = ax.plot(x, mean, label=f"{label} ({kind} of {n}, 95% CI)", color=color, **kwargs)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def finish_axes(
+    ax: Any,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: Optional[bool] = None,
+    logy: Optional[bool] = None,
+    legend: bool = True,
+    legend_size: int = 8,
+) -> None:
+    """Label an axes and fit its limits to every finite point drawn on it.
+
+    Log scale is chosen where the positive data span more than two decades (unless
+    ``logx`` / ``logy`` says otherwise); the limits enclose every finite point of every
+    line and band, so no curve leaves the axes (diverged, infinite values are not drawn:
+    say so in the label).
+
+    Args:
+      ax: matplotlib axes.
+      xlabel: x label, with units (``"step"``, ``"learning rate"``, ``"loss (nats)"``).
+      ylabel: y label, with units.
+      title: axes title.
+      logx: force (``True``) or forbid (``False``) a log x axis; ``None``: automatic.
+      logy: the same for y.
+      legend: whether to draw the legend.
+      legend_size: legend font size.
+    """
+    import numpy as np
+
+    xs, ys = [], []
+    for line in ax.get_lines():
+        if line.get_transform() != ax.transData:  # axhline / axvline span the axes
+            continue
+        xs.append(np.asarray(line.get_xdata(), np.float64).ravel())
+        ys.append(np.asarray(line.get_ydata(), np.float64).ravel())
+    for coll in ax.collections:
+        for path in getattr(coll, "get_paths", lambda: [])():
+            xs.append(path.vertices[:, 0])
+            ys.append(path.vertices[:, 1])
+    for axis, values, log in (("x", xs, logx), ("y", ys, logy)):
+        v = np.concatenate(values) if values else np.zeros(0)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        positive = v[v > 0]
+        if log is None:
+            log = bool(v.min() > 0 and positive.max() / positive.min() > 100)
+        if log:
+            getattr(ax, f"set_{axis}scale")("log")
+            lo, hi = positive.min(), positive.max()
+            lo, hi = lo / 1.5, hi * 1.5
+        else:
+            lo, hi = v.min(), v.max()
+            pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+            lo, hi = lo - pad, hi + pad
+        getattr(ax, f"set_{axis}lim")(lo, hi)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=legend_size)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The standard command line: ``--quick``, ``--smoke`` and ``--out DIR``."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
-    p.add_argument("--smoke", action="store_true", help="tiny run (seconds; for tests)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
+    mode.add_argument("--full", action="store_true", help="full sizes (the default)")
+    mode.add_argument("--smoke", action="store_true", help="tiny run (seconds; for tests)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     return p
 
@@ -245,17 +573,11 @@ def main(
     """Run one experiment from the command line and print its verdict; exit status 0."""
     args = parser((doc or "").strip().splitlines()[0] if doc else "").parse_args(argv)
     res = run(args.out, quick=args.quick, smoke=args.smoke)
-    print(f"claim {res.claim} [{res.name}]: reproduced={res.status}")
+    print(f"claim {res.claim} [{res.name}]: {res.status}")
     for key, value in res.measured.items():
         print(f"  {key} = {fmt(value)}")
     print(f"wrote {res.figure} and {res.table}")
     return 0
-
-
-def dump_json(results: Sequence[Result], path: str) -> None:
-    """Write the results as a JSON list."""
-    with open(path, "w") as f:
-        json.dump([r.to_dict() for r in results], f, indent=2)
 
 
 def toy_trajectories(

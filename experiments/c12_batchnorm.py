@@ -1,18 +1,29 @@
-"""Claim 12: batch norm reaches a target accuracy in fewer steps and tolerates a larger lr.
+"""Claim 12: batch norm reaches a target accuracy in fewer steps, also at 5x and 30x the lr.
 
-The lecture's Inception table (Ioffe & Szegedy 2015: BN-Baseline, BN-x5, BN-x30 reach the
-Inception accuracy in 2.1-13.3 M steps instead of 31 M), reproduced in kind on the digits:
-a 3x64 ReLU MLP with and without batch norm, plain SGD (batch 32), a log grid of learning
-rates (one vmapped ``jdl.training.sweep`` per model, 2 seeds); "steps to target" is the
-first epoch end at which the mean test accuracy reaches 95%, in optimization steps. Then
-BN is also run at 5x and 30x the plain net's best learning rate (the BN-x5 / BN-x30 rows).
+R. Neychev, "Optimization and regularization in Deep Learning" (Ioffe & Szegedy 2015):
+
+    "Batch normalization [...] Normalize activation of a hidden layer (zero mean unit
+    variance) [...] Update μ_i, σ_i^2 with moving average while training"
+
+with the Inception table it shows: BN-Baseline, BN-x5 and BN-x30 reach Inception's
+accuracy in 13.3, 2.1 and 2.7 million steps against its 31 million.
+
+Setup, the table in kind on the digits: a 6x64 ReLU ``jdl.models.MLP`` with and without
+``use_batchnorm``, plain SGD (batch 32), validation accuracy every 10 steps (evaluation
+mode, batch norm's running statistics), steps to first reach 95%. The plain net's learning
+rate is tuned on tuning seeds; batch norm runs at that baseline rate and at 5x and 30x it,
+as in the table. One compiled program per model: ``vmap`` over learning rates and seeds,
+``lax.scan`` over steps.
 
     python experiments/c12_batchnorm.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 import _common
 import jaxopt_dl as jdl
@@ -20,112 +31,157 @@ from _common import plt
 
 NAME = "c12_batchnorm"
 CLAIM = 12
-TITLE = "Batch norm reaches a target accuracy in fewer steps and tolerates a 5-30x larger lr"
+ENTRY = _common.criteria("c12")
+TITLE = ENTRY["title"]
 SEEDS = ("003",)
-TARGET, BATCH, HIDDEN = 0.95, 32, (64, 64, 64)
-CRITERION = (
-    "3x64 ReLU MLP on digits, plain SGD batch 32, lr grid 1e-3..10 (x3.16), mean of 2 seeds, "
-    "target 95% test accuracy: (a) BN's fewest steps to target over the grid < the plain "
-    "net's; (b) the largest grid lr that still reaches the target is >= 5x larger with BN; "
-    "(c) BN at 5x and at 30x the plain net's best lr still reaches the target"
-)
+CRITERION = ENTRY["criterion"]
+TARGET, BATCH, HIDDEN, N_TRAIN, EVERY = 0.95, 32, (64,) * 6, 1000, 10
+LRS = 2.0 ** np.arange(-8, 3)
+MULTIPLES = (1, 5, 30)
+N_TUNE = 5
 
 
-def _steps_to_target(val_acc: np.ndarray, steps_per_epoch: int) -> np.ndarray:
-    """(lrs, epochs) accuracy -> (lrs,) steps at the first epoch end >= TARGET (inf if never)."""
-    hit = val_acc >= TARGET
-    first = np.argmax(hit, axis=1)
-    return np.where(hit.any(axis=1), (first + 1) * steps_per_epoch, np.inf)
+def train(use_bn: bool, lrs, seeds, steps: int, train_data, val_data) -> np.ndarray:
+    """Validation accuracy every ``EVERY`` steps, ``(lr, seed, steps // EVERY)``."""
+    model = jdl.models.MLP(hidden=HIDDEN, use_batchnorm=use_bn)
+    (x, y), (xv, yv) = train_data, val_data
+
+    def one(lr, seed):
+        k_init, k_data = jax.random.split(jax.random.key(seed))
+        variables = model.init(k_init, x[:2], train=False)
+        params, stats = variables["params"], variables.get("batch_stats", {})
+        opt = jdl.sgd(lr)
+
+        def loss_fn(p, stats, idx):
+            if use_bn:
+                logits, new = model.apply({"params": p, "batch_stats": stats}, x[idx],
+                                          train=True, mutable=["batch_stats"])
+                stats = new["batch_stats"]
+            else:
+                logits = model.apply({"params": p}, x[idx], train=True)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+            return loss, stats
+
+        def step(carry, k):
+            p, stats, state = carry
+            idx = jax.random.randint(k, (BATCH,), 0, x.shape[0])
+            (_, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(p, stats, idx)
+            updates, state = opt.update(g, state, p)
+            return (jdl.apply_updates(p, updates), stats, state), None
+
+        def block(carry, ks):
+            carry, _ = jax.lax.scan(step, carry, ks)
+            p, stats, _ = carry
+            v = {"params": p, "batch_stats": stats} if use_bn else {"params": p}
+            acc = jnp.mean(jnp.argmax(model.apply(v, xv, train=False), -1) == yv)
+            return carry, jnp.nan_to_num(acc)
+
+        keys = jax.random.split(k_data, steps).reshape(steps // EVERY, EVERY)
+        return jax.lax.scan(block, (params, stats, opt.init(params)), keys)[1]
+
+    run = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
+    return np.asarray(run(jnp.asarray(lrs, jnp.float32), jnp.asarray(seeds)), np.float64)
+
+
+def steps_to_target(acc: np.ndarray) -> np.ndarray:
+    """Steps at the first evaluation with accuracy >= TARGET; cap + EVERY if never."""
+    hit = acc >= TARGET
+    first = (np.argmax(hit, axis=-1) + 1) * EVERY
+    return np.where(hit.any(axis=-1), first, acc.shape[-1] * EVERY + EVERY).astype(float)
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
-    epochs = _common.pick(quick, smoke, 30, 12, 1)
-    seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1], [0])
-    n_train = _common.pick(quick, smoke, None, None, 256)
-    grid = np.logspace(-3, 1, _common.pick(quick, smoke, 9, 9, 3)).astype(np.float32)
-    (x, y), test = jdl.data.load_digits()
-    x, y = x[:n_train], y[:n_train]
-    steps_per_epoch = len(x) // BATCH
+    steps = _common.pick(quick, smoke, 1500, 1000, 40)
+    n_eval = _common.pick(quick, smoke, ENTRY["seeds"], ENTRY["seeds"], 2)
+    n_tune = _common.pick(quick, smoke, N_TUNE, N_TUNE, 2)
+    lrs = LRS if not smoke else LRS[::4]
+    (x, y), _ = jdl.data.load_digits()
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    train_data, val_data = (x[:N_TRAIN], y[:N_TRAIN]), (x[N_TRAIN:], y[N_TRAIN:])
+    tune = train(False, lrs, np.arange(100, 100 + n_tune), steps, train_data, val_data)
+    tune_steps = steps_to_target(tune)
+    score = np.log10(tune_steps).mean(1)
+    chosen = int(np.argmin(score))
+    base = float(lrs[chosen])
+    eval_seeds = np.arange(n_eval)
+    rates = np.array([base * m for m in MULTIPLES], np.float32)
+    plain_acc = train(False, rates, eval_seeds, steps, train_data, val_data)
+    bn_acc = train(True, rates, eval_seeds, steps, train_data, val_data)
+    plain_steps, bn_steps = steps_to_target(plain_acc), steps_to_target(bn_acc)
+    cap = steps + EVERY
+    faster = {m: _common.paired_ci(np.log10(plain_steps[0]), np.log10(bn_steps[i]))
+              for i, m in enumerate(MULTIPLES)}
+    reach = {m: int(np.sum(bn_steps[i] < cap)) for i, m in enumerate(MULTIPLES)}
+    verdicts = [_common.judge(faster[1], 0.0, "above")]
+    for i, m in enumerate(MULTIPLES[1:], 1):
+        verdicts.append("reproduced" if reach[m] == n_eval else "not reproduced")
+        verdicts.append(_common.judge(faster[m], 0.0, "above"))
+    verdict = _common.combine(verdicts)
+    edge = chosen in (0, len(lrs) - 1)
 
-    def sweep(use_bn, lrs):
-        model = jdl.models.MLP(hidden=HIDDEN, use_batchnorm=use_bn)
-        res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate),
-                                 {"learning_rate": np.asarray(lrs, np.float32)}, seeds, model,
-                                 (x, y), epochs=epochs, batch_size=BATCH, val_data=test)
-        acc = np.nan_to_num(np.nanmean(res.val_accuracy, axis=1))  # (lrs, epochs)
-        return acc, _steps_to_target(acc, steps_per_epoch)
-
-    plain_acc, plain_steps = sweep(False, grid)
-    best = int(np.argmin(plain_steps)) if np.isfinite(plain_steps).any() else int(
-        np.argmax(plain_acc[:, -1]))
-    lr_star = float(grid[best])
-    extra = np.array([5 * lr_star, 30 * lr_star], np.float32)
-    bn_acc_all, bn_steps_all = sweep(True, np.concatenate([grid, extra]))
-    bn_acc, bn_steps = bn_acc_all[: len(grid)], bn_steps_all[: len(grid)]
-
-    def largest_ok(steps):
-        ok = np.isfinite(steps)
-        return float(grid[ok].max()) if ok.any() else float("nan")
-
-    plain_max, bn_max = largest_ok(plain_steps), largest_ok(bn_steps)
-    a = float(bn_steps.min()) < float(plain_steps.min())
-    b = bool(np.isfinite(plain_max) and np.isfinite(bn_max) and bn_max >= 5 * plain_max)
-    c = bool(np.all(np.isfinite(bn_steps_all[len(grid):])))
-    reproduced = bool(a and b and c)
-
-    table_rows = [
-        ("plain (no BN)", lr_star, plain_steps[best], plain_acc[best].max()),
-        ("BN-Baseline (same lr)", lr_star, bn_steps[best], bn_acc[best].max()),
-        ("BN-x5", 5 * lr_star, bn_steps_all[len(grid)], bn_acc_all[len(grid)].max()),
-        ("BN-x30", 30 * lr_star, bn_steps_all[len(grid) + 1], bn_acc_all[len(grid) + 1].max()),
-    ]
-    rows = [{"model": m, "learning rate": lr, f"steps to {TARGET:.0%}": s,
-             "max test accuracy": acc} for m, lr, s, acc in table_rows]
-    grid_rows = [{"learning rate": float(lr), "plain: steps to target": plain_steps[i],
-                  "plain: final accuracy": plain_acc[i, -1], "BN: steps to target": bn_steps[i],
-                  "BN: final accuracy": bn_acc[i, -1]} for i, lr in enumerate(grid)]
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
-    cap = epochs * steps_per_epoch * 1.15
-    axes[0].semilogx(grid, np.minimum(plain_steps, cap), "o-", color="tab:red",
-                     label="plain MLP")
-    axes[0].semilogx(grid, np.minimum(bn_steps, cap), "s-", color="tab:green",
-                     label="batch-norm MLP")
-    axes[0].axhline(cap, color="0.5", ls=":", label="never reached (capped)")
-    axes[0].set_xlabel("learning rate")
-    axes[0].set_ylabel(f"steps to {TARGET:.0%} test accuracy")
-    axes[0].set_title("Steps to target across the lr grid")
-    axes[0].legend(fontsize=8)
-    ep_steps = np.arange(1, epochs + 1) * steps_per_epoch
-    for (label, lr, acc), color in zip(
-            [("plain, lr*", lr_star, plain_acc[best]), ("BN-Baseline, lr*", lr_star, bn_acc[best]),
-             ("BN-x5", 5 * lr_star, bn_acc_all[len(grid)]),
-             ("BN-x30", 30 * lr_star, bn_acc_all[len(grid) + 1])],
-            ("tab:red", "tab:olive", "tab:green", "tab:blue")):
-        axes[1].plot(ep_steps, acc, "o-", ms=3, color=color, label=f"{label} ({lr:.3g})")
-    axes[1].axhline(TARGET, color="0.5", ls=":", label=f"target {TARGET:.0%}")
-    axes[1].set_ylim(0.5, 1.0)
-    axes[1].set_xlabel("training steps")
-    axes[1].set_ylabel("test accuracy (mean of seeds)")
-    axes[1].set_title("The lecture's Inception table, in kind")
-    axes[1].legend(fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    t = np.arange(1, plain_acc.shape[-1] + 1) * EVERY
+    colors = {1: "tab:blue", 5: "tab:orange", 30: "tab:red"}
+    for i, m in enumerate(MULTIPLES):
+        tag = "baseline" if m == 1 else f"x{m}"
+        _common.band(axes[0], t, bn_acc[i], f"BN-{tag} (lr {rates[i]:.3g})", colors[m])
+        _common.band(axes[1], t, plain_acc[i], f"plain {tag} (lr {rates[i]:.3g})", colors[m])
+    for ax in axes[:2]:
+        ax.plot(t, np.full(len(t), TARGET), "k:", lw=1, label=f"target {TARGET:.0%}")
+    _common.finish_axes(axes[0], "SGD step", "validation accuracy", "With batch norm",
+                        logy=False, legend_size=7)
+    _common.finish_axes(axes[1], "SGD step", "validation accuracy", "Without batch norm",
+                        logy=False, legend_size=7)
+    est = [_common.mean_ci(np.log10(row)) for row in tune_steps]
+    axes[2].errorbar(lrs, [10**e.mean for e in est],
+                     yerr=[[10**e.mean - 10**e.lo for e in est],
+                           [10**e.hi - 10**e.mean for e in est]],
+                     fmt="o-", ms=4, capsize=3, color="tab:blue",
+                     label=f"plain net (geometric mean of {n_tune} tuning seeds, 95% CI)")
+    axes[2].plot(lrs, np.full(len(lrs), cap), color="0.5", ls=":",
+                 label=f"cap + {EVERY} = never reached")
+    axes[2].plot(base, 10 ** score[chosen], "k*", ms=12, label=f"baseline lr {base:g}")
+    _common.finish_axes(axes[2], "learning rate", f"steps to {TARGET:.0%} validation accuracy",
+                        "Tuning the plain net's lr", logx=True, logy=True, legend_size=7)
+    fig.suptitle(f"Digits, MLP {len(HIDDEN)}x{HIDDEN[0]} ReLU, SGD batch {BATCH}: the Inception "
+                 f"table in kind ({n_eval} fresh seeds, mean and 95% CI)")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    measured = {
-        "plain best lr": lr_star, "plain: fewest steps": float(plain_steps.min()),
-        "BN: fewest steps": float(bn_steps.min()), "plain: largest lr reaching target": plain_max,
-        "BN: largest lr reaching target": bn_max,
-        "BN-x5 steps": float(bn_steps_all[len(grid)]),
-        "BN-x30 steps": float(bn_steps_all[len(grid) + 1]),
-    }
-    setup = (f"digits ({len(x)} train / {len(test[0])} test), MLP {HIDDEN} ReLU He init, plain "
-             f"SGD batch {BATCH} ({steps_per_epoch} steps/epoch), {epochs} epochs, seeds "
-             f"{list(seeds)}, lr grid {np.round(grid, 4).tolist()}; inf = target never reached.")
+    measured = {"baseline lr (plain net, tuned)": base,
+                "baseline lr at the grid's edge": "yes" if edge else "no"}
+    for i, m in enumerate(MULTIPLES):
+        tag = "baseline" if m == 1 else f"x{m}"
+        measured[f"plain {tag}: steps to target"] = _common.mean_ci(plain_steps[i])
+        measured[f"BN-{tag}: steps to target"] = _common.mean_ci(bn_steps[i])
+        measured[f"BN-{tag}: seeds reaching target"] = f"{reach[m]}/{n_eval}"
+        measured[f"log10(steps plain baseline / BN-{tag}), paired"] = faster[m]
+    conclusion = (
+        f"at the plain net's tuned lr {base:g}, batch norm reaches {TARGET:.0%} in "
+        f"{np.mean(bn_steps[0]):.0f} vs {np.mean(plain_steps[0]):.0f} steps; BN-x5 and BN-x30 "
+        f"reach it on {reach[5]}/{n_eval} and {reach[30]}/{n_eval} seeds in "
+        f"{np.mean(bn_steps[1]):.0f} and {np.mean(bn_steps[2]):.0f} steps"
+    )
+    theory = ""
+    if verdict != "reproduced":
+        theory = (
+            "Batch norm makes each layer's output invariant to the scale of its weights, so "
+            "the effective step on the weights' direction shrinks as their norm grows; this "
+            "lets a larger nominal rate stay stable and smooths the loss landscape (Ioffe & "
+            "Szegedy 2015; Santurkar et al. 2018). On a small, easy problem where the plain "
+            "net at its own tuned rate already reaches the target within a few hundred steps, "
+            "the speed-up has little room, and a 30x rate can overshoot before the weight "
+            "norms grow enough to damp it."
+        )
+    rows = [{"lr": float(lr), "plain: tuning steps to target": _common.mean_ci(tune_steps[i])}
+            for i, lr in enumerate(lrs)]
+    setup = (f"digits: {N_TRAIN} train / {len(val_data[0])} validation (from the training split), "
+             f"{steps} steps, evaluation every {EVERY} steps; plain lr grid {lrs[0]:g} .. "
+             f"{lrs[-1]:g} (x2) on {n_tune} tuning seeds; {n_eval} evaluation seeds.")
     table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), reproduced, setup),
-                                extra_tables={"Whole lr grid": grid_rows})
-    return _common.result(globals(), measured, reproduced, figure, table)
+                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
+    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
+                          conclusion=conclusion, theory=theory)
 
 
 if __name__ == "__main__":

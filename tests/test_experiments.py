@@ -1,26 +1,36 @@
-"""Smoke test of every experiment script (tiny sizes) and of run_all's bookkeeping.
+"""Experiments: a tiny run of every script, the statistics, run_all's bookkeeping, and the
+agreement between the committed results and what README.md and docs/ say about them.
 
-New scripts in ``experiments/`` join the parametrized list automatically.
+New scripts in ``experiments/`` join the parametrized smoke list automatically.
 """
 
+import glob
 import json
 import os
+import re
+import subprocess
 import sys
 
+import numpy as np
 import pytest
+from scipy import stats
 
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(ROOT, "experiments")
 sys.path.insert(0, EXPERIMENTS)
 
 import _common  # noqa: E402
+import render_docs  # noqa: E402
 import run_all  # noqa: E402
 
 NAMES = run_all.experiment_names()
+CLAIM_IDS = [f"c{i:02d}" for i in range(1, 20)]
 
 
 def test_experiments_are_discovered():
-    assert "run_all" not in NAMES and all(not n.startswith("_") for n in NAMES)
-    assert len(NAMES) >= 9
+    assert "run_all" not in NAMES and "render_docs" not in NAMES
+    assert all(not n.startswith("_") for n in NAMES)
+    assert sorted(n[:3] for n in NAMES if n.startswith("c")) == CLAIM_IDS
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -31,7 +41,7 @@ def test_experiment_smoke(name, tmp_path):
     assert res.name == name and res.error is None
     assert res.claim == module.CLAIM and res.title == module.TITLE
     assert res.seeds and all(len(s) == 3 and s.isdigit() for s in res.seeds)
-    assert res.criterion and res.measured and isinstance(res.reproduced, bool)
+    assert res.criterion and res.measured and res.verdict in _common.VERDICTS
     assert res.figure == os.path.join(str(tmp_path), f"{name}.png")
     assert res.table == os.path.join(str(tmp_path), f"{name}.md")
     with open(res.figure, "rb") as f:
@@ -39,8 +49,88 @@ def test_experiment_smoke(name, tmp_path):
     with open(res.table) as f:
         text = f.read()
     assert text.startswith("# ") and "|---|" in text and module.CRITERION in text
+    if res.claim:
+        entry = _common.criteria(f"c{res.claim:02d}")
+        if entry["redone"]:
+            assert entry["quote"] in text and res.conclusion
+            assert res.verdict == "reproduced" or res.theory
     assert sorted(os.listdir(tmp_path)) == sorted([f"{name}.png", f"{name}.md"])
     json.dumps(res.to_dict())
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 5, 30])
+def test_mean_ci_is_scipys_t_interval(n):
+    x = np.random.default_rng(n).normal(3.0, 2.0, n)
+    est = _common.mean_ci(x)
+    lo, hi = stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x))
+    assert est.n == n and est.mean == pytest.approx(x.mean())
+    assert (est.lo, est.hi) == (pytest.approx(lo), pytest.approx(hi))
+
+
+def test_mean_ci_of_one_value_and_of_a_diverged_seed():
+    assert _common.mean_ci([2.5]) == _common.Estimate(2.5, 2.5, 2.5, 1)
+    est = _common.mean_ci([1.0, 2.0, np.inf])
+    assert not np.isfinite(est.hi)
+    with pytest.raises(ValueError, match="samples"):
+        _common.mean_ci([])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paired_ci_excludes_zero_exactly_when_scipys_paired_t_test_rejects(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, 1, 10)
+    b = a + rng.normal(0.4 * (seed - 2), 0.5, 10)
+    est = _common.paired_ci(a, b)
+    p = stats.ttest_rel(a, b).pvalue
+    assert (est.lo > 0 or est.hi < 0) == (p < 0.05)
+    with pytest.raises(ValueError, match="pair"):
+        _common.paired_ci(a, b[:5])
+
+
+def test_judge_needs_the_whole_interval_on_one_side():
+    est = _common.Estimate
+    assert _common.judge(est(5, 4, 6, 5), 3, "above") == "reproduced"
+    assert _common.judge(est(5, 4, 6, 5), 7, "above") == "not reproduced"
+    assert _common.judge(est(5, 4, 6, 5), 5.5, "above") == "inconclusive"
+    assert _common.judge(est(5, 4, 6, 5), 7, "below") == "reproduced"
+    assert _common.judge(est(5, 4, 6, 5), 3, "below") == "not reproduced"
+    assert _common.judge(est(5, 4, 6, 5), 4.5, "below") == "inconclusive"
+    with pytest.raises(ValueError, match="claim_holds_when"):
+        _common.judge(est(5, 4, 6, 5), 3, "up")
+
+
+def test_combine():
+    assert _common.combine(["reproduced", "reproduced"]) == "reproduced"
+    assert _common.combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert _common.combine(["inconclusive", "not reproduced"]) == "not reproduced"
+    with pytest.raises(ValueError, match="verdicts"):
+        _common.combine(["yes"])
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def test_finish_axes_keeps_every_curve_inside_and_picks_log_scales():
+    fig, (ax, ax_lin) = _common.plt.subplots(1, 2)
+    x = np.arange(1, 101)
+    y = np.exp(-0.2 * np.arange(100))[None] * np.array([[1.0], [2.0], [0.5]])
+    _common.band(ax, x, y, "decay", geometric=True)
+    ax.plot(x, 1e3 * np.ones(100), label="flat")
+    ax.plot([50], [np.inf], "o", label="diverged")
+    _common.finish_axes(ax, "step", "loss", "t")
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    lo, hi = ax.get_ylim()
+    for line in ax.get_lines():
+        v = np.asarray(line.get_ydata(), float)
+        v = v[np.isfinite(v)]
+        assert np.all((v >= lo) & (v <= hi))
+    _common.band(ax_lin, x, np.sin(x)[None] + np.array([[0.0], [0.1]]), "sine")
+    _common.finish_axes(ax_lin, "step", "value", "t")
+    assert ax_lin.get_yscale() == "linear"
+    _common.plt.close(fig)
 
 
 def test_save_figure_rejects_unlabelled_axes(tmp_path):
@@ -53,7 +143,10 @@ def test_save_figure_rejects_unlabelled_axes(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_run_all_records_a_crash_and_keeps_going(tmp_path, monkeypatch):
+# --- run_all ---------------------------------------------------------------------------
+
+
+def test_run_all_records_a_crash_keeps_going_and_merges(tmp_path, monkeypatch):
     def broken(out_dir, quick=False, smoke=False):
         raise RuntimeError("boom")
 
@@ -63,9 +156,102 @@ def test_run_all_records_a_crash_and_keeps_going(tmp_path, monkeypatch):
                                       quick=True, smoke=True)
     status = {r.name: r.status for r in results}
     assert status["schedules"] == "error"
-    assert status["c05_bias_correction"] in ("yes", "no")
+    assert status["c05_bias_correction"] in _common.VERDICTS
     summary = (tmp_path / "summary.md").read_text()
     assert "RuntimeError: boom" in summary and "c05_bias_correction" in summary
-    records = json.loads((tmp_path / "summary.json").read_text())
+    data = json.loads((tmp_path / "summary.json").read_text())
+    records = data["experiments"]
     assert [r["name"] for r in records] == ["schedules", "c05_bias_correction"]
     assert records[0]["status"] == "error" and "boom" in records[0]["error"]
+    c05 = records[1]
+    entry = _common.criteria("c05")
+    assert c05["id"] == "c05" and c05["criterion"] == entry["criterion"]
+    assert c05["n_seeds"] == entry["seeds"] and c05["lecture"] == entry["lecture"]
+    assert "criteria_commit" in c05 and c05["mode"] == "smoke"
+    est = next(v for v in c05["measured"].values() if isinstance(v, dict))
+    assert set(est) == {"mean", "ci95", "n"}
+    assert data["counts"]["claims"] == 1  # the schedules gallery is not a claim
+
+    monkeypatch.undo()
+    run_all.run_experiments(["schedules"], str(tmp_path), quick=True, smoke=True, merge=True)
+    merged = json.loads((tmp_path / "summary.json").read_text())["experiments"]
+    assert [r["name"] for r in merged] == ["schedules", "c05_bias_correction"]
+    assert merged[0]["status"] == "reproduced" and merged[1] == c05
+
+
+# --- criteria, committed results and the prose about them -----------------------------
+
+
+def _script_constant(name, constant):
+    return getattr(run_all.load(name), constant)
+
+
+def test_criteria_cover_every_claim_and_the_scripts_read_them():
+    table = _common.criteria()
+    assert sorted(table) == CLAIM_IDS
+    for cid, entry in table.items():
+        assert entry["script"] in NAMES and entry["script"].startswith(cid)
+        assert entry["lecture"]["author"] and entry["lecture"]["title"]
+        assert _script_constant(entry["script"], "CRITERION") == entry["criterion"]
+        if entry["redone"]:
+            assert entry["quote"] and entry["claim"] and entry["seeds"] >= 5
+            assert entry["history"], "a redone claim keeps its earlier criterion and verdict"
+
+
+def _summary():
+    return render_docs.load()
+
+
+def test_gallery_summary_covers_every_claim_with_a_committed_criterion():
+    records = {r["id"]: r for r in _summary()["experiments"] if r.get("id")}
+    assert sorted(records) == CLAIM_IDS
+    for cid, rec in records.items():
+        assert rec["status"] in _common.VERDICTS, (cid, rec.get("error"))
+        assert rec["mode"] in ("quick", "full")
+        commit = rec["criteria_commit"]
+        assert commit and not rec["criteria_uncommitted"], cid
+        shown = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:experiments/criteria.json"],
+                               capture_output=True, text=True)
+        if shown.returncode != 0:
+            pytest.skip(f"criteria commit {commit[:10]} not in this clone's history")
+        judged_by = json.loads(shown.stdout)["claims"][cid]
+        assert judged_by["criterion"] == rec["criterion"], cid
+
+
+def test_readme_and_docs_tables_are_generated_from_the_summary():
+    for page, text in render_docs.rendered(_summary()).items():
+        with open(os.path.join(ROOT, page)) as f:
+            assert f.read() == text, f"{page} is stale: run python experiments/render_docs.py"
+
+
+def _sentences():
+    """(page, sentence) of README.md and docs/**/*.md outside the generated blocks."""
+    pages = ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
+                                             recursive=True))
+    for page in pages:
+        with open(os.path.join(ROOT, page)) as f:
+            text = f.read()
+        if render_docs.BEGIN in text:
+            head, rest = text.split(render_docs.BEGIN)
+            text = head + rest.split(render_docs.END)[1]
+        for paragraph in re.split(r"\n\s*\n", text):
+            for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
+                yield os.path.relpath(os.path.join(ROOT, page), ROOT), sentence
+
+
+def test_prose_about_the_experiments_agrees_with_the_summary():
+    summary = _summary()
+    verdict = {r["id"]: r["status"] for r in summary["experiments"] if r.get("id")}
+    n = summary["counts"]
+    for page, line in _sentences():
+        for count, total in re.findall(r"(\d+) of (?:the )?(\d+) claims", line):
+            assert int(total) == n["claims"] and int(count) in (
+                n["reproduced"], n["not reproduced"], n["inconclusive"]), (page, line)
+        for clause in line.split(";"):  # "c09 shows ...; c10 and c11 reproduce ..."
+            claims = set(re.findall(r"experiments/(c\d\d)_\w+\.py", clause))
+            if not claims or "reproduc" not in clause:
+                continue
+            said = "not reproduced" if re.search(r"not reproduc", clause) else "reproduced"
+            for cid in claims:
+                assert verdict[cid] == said, (
+                    f"{page}: says {cid} {said} but summary.json says {verdict[cid]}: {line!r}")
