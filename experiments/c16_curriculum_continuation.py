@@ -77,7 +77,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             state = jdl.training.create_train_state(model, jdl.sgd(0.05), jax.random.key(seed),
                                                     x[:1])
             _, hist = jdl.training.fit(state, (x, y), test, epochs=epochs, batch_size=32,
-                                       seed=seed, sampler=sampler, progress=False)
+                                       seed=seed, progress=False,
+                                       config=jdl.training.FitConfig(sampler=sampler))
             accs.append(hist.val_accuracy)
         curves[name] = np.mean(accs, axis=0)
     cur, plain = curves.values()
