@@ -389,6 +389,8 @@ def bias_from_marginals(freqs: Any) -> Initializer:
       Goodfellow et al. 2016, Sec. 8.4 ("set the bias ... to the marginal statistics of
       the output"; solve softmax(b) = c).
     """
+    if freqs is None or isinstance(freqs, (str, bytes)):
+        raise TypeError(f"freqs must be a 1-D array of class frequencies, got freqs={freqs!r}")
     c = np.asarray(freqs, dtype=np.float64)
     if c.ndim != 1 or c.size == 0:
         raise ValueError(f"freqs must be a non-empty 1-D array, got freqs with shape {c.shape}")

@@ -184,7 +184,8 @@ def polynomial_schedule(
     References:
       optax.polynomial_schedule.
     """
-    _check_values(init_value=init_value, end_value=end_value, power=power)
+    _check_values(init_value=init_value, end_value=end_value)
+    check_nonnegative("power", power)
     check_positive("transition_steps", transition_steps)
     check_nonnegative("transition_begin", transition_begin)
     return _polynomial(init_value, end_value, power, transition_steps, transition_begin)
@@ -378,7 +379,8 @@ def cosine_decay_schedule(
     # Not optax's: optax's (1 + cos(pi t / T)) / 2 cancels to a few digits near t = T,
     # where a fractional exponent makes eager and jitted values differ by 1e-3; the same
     # number as sin(pi (T - t) / 2T)**2 keeps every digit.
-    _check_values(init_value=init_value, alpha=alpha, exponent=exponent)
+    _check_values(init_value=init_value, alpha=alpha)
+    check_nonnegative("exponent", exponent)
     check_positive("decay_steps", decay_steps)
     if is_python_number(decay_steps):
         decay_steps = float(decay_steps)  # an int32 count overflows beyond 2**31 steps
@@ -415,8 +417,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     References:
       optax.join_schedules.
     """
-    schedules = list(schedules)
-    if not schedules or not all(callable(s) for s in schedules):
+    if not isinstance(schedules, Sequence) or not schedules or not all(map(callable, schedules)):
         raise TypeError(
             f"schedules must be a non-empty list of schedules, got schedules={schedules!r}"
         )
@@ -426,7 +427,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             f"boundaries must have len(schedules) - 1 = {len(schedules) - 1} entries, "
             f"got boundaries={boundaries!r}"
         )
-    return _delegate(optax.join_schedules(schedules, list(boundaries)))
+    return _delegate(optax.join_schedules(list(schedules), list(boundaries)))
 
 
 def warmup_cosine_decay_schedule(
@@ -557,6 +558,10 @@ def sgdr_schedule(cosine_kwargs: Iterable[Mapping[str, ArrayLike]]) -> Schedule:
     References:
       Loshchilov & Hutter 2017, SGDR; optax.sgdr_schedule.
     """
+    if cosine_kwargs is None or isinstance(cosine_kwargs, (str, bytes, Mapping)):
+        raise TypeError(
+            f"cosine_kwargs must be a list of dicts, got cosine_kwargs={cosine_kwargs!r}"
+        )
     schedules, boundaries, step = [], [], 0
     for kwargs in cosine_kwargs:
         if not isinstance(kwargs, Mapping):

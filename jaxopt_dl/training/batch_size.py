@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from jaxopt_dl._core import check_finite, check_in_range
+import numpy as np
+
+from jaxopt_dl._core import check_finite, check_in_range, check_int
 
 BatchSizeSchedule = Callable[[int], int]
 """A function ``epoch -> batch size`` (plain Python: the training loop reads it per epoch)."""
@@ -35,8 +37,9 @@ def _check_epoch(epoch: int) -> None:
 
 
 def _check_batch_size(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+    check_int(name, value, 1)
+    if not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {name}={value!r}")
 
 
 def constant_batch_size(batch_size: int) -> BatchSizeSchedule:
