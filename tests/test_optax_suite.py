@@ -12,11 +12,11 @@ import collections
 import types
 
 import optax
+import optax_suite
 import pytest
 from optax._src import alias, numerics
 
 import jaxopt_dl as jdl
-import optax_suite
 
 FAST = [
     "_src/transform_test.py",
