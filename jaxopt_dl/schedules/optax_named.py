@@ -162,10 +162,14 @@ def polynomial_schedule(
     .. math::
       \\epsilon_t = (I - E) \\left(1 - \\frac{\\min(\\max(t - B, 0), T)}{T}\\right)^P + E
 
+    optax's numbers, except under ``jax.jit`` at the end of the transition: compiled code
+    computes ``1 - T / T`` as a tiny negative number, whose fractional power optax returns
+    as NaN; here the fraction is clamped at 0, so compiled and eager code both give ``E``.
+
     Args:
       init_value: ``I``, the value up to step ``transition_begin``.
       end_value: ``E``, the value from step ``transition_begin + transition_steps`` on.
-      power: ``P``, the power of the polynomial.
+      power: ``P >= 0``, the power of the polynomial.
       transition_steps: ``T > 0``, the length of the transition.
       transition_begin: ``B >= 0``, the step at which the transition starts.
 
@@ -174,7 +178,7 @@ def polynomial_schedule(
 
     Raises:
       ValueError: ``transition_steps <= 0`` or ``transition_begin < 0`` (optax only logs
-        these and returns a constant / clips to 0).
+        these and returns a constant / clips to 0), or ``power < 0``.
 
     Example:
       >>> import jaxopt_dl as jdl
@@ -355,18 +359,21 @@ def cosine_decay_schedule(
 
     With ``exponent=1`` this is torch's ``CosineAnnealingLR(T_max=T, eta_min=alpha*I)``
     over its first half-period (torch's recursive ``get_lr`` equals this closed form).
+    The cosine factor is computed as ``sin(pi (T - t) / 2T)**2``, its equal, which keeps
+    every digit near ``t = T`` where optax's ``(1 + cos)/2`` cancels (the values agree
+    to float32 rounding of the scale); ``decay_steps`` beyond ``2**31`` does not overflow.
 
     Args:
       init_value: ``I``.
       decay_steps: ``T > 0``.
       alpha: the final value as a fraction of ``init_value``.
-      exponent: ``p``, applied to the cosine factor.
+      exponent: ``p >= 0``, applied to the cosine factor.
 
     Returns:
       A function ``step -> value``.
 
     Raises:
-      ValueError: ``decay_steps <= 0``.
+      ValueError: ``decay_steps <= 0`` or ``exponent < 0``.
 
     Example:
       >>> import jaxopt_dl as jdl
