@@ -70,16 +70,13 @@ from jaxopt_dl.transforms.fused import fused_adam
 
 
 # --- schedules ------------------------------------------------------------
-from jaxopt_dl.plateau import ReduceLROnPlateauState, reduce_on_plateau
 from jaxopt_dl.schedules import (
-    BatchSizeSchedule,
-    constant_batch_size,
+    ReduceLROnPlateauState,
     constant_schedule,
     cosine_decay_schedule,
     cosine_onecycle_schedule,
     cyclic_schedule,
     exponential_decay,
-    geometric_batch_size,
     inverse_time_decay,
     join_schedules,
     linear_onecycle_schedule,
@@ -88,11 +85,17 @@ from jaxopt_dl.schedules import (
     per_epoch,
     piecewise_constant_schedule,
     polynomial_schedule,
+    reduce_on_plateau,
     sgdr_schedule,
     step_decay,
-    step_doubling_batch_size,
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
+)
+from jaxopt_dl.training.batch_size import (
+    BatchSizeSchedule,
+    constant_batch_size,
+    geometric_batch_size,
+    step_doubling_batch_size,
 )
 
 
@@ -109,6 +112,7 @@ from jaxopt_dl import (
     distributed,
     initializers,
     models,
+    schedules,
     training,
 )
 

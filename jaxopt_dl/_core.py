@@ -93,57 +93,211 @@ def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
 
 
 # --------------------------------------------------------------------------
-# Hyperparameter validation (Python numbers only; traced values pass through)
+# Hyperparameter validation (Python numbers checked at build time; arrays and
+# traced values pass through, so jit/vmap over hyperparameters keeps working)
 # --------------------------------------------------------------------------
 
 
 def is_python_number(value: Any) -> bool:
     """True for Python/NumPy scalars (checked at build time), False for arrays and tracers."""
-    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, bool)
+    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
-def _check(name: str, value: Any, ok: Callable[[float], bool], requirement: str) -> None:
-    if value is None or callable(value) or not is_python_number(value):
+def _is_array(value: Any) -> bool:
+    """A JAX/NumPy array or a tracer: its value is not checked (it may be traced)."""
+    return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _check_number(name: str, value: Any, allow_none: bool) -> bool:
+    """Reject what cannot be a number; True when ``value`` is a Python number to range-check.
+
+    ``None`` passes only with ``allow_none``; a schedule (callable) and an array or
+    tracer pass unchecked; a bool, a string, a complex number or any other object
+    raises ``TypeError`` naming the argument and the value.
+    """
+    if value is None:
+        if allow_none:
+            return False
+        raise TypeError(f"{name} must be a number, got {name}=None")
+    if callable(value):
+        return False
+    if _is_array(value):
+        if not jnp.issubdtype(jnp.result_type(value), jnp.number):
+            raise TypeError(f"{name} must be a numeric array, got {name}={value!r}")
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, not a bool, got {name}={value!r}")
+    if not is_python_number(value) or isinstance(value, (complex, np.complexfloating)):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    return True
+
+
+def _check(
+    name: str,
+    value: Any,
+    ok: Callable[[float], bool],
+    requirement: str,
+    allow_none: bool = False,
+    allow_inf: bool = False,
+) -> None:
+    if not _check_number(name, value, allow_none):
         return
     as_float = float(value)
-    if math.isnan(as_float) or not ok(as_float):
+    if math.isnan(as_float) or (math.isinf(as_float) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+    if not ok(as_float):
         raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
 
 
-def check_nonnegative(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless a Python-number ``value`` is >= 0 (NaN rejected)."""
-    _check(name, value, lambda v: v >= 0, "non-negative")
+def check_nonnegative(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is a finite number >= 0, an array or a schedule.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), or a negative number.
+    """
+    _check(name, value, lambda v: v >= 0, "non-negative", allow_none)
 
 
-def check_positive(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless a Python-number ``value`` is > 0."""
-    _check(name, value, lambda v: v > 0, "positive")
+def check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is a finite number > 0, an array or a schedule.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), or a number <= 0.
+    """
+    _check(name, value, lambda v: v > 0, "positive", allow_none)
 
 
-def check_decay(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless a Python-number decay/momentum lies in [0, 1)."""
-    _check(name, value, lambda v: 0 <= v < 1, "in [0, 1)")
+def check_decay(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise unless a decay/momentum ``value`` lies in [0, 1) (or is an array or a schedule).
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), or a number outside [0, 1).
+    """
+    _check(name, value, lambda v: 0 <= v < 1, "in [0, 1)", allow_none)
 
 
-def check_in_range(name: str, value: Any, low: float, high: float) -> None:
-    """Raise ``ValueError`` unless ``low <= value <= high`` (Python numbers only)."""
-    _check(name, value, lambda v: low <= v <= high, f"in [{low}, {high}]")
+def check_in_range(
+    name: str, value: Any, low: float, high: float, *, allow_none: bool = False
+) -> None:
+    """Raise unless ``low <= value <= high`` (or ``value`` is an array or a schedule).
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      low: the smallest value allowed.
+      high: the largest value allowed (``math.inf`` for no bound: infinity itself is
+        still rejected).
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), or a number out of range.
+    """
+    _check(name, value, lambda v: low <= v <= high, f"in [{low}, {high}]", allow_none)
 
 
-def check_finite(name: str, value: Any) -> None:
-    """Raise ``ValueError`` for a NaN or infinite Python number."""
-    _check(name, value, math.isfinite, "finite")
+def check_finite(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is a finite number (any sign), an array or a schedule.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite").
+    """
+    _check(name, value, lambda v: True, "finite", allow_none)
 
 
-def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
-    """A learning rate: a non-negative, finite number, a schedule, or an array."""
-    check_nonnegative(name, value)
-    check_finite(name, value)
+def check_int(name: str, value: Any, low: int = 0, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is a whole number ``>= low`` (a count: steps, patience, memory).
+
+    Integral floats such as ``10.0`` pass, as in torch; arrays and tracers pass unchecked.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      low: the smallest value allowed.
+      allow_none: accept ``None`` (an optional argument left out).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), a fractional number, or a number
+        below ``low``.
+    """
+    _check(
+        name,
+        value,
+        lambda v: v == int(v) and v >= low,
+        f"an integer >= {low}",
+        allow_none,
+    )
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is a bool (or a boolean array, possibly traced).
+
+    Numbers are rejected on purpose: ``nesterov=1`` or ``"yes"`` reads as a typo.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return
+    if _is_array(value) and jnp.result_type(value) == jnp.bool_:
+        return
+    raise TypeError(f"{name} must be a bool, got {name}={value!r}")
+
+
+def check_learning_rate(
+    value: Any, name: str = "learning_rate", *, allow_none: bool = False
+) -> None:
+    """A learning rate: a non-negative, finite number, a schedule, or an array.
+
+    Args:
+      value: the value given.
+      name: the argument's name, used in the message.
+      allow_none: accept ``None`` (an optimizer whose learning rate is optional).
+
+    Raises:
+      TypeError: ``None`` (unless allowed), a bool, a string or another non-number.
+      ValueError: NaN or infinity ("must be finite"), or a negative number.
+    """
+    check_nonnegative(name, value, allow_none=allow_none)
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      choices: the values allowed.
+    """
+    if isinstance(value, (bool, np.bool_)) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {name}={value!r}")
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import check_nonnegative, check_positive
+from jaxopt_dl._core import check_decay, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "load_digits",
@@ -119,8 +119,13 @@ def load_digits(
     import sklearn.datasets
     import sklearn.model_selection
 
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got test_fraction={test_fraction!r}")
+    check_positive("test_fraction", test_fraction)
+    check_decay("test_fraction", test_fraction)
+    check_int("seed", seed)
+    if not isinstance(standardize, (bool, str)):
+        raise TypeError(
+            f"standardize must be a bool or a string, got standardize={standardize!r}"
+        )
     digits = sklearn.datasets.load_digits()
     x_train, x_test, y_train, y_test = sklearn.model_selection.train_test_split(
         digits.data,
@@ -323,8 +328,7 @@ def rosenbrock(dim: int = 2) -> ToySurface:
       >>> float(rosenbrock().fun(jnp.ones(2)))
       0.0
     """
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got dim={dim!r}")
+    check_int("dim", dim, 2)
 
     def fun(w):
         return jnp.sum(100.0 * (w[1:] - w[:-1] ** 2) ** 2 + (1.0 - w[:-1]) ** 2)

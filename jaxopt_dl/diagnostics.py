@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_dl._core import check_positive, global_norm
+from jaxopt_dl._core import check_int, check_positive, global_norm
 
 __all__ = [
     "GradientCheckResult",
@@ -113,6 +113,7 @@ def gradient_check(
     eps = 1e-6 if eps is None else eps
     check_positive("eps", eps)
     check_positive("tolerance", tolerance)
+    check_int("batch_size", batch_size, 1)
     with jax.enable_x64(True):
         params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         flat, unravel = ravel_pytree(params64)
@@ -145,7 +146,7 @@ def _centered_differences(fun, unravel, flat, eps, batch_size):
         return (fun(unravel(flat + e)) - fun(unravel(flat - e))) / (2 * steps[i])
 
     idx = jnp.arange(flat.shape[0])
-    return jax.lax.map(coordinate, idx, batch_size=min(batch_size, flat.shape[0]))
+    return jax.lax.map(coordinate, idx, batch_size=min(int(batch_size), flat.shape[0]))
 
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import check_nonnegative, check_positive
+from jaxopt_dl._core import check_choice, check_int, check_nonnegative, check_positive
 
 Initializer = Callable[..., jax.Array]
 
@@ -110,12 +110,8 @@ def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
       Glorot & Bengio 2010; He et al. 2015; LeCun et al. 1998 (Efficient BackProp).
     """
     check_positive("scale", scale)
-    if mode not in ("fan_in", "fan_out", "fan_avg"):
-        raise ValueError(f"mode must be one of ('fan_in', 'fan_out', 'fan_avg'), got mode={mode!r}")
-    if distribution not in ("uniform", "normal"):
-        raise ValueError(
-            f"distribution must be one of ('uniform', 'normal'), got distribution={distribution!r}"
-        )
+    check_choice("mode", mode, ("fan_in", "fan_out", "fan_avg"))
+    check_choice("distribution", distribution, ("uniform", "normal"))
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         fan_in, fan_out = fans(shape)
@@ -300,8 +296,7 @@ def sparse(k: int, stddev: float = 1.0) -> Initializer:
       Martens 2010, "Deep learning via Hessian-free optimization"; Goodfellow et al.
       2016, Sec. 8.4.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got k={k!r}")
+    check_int("k", k, 1)
     check_nonnegative("stddev", stddev)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -394,6 +389,8 @@ def bias_from_marginals(freqs: Any) -> Initializer:
       Goodfellow et al. 2016, Sec. 8.4 ("set the bias ... to the marginal statistics of
       the output"; solve softmax(b) = c).
     """
+    if freqs is None or isinstance(freqs, (str, bytes)):
+        raise TypeError(f"freqs must be a 1-D array of class frequencies, got freqs={freqs!r}")
     c = np.asarray(freqs, dtype=np.float64)
     if c.ndim != 1 or c.size == 0:
         raise ValueError(f"freqs must be a non-empty 1-D array, got freqs with shape {c.shape}")

@@ -95,12 +95,22 @@ ALL_SCHEDULES = [(name, lambda b=b: b(jdl)) for name, b in OPTAX_TABLE] + NEW_TA
 
 @pytest.mark.parametrize("name,builder", OPTAX_TABLE, ids=[n for n, _ in OPTAX_TABLE])
 def test_equals_optax_at_steps_0_to_1000(name, builder):
-    # Eager against eager and jitted against jitted: XLA may rewrite x / c as x * (1/c)
-    # under jit, which moves both libraries' values by an ulp of the schedule's scale.
-    for transform in (lambda f: f, jax.jit):
+    # Eager against eager and jitted against jitted, to 2 float32 ulps of the schedule's
+    # scale: XLA may rewrite x / c as x * (1/c) under jit, optax's polynomial fraction
+    # 1 - T/T falls below 0 there (jaxopt_dl clamps it), and jaxopt_dl's cosine keeps the
+    # digits that optax's (1 + cos) / 2 loses near its end.
+    for transform, ulps in ((lambda f: f, 2), (jax.jit, 2)):
         ours = transform(jax.vmap(builder(jdl)))(STEPS)
-        reference = jnp.broadcast_to(transform(jax.vmap(builder(optax)))(STEPS), STEPS.shape)
-        np.testing.assert_allclose(np.asarray(ours), np.asarray(reference), rtol=1e-6, atol=0)
+        reference = np.asarray(
+            jnp.broadcast_to(transform(jax.vmap(builder(optax)))(STEPS), STEPS.shape)
+        )
+        # optax's jitted polynomial gives NaN where 1 - t/T rounds below 0 (a fractional
+        # power of a negative number): there jaxopt_dl must give optax's eager value.
+        eager = np.asarray(jnp.broadcast_to(jax.vmap(builder(optax))(STEPS), STEPS.shape))
+        reference = np.where(np.isnan(reference), eager, reference)
+        assert np.all(np.isfinite(np.asarray(ours)))
+        atol = ulps * 1.2e-7 * float(np.max(np.abs(reference)))
+        np.testing.assert_allclose(np.asarray(ours), reference, rtol=1e-6, atol=atol)
 
 
 @pytest.mark.parametrize("name,make", ALL_SCHEDULES, ids=[n for n, _ in ALL_SCHEDULES])
@@ -158,6 +168,12 @@ TORCH_TABLE = [
         lambda o: sched.ExponentialLR(o, gamma=0.97),
         jdl.exponential_decay(0.1, 1, 0.97),
         200,
+    ),
+    (
+        "ExponentialLR_gamma_0",
+        lambda o: sched.ExponentialLR(o, gamma=0.0),
+        jdl.exponential_decay(0.1, 1, 0.0),
+        5,
     ),
     (
         "CosineAnnealingLR",
@@ -431,7 +447,6 @@ BAD_INPUT = [
     (lambda: jdl.polynomial_schedule(1.0, 0.0, 2, 5, -1), "transition_begin", "-1"),
     (lambda: jdl.exponential_decay(1.0, 0, 0.5), "transition_steps", "0"),
     (lambda: jdl.exponential_decay(1.0, 10, -0.5), "decay_rate", "-0.5"),
-    (lambda: jdl.exponential_decay(1.0, 10, 0.0), "decay_rate", "0.0"),
     (lambda: jdl.cosine_decay_schedule(1.0, 0), "decay_steps", "0"),
     (lambda: jdl.warmup_cosine_decay_schedule(0.0, 1.0, 200, 100), "warmup_steps", "200"),
     (lambda: jdl.warmup_cosine_decay_schedule(0.0, 1.0, 100, 100), "decay_steps", "100"),
@@ -467,13 +482,6 @@ BAD_INPUT = [
     (lambda: jdl.cyclic_schedule(0.1, 1.0, 10, -2), "step_size_down", "-2"),
     (lambda: jdl.cyclic_schedule(0.1, 1.0, mode="sawtooth"), "mode", "sawtooth"),
     (lambda: jdl.cyclic_schedule(0.1, 1.0, mode="exp_range", gamma=0.0), "gamma", "0.0"),
-    (lambda: jdl.constant_batch_size(0), "batch_size", "0"),
-    (lambda: jdl.step_doubling_batch_size(32, 0), "every", "0"),
-    (lambda: jdl.step_doubling_batch_size(32, 5, factor=0.5), "factor", "0.5"),
-    (lambda: jdl.step_doubling_batch_size(32, 5, max_batch_size=16), "max_batch_size", "16"),
-    (lambda: jdl.geometric_batch_size(16, 0.9, 128), "growth", "0.9"),
-    (lambda: jdl.geometric_batch_size(-16, 1.5, 128), "initial", "-16"),
-    (lambda: jdl.constant_batch_size(8)(-1), "epoch", "-1"),
 ]
 
 
@@ -481,55 +489,3 @@ BAD_INPUT = [
 def test_bad_input_raises_value_error_naming_argument_and_value(make, name, value):
     with pytest.raises(ValueError, match=rf"{name}.*{value}"):
         make()
-
-
-# --------------------------------------------------------------------------
-# Batch-size schedules
-# --------------------------------------------------------------------------
-
-BATCH_TABLE = [
-    (jdl.constant_batch_size(64), lambda e: 64),
-    (jdl.step_doubling_batch_size(32, 5), lambda e: 32 * 2 ** (e // 5)),
-    (
-        jdl.step_doubling_batch_size(32, 3, 4, max_batch_size=1000),
-        lambda e: min(1000, 32 * 4 ** (e // 3)),
-    ),
-    (jdl.geometric_batch_size(16, 1.5, 500), lambda e: min(500, int(round(16 * 1.5**e)))),
-    (jdl.geometric_batch_size(10, 2, 10**9), lambda e: min(10**9, 10 * 2**e)),
-]
-
-
-@pytest.mark.parametrize("schedule,formula", BATCH_TABLE)
-def test_batch_size_schedules(schedule, formula):
-    sizes = [schedule(e) for e in range(60)]
-    assert sizes == [formula(e) for e in range(60)]
-    assert all(isinstance(s, int) for s in sizes)
-    assert all(b >= a for a, b in zip(sizes, sizes[1:]))
-    assert isinstance(schedule(10**6), int)
-
-
-def test_lr_decay_by_k_matches_batch_growth_by_k_on_noisy_quadratic():
-    # The docstrings' claim: the stationary variance of SGD on a quadratic with curvature a
-    # and per-example gradient noise sigma is eps sigma^2 / (B a (2 - eps a)) ~ eps/B for
-    # small eps, so (eps/k, B) and (eps, kB) wander alike and k times less than (eps, B).
-    # Minibatch noise of a batch of B independent examples has std sigma / sqrt(B).
-    a, sigma, k = 0.5, 1.0, 4
-    settings = jnp.array([[0.1, 8.0], [0.1 / k, 8.0], [0.1, 8.0 * k]])  # (eps, B)
-
-    def stationary_variance(eps_and_batch, key):
-        eps, batch = eps_and_batch
-
-        def step(w, key):
-            w = w - eps * (a * w + sigma / jnp.sqrt(batch) * jax.random.normal(key, (256,)))
-            return w, w
-
-        _, path = jax.lax.scan(step, jnp.zeros(256), jax.random.split(key, 3000))
-        return jnp.var(path[1000:])
-
-    var = jax.jit(jax.vmap(stationary_variance, in_axes=(0, None)))(settings, jax.random.PRNGKey(1))
-    exact = settings[:, 0] * sigma**2 / (settings[:, 1] * a * (2 - settings[:, 0] * a))
-    # 256 chains x 2000 correlated steps (correlation time ~1/(eps a) <= 80): >6000 effective
-    # samples, so the relative standard error of each variance is < 2%; 10% is a wide margin.
-    np.testing.assert_allclose(np.asarray(var), np.asarray(exact), rtol=0.1)
-    np.testing.assert_allclose(float(var[1] / var[2]), 1.0, atol=0.1)
-    assert float(var[0]) > 3 * float(var[1])

@@ -9,16 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import check_finite, check_positive, is_python_number
+from jaxopt_dl._core import check_int, check_positive
 
 
 def check_maxiter_tol(maxiter: Any, tol: Any) -> None:
-    """``maxiter`` a positive int and ``tol`` a positive finite number (Python values only)."""
-    if is_python_number(maxiter) and float(maxiter) != int(maxiter):
-        raise ValueError(f"maxiter must be a positive integer, got maxiter={maxiter!r}")
-    check_positive("maxiter", maxiter)
+    """``maxiter`` a positive integer and ``tol`` a positive finite number."""
+    check_int("maxiter", maxiter, 1)
     check_positive("tol", tol)
-    check_finite("tol", tol)
 
 
 def as_float_tree(x0: Any) -> Any:

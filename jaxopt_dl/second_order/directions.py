@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_dl._core import check_nonnegative, check_positive
+from jaxopt_dl._core import check_int, check_nonnegative
 
 __all__ = [
     "Direction",
@@ -303,7 +303,7 @@ def lbfgs(memory: int = 10) -> Direction:
       Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 7.4 (2006);
       Liu & Nocedal, On the limited memory BFGS method (1989).
     """
-    check_positive("memory", memory)
+    check_int("memory", memory, 1)
     if isinstance(memory, bool) or not isinstance(memory, int):
         raise ValueError(f"memory must be a positive int, got memory={memory!r}")
 

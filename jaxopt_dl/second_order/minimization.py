@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_dl._core import check_choice, check_decay, check_positive
+from jaxopt_dl._core import check_choice, check_decay, check_int, check_positive
 from jaxopt_dl.second_order import directions, linesearch
 from jaxopt_dl.second_order._inputs import (
     as_float_tree,
@@ -140,7 +140,7 @@ def _check_options(opts: dict[str, Any]) -> None:
     for name in ("c1", "c2", "shrink"):
         check_positive(name, opts[name])
         check_decay(name, opts[name])
-    check_positive("linesearch_maxiter", opts["linesearch_maxiter"])
+    check_int("linesearch_maxiter", opts["linesearch_maxiter"], 1)
 
 
 def _search(opts: dict[str, Any]) -> Callable:

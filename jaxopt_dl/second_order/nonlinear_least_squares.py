@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_dl._core import check_choice, check_positive
+from jaxopt_dl._core import check_bool, check_choice, check_int, check_positive
 from jaxopt_dl.second_order._inputs import (
     as_float_tree,
     cached_jit,
@@ -89,8 +89,9 @@ def least_squares(
     """
     check_choice("method", method, LEAST_SQUARES_METHODS)
     check_maxiter_tol(maxiter, tol)
+    check_bool("diagonal_scaling", diagonal_scaling)
     check_positive("damping", damping)
-    check_positive("max_rejections", max_rejections)
+    check_int("max_rejections", max_rejections, 1)
     x0 = as_float_tree(x0)
     check_x0(x0)
     shape = output_shape(residual_fn, x0, "residual_fn")

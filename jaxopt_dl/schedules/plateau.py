@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jaxopt_dl._core import (
     GradientTransformationExtraArgs,
     check_decay,
-    check_finite,
     check_in_range,
+    check_int,
     check_nonnegative,
     check_positive,
     register_rate_scale,
@@ -104,14 +104,12 @@ def reduce_on_plateau(
     """
     check_positive("factor", factor)
     check_decay("factor", factor)
-    check_nonnegative("patience", patience)
+    check_int("patience", patience, 0)
     check_in_range("rtol", rtol, 0.0, 1.0)
     check_nonnegative("atol", atol)
-    check_finite("atol", atol)
-    check_nonnegative("cooldown", cooldown)
-    check_positive("accumulation_size", accumulation_size)
+    check_int("cooldown", cooldown, 0)
+    check_int("accumulation_size", accumulation_size, 1)
     check_nonnegative("min_scale", min_scale)
-    check_finite("min_scale", min_scale)
 
     def init_fn(params):
         del params

@@ -1,0 +1,132 @@
+"""The central hyperparameter checks of ``_core``: what they reject, and what passes.
+
+Rejected: ``None`` (unless allowed), strings, bools where numbers go and numbers where
+bools go, NaN and infinity ("must be finite"), out-of-range values -- each with a
+``TypeError``/``ValueError`` naming the argument and the value. Passed unchecked:
+arrays and traced values, so jit and vmap over hyperparameters keep working.
+"""
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_dl import _core
+
+NUMBER_CHECKS = {
+    "nonnegative": lambda v, **kw: _core.check_nonnegative("arg", v, **kw),
+    "positive": lambda v, **kw: _core.check_positive("arg", v, **kw),
+    "decay": lambda v, **kw: _core.check_decay("arg", v, **kw),
+    "in_range": lambda v, **kw: _core.check_in_range("arg", v, 0.0, 2.0, **kw),
+    "finite": lambda v, **kw: _core.check_finite("arg", v, **kw),
+    "int": lambda v, **kw: _core.check_int("arg", v, 0, **kw),
+    "learning_rate": lambda v, **kw: _core.check_learning_rate(v, "arg", **kw),
+}
+
+WRONG_KIND = [None, "0.1", True, False, np.bool_(True), 1j, [0.1], object()]
+
+
+@pytest.mark.parametrize("check", sorted(NUMBER_CHECKS))
+@pytest.mark.parametrize("value", WRONG_KIND, ids=repr)
+def test_a_non_number_raises_type_error_naming_argument_and_value(check, value):
+    with pytest.raises(TypeError, match=r"arg.*" + _escaped(value)):
+        NUMBER_CHECKS[check](value)
+
+
+@pytest.mark.parametrize("check", sorted(NUMBER_CHECKS))
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, np.float32("nan")], ids=repr)
+def test_nan_and_infinity_must_be_finite(check, value):
+    with pytest.raises(ValueError, match=r"arg must be finite, got arg=" + _escaped(value)):
+        NUMBER_CHECKS[check](value)
+
+
+OUT_OF_RANGE = [
+    ("nonnegative", -1e-9),
+    ("positive", 0),
+    ("positive", -2),
+    ("decay", 1.0),
+    ("decay", -0.1),
+    ("in_range", 2.5),
+    ("int", 1.5),
+    ("int", -1),
+    ("learning_rate", -0.1),
+]
+
+
+@pytest.mark.parametrize("check,value", OUT_OF_RANGE)
+def test_out_of_range_raises_value_error_naming_argument_and_value(check, value):
+    with pytest.raises(ValueError, match=r"arg must be .*, got arg=" + _escaped(value)):
+        NUMBER_CHECKS[check](value)
+
+
+IN_RANGE = [
+    ("nonnegative", 0),
+    ("positive", np.float32(1e-30)),
+    ("decay", 0.0),
+    ("decay", 0.999),
+    ("in_range", 2),
+    ("finite", -1e300),
+    ("int", 3),
+    ("int", 10.0),
+    ("int", np.int64(7)),
+    ("learning_rate", 0.0),
+]
+
+
+@pytest.mark.parametrize("check,value", IN_RANGE)
+def test_values_in_range_pass(check, value):
+    NUMBER_CHECKS[check](value)
+
+
+@pytest.mark.parametrize("check", sorted(NUMBER_CHECKS))
+def test_none_passes_only_when_allowed(check):
+    NUMBER_CHECKS[check](None, allow_none=True)
+    with pytest.raises(TypeError, match="arg.*None"):
+        NUMBER_CHECKS[check](None)
+
+
+@pytest.mark.parametrize("check", sorted(set(NUMBER_CHECKS) - {"int"}))
+def test_arrays_schedules_and_traced_values_pass_under_jit_and_vmap(check):
+    fn = NUMBER_CHECKS[check]
+    fn(jnp.asarray(-5.0))  # a concrete array is not range-checked (it may be a sweep)
+    fn(np.asarray([0.1, 0.2]))
+    fn(lambda step: 0.1)
+
+    def checked(value):
+        fn(value)
+        return value * 2
+
+    np.testing.assert_allclose(jax.jit(checked)(0.5), 1.0)
+    np.testing.assert_allclose(jax.jit(jax.vmap(checked))(jnp.asarray([0.1, 0.5])), [0.2, 1.0])
+
+
+def test_traced_integer_counts_pass_and_boolean_arrays_are_not_numbers():
+    jax.jit(lambda n: _core.check_int("n", n) or n)(3)
+    with pytest.raises(TypeError, match="arg must be a numeric array"):
+        _core.check_positive("arg", jnp.asarray([True, False]))
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(False), jnp.asarray(True)], ids=repr)
+def test_check_bool_accepts_bools(value):
+    _core.check_bool("flag", value)
+    jax.jit(lambda b: _core.check_bool("flag", b) or b)(value)
+
+
+@pytest.mark.parametrize("value", [1, 0, 1.0, "yes", None, jnp.asarray(1)], ids=repr)
+def test_check_bool_rejects_numbers_strings_and_none(value):
+    with pytest.raises(TypeError, match="flag must be a bool, got flag="):
+        _core.check_bool("flag", value)
+
+
+def test_check_choice_rejects_bools_and_unknown_values():
+    _core.check_choice("mode", "a", ("a", "b"))
+    for value in ("c", None, True):
+        with pytest.raises(ValueError, match=f"mode must be one of .*, got mode={value!r}"):
+            _core.check_choice("mode", value, ("a", "b"))
+
+
+def _escaped(value) -> str:
+    return re.escape(repr(value))
