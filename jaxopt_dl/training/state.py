@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax.training import train_state
 
+from jaxopt_dl import fused
 from jaxopt_dl._core import GradientTransformation
 
 __all__ = ["TrainState", "create_train_state"]
@@ -36,6 +37,19 @@ class TrainState(train_state.TrainState):
     nonfinite_streak: jax.Array
     nonfinite_total: jax.Array
     nonfinite_leaf: jax.Array
+
+    def apply_gradients(self, *, grads: Any, **kwargs: Any) -> "TrainState":
+        """One optimizer step (the fused kernel where it applies: :func:`jaxopt_dl.fused.apply_gradients`).
+
+        Args:
+          grads: gradients, a tree like ``params``.
+          **kwargs: other fields to replace.
+
+        Returns:
+          The state with ``step + 1``, the new params and optimizer state.
+        """
+        params, opt_state = fused.apply_gradients(self.tx, grads, self.opt_state, self.params)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
     def variables(self, params: Optional[Any] = None) -> dict:
         """The ``variables`` dict ``model.apply`` expects (``params`` overrides the state's)."""
