@@ -5,10 +5,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo docs clean
 
-$(STAMP): pyproject.toml
+# The fused CPU kernel (jaxopt_dl/fused/fused_update.cc) is compiled by setup.py against
+# the venv's own jax (no build isolation), so installing works offline once jax is there.
+$(STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' 'jax>=0.4.30' 'jaxlib>=0.4.30'
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -21,4 +23,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis build jaxopt_dl/fused/*.so
