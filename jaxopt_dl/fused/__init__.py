@@ -9,6 +9,8 @@ optimizer, on GPU/TPU, or where the kernel was not built, it runs ``tx.update`` 
 """
 
 from jaxopt_dl.fused._kernel import kernel_available, local_program
+from jaxopt_dl.fused.devices import over_host_devices
 from jaxopt_dl.fused.step import apply_gradients, fusable
 
-__all__ = ["apply_gradients", "fusable", "kernel_available", "local_program"]
+__all__ = ["apply_gradients", "fusable", "kernel_available", "local_program",
+           "over_host_devices"]
