@@ -381,8 +381,9 @@ def write_markdown(r):
         rows.append((f"sweep of 16 lrs on 2 host devices vs 1 device vs 16 sequential runs: "
                      f"MLP{tuple(s['hidden'])}, batch {s['batch_size']}, {s['epochs']} epochs",
                      ">= 1.7 (2 vs 1 device)",
-                     f"{s['speedup_2_devices_vs_1']:.2f}x (2 devices {s['sweep_2_devices_s']:.2f} s, "
-                     f"1 device {s['sweep_s']:.2f} s, 16 sequential {s['sixteen_sequential_s']:.2f} s)",
+                     f"{s['speedup_2_devices_vs_1']:.2f}x (2 devices "
+                     f"{s['sweep_2_devices_s']:.2f} s, 1 device {s['sweep_s']:.2f} s, "
+                     f"16 sequential {s['sixteen_sequential_s']:.2f} s)",
                      s["speedup_2_devices_vs_1"] >= 1.7))
     lines = ["## Training", "",
              f"`python benchmarks/training.py{' --quick' if r.get('quick') else ''}` on "

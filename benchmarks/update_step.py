@@ -199,8 +199,9 @@ def markdown(report):
              "compare ratios); fused kernel available: " + str(report["kernel"]) + ". "
              "\"default step\": `jdl.fused.apply_gradients`, what "
              "`TrainState.apply_gradients` runs; \"plain\": `update` + `apply_updates`; "
-             "\"x optax\": against optax's same algorithm." + ("" if m.get("gpu") else " No GPU was available to this run, "
-                                      "so there is no GPU table."), ""]
+             "\"x optax\": against optax's same algorithm."
+             + ("" if m.get("gpu") else " No GPU was available to this run, so there is no GPU "
+                "table."), ""]
     for tree, r in report["trees"].items():
         lines += [f"**tree {tree}** ({r['leaves']} leaves, {r['params'] / 1e6:.2f}M params; "
                   f"load average when done {r.get('load_avg_at_end', float('nan')):.1f})", "",

@@ -242,3 +242,22 @@ def test_several_devices_only_in_a_local_program():
     )
     out = _child(code, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert out == ["2", "False", "True"]
+
+
+ALIASES = {
+    "adam_no_bias_correction": lambda: jdl.adam(1e-3, bias_correction=False),
+    "adam_bf16_mu_nu": lambda: jdl.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+    "adamw_schedule": lambda: jdl.adamw(SCHEDULE, weight_decay=0.01),
+    "sgd_nesterov": lambda: jdl.sgd(1e-2, momentum=0.9, nesterov=True),
+}
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", list(ALIASES))
+def test_jaxopt_dl_aliases(name):
+    """The aliases themselves, once they carry their metadata and optax's state."""
+    tx = ALIASES[name]()
+    if not _core.metadata(tx).get("optimizer"):
+        pytest.skip("this alias does not carry its metadata yet")
+    assert jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
+    assert_same_step(*run_both(tx))

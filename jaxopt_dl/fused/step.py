@@ -46,10 +46,10 @@ class _Rule(NamedTuple):
 def _adam_scalars(hp: dict, count: jax.Array, rate: jax.Array) -> list:
     """Adam's kernel scalars at the new ``count`` (the formulas of ``scale_by_adam``)."""
     b1, b2 = hp["b1"], hp["b2"]
-    if hp.get("bias_correction", True):
-        rc1, rc2 = 1 / (1 - b1**count), 1 / (1 - b2**count)
-    else:
-        rc1 = rc2 = 1.0
+    rc1 = rc2 = 1.0
+    if hp.get("bias_correction", True):  # the reciprocals XLA multiplies the moments by
+        one = jnp.ones([], jnp.float32)
+        rc1, rc2 = (_core.tree_bias_correction(one, b, count) for b in (b1, b2))
     return [b1, 1 - b1, b2, 1 - b2, rc1, rc2, hp["eps"], hp["eps_root"], -rate,
             hp.get("weight_decay", 0.0), _kernel.as_bf16_factor(b1),
             _kernel.as_bf16_factor(b2)]

@@ -39,7 +39,7 @@ class TrainState(train_state.TrainState):
     nonfinite_leaf: jax.Array
 
     def apply_gradients(self, *, grads: Any, **kwargs: Any) -> "TrainState":
-        """One optimizer step (the fused kernel where it applies: :func:`jaxopt_dl.fused.apply_gradients`).
+        """One optimizer step through :func:`jaxopt_dl.fused.apply_gradients` (fused on CPU).
 
         Args:
           grads: gradients, a tree like ``params``.
