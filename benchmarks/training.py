@@ -294,8 +294,8 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     results = {"device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
                "load_avg_at_start": os.getloadavg()[0]}
-    results["epoch_vs_torch"] = [epoch_vs_torch(name, 2 if args.quick else 5,
-                                                3 if args.quick else 5)
+    results["epoch_vs_torch"] = [epoch_vs_torch(name, 1 if args.quick else 3,
+                                                2 if args.quick else 5)
                                  for name in ("MLP", "CNN", "ResNet")]
     print("epoch vs torch", results["epoch_vs_torch"], flush=True)
     seeds = (0,) if args.quick else (0, 1, 2)

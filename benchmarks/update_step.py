@@ -72,6 +72,21 @@ def _default_step(opt):
     return step, opt.init
 
 
+SCAN_STEPS = 10
+
+
+def _scanned_step(opt):
+    """``SCAN_STEPS`` default steps inside one program, as ``fit``'s epoch scan runs them."""
+
+    def step(p, g, s):
+        def body(carry, _):
+            return jdl.fused.apply_gradients(opt, g, carry[1], carry[0]), None
+
+        return jax.lax.scan(body, (p, s), None, length=SCAN_STEPS)[0]
+
+    return step, opt.init
+
+
 def _plain_step(opt):
     def step(p, g, s):
         u, s = opt.update(g, s, p)
@@ -89,6 +104,8 @@ def _methods():
     sgdm = described(jdl.sgd, optax.sgd, learning_rate=LR, momentum=0.9)
     return {  # name -> (algorithm, step function, init function)
         "jdl.adam, default step": ("adam", *_default_step(adam)),
+        f"jdl.adam, default step in a scan (per step of {SCAN_STEPS})": (
+            "adam", *_scanned_step(adam)),
         "jdl.adam bf16 moments, default step": ("adam_bf16", *_default_step(adam_bf16)),
         "jdl.adam, plain": ("adam", *_plain_step(jdl.adam(LR))),
         "jdl.adam bf16 moments, plain": ("adam_bf16", *_plain_step(
@@ -156,7 +173,8 @@ def measure(shapes, rounds, iters, progress, torch_methods):
             t0 = time.perf_counter()
             for _ in range(iters):
                 run()
-            times[name].append((time.perf_counter() - t0) / iters)
+            steps = SCAN_STEPS if "in a scan" in name else 1
+            times[name].append((time.perf_counter() - t0) / iters / steps)
         progress.update(1)
     for name, ts in times.items():
         med = statistics.median(ts)
