@@ -261,3 +261,26 @@ def test_jaxopt_dl_aliases(name):
         pytest.skip("this alias does not carry its metadata yet")
     assert jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
     assert_same_step(*run_both(tx))
+
+
+def _pool_threads():
+    """Ids of this process's threads named as the kernel's workers."""
+    tasks = Path("/proc/self/task")
+    return {t.name for t in tasks.iterdir() if (t / "comm").read_text().strip() == "jdl-fused"}
+
+
+@needs_kernel
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_threads_persist_between_steps():
+    """The kernel's workers start once and stay; later steps start no thread."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 2**20, dtype=jnp.float32)}
+    tx = CASES["adam"]()
+    step, state = fused_step(tx), tx.init(params)
+    params, state = step(params, grads_at(0, params), state)
+    jax.block_until_ready(params)
+    workers = _pool_threads()
+    assert len(workers) == (os.cpu_count() or 1) - 1
+    for t in range(1, 6):
+        params, state = step(params, grads_at(t, params), state)
+    jax.block_until_ready(params)
+    assert _pool_threads() == workers

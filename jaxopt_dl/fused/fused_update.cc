@@ -28,6 +28,10 @@
 #include <thread>
 #include <vector>
 
+#ifdef __linux__
+#include <pthread.h>
+#endif
+
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -82,6 +86,9 @@ class Pool {
   }
 
   void Loop(int part) {
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "jdl-fused");
+#endif
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
