@@ -396,7 +396,7 @@ def write_markdown(r):
     section = "\n".join(lines) + "\n"
     path = os.path.join(HERE, "RESULTS.md")
     text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    pattern = re.compile(r"## Training\n.*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(r"## Training\n.*?(?=\n## |\n<!-- |\Z)", re.S)
     text = pattern.sub(section.rstrip("\n") + "\n", text) if pattern.search(text) else (
         text.rstrip("\n") + "\n\n" + section)
     with open(path, "w") as f:
