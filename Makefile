@@ -7,16 +7,18 @@ DEMO_STAMP := $(VENV)/.installed-runtime
 
 .PHONY: test demo docs clean
 
+# The fused CPU kernel (jaxopt_dl/fused/fused_update.cc) is compiled by setup.py against
+# the venv's own jax (no build isolation), so installing works offline once jax is there.
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' 'jax>=0.4.30' 'jaxlib>=0.4.30'
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
-$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+$(DEMO_STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --no-build-isolation -e .
 	touch $(DEMO_STAMP)
 
 test: $(STAMP)
@@ -29,4 +31,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis build jaxopt_dl/fused/*.so

@@ -66,7 +66,6 @@ from jaxopt_dl.transforms import (
     trace,
     velocity,
 )
-from jaxopt_dl.transforms.fused import fused_adam
 
 
 # --- schedules ------------------------------------------------------------
@@ -110,6 +109,7 @@ from jaxopt_dl import (
     data,
     diagnostics,
     distributed,
+    fused,
     initializers,
     models,
     schedules,

@@ -1,7 +1,15 @@
-"""fused_adam against jdl.adam (itself optax.adam for float32): moments bitwise, params to rtol 2e-5."""
+"""The fused step against the plain optax step: moments bitwise, params to rtol 2e-5.
+
+The optimizers are built with optax and carry the metadata the jaxopt_dl aliases
+attach (``_core.with_metadata``), so the state structure is optax's own.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import chex
-import flax.training.train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,16 +17,24 @@ import optax
 import pytest
 
 import jaxopt_dl as jdl
-from jaxopt_dl import _fused
+from jaxopt_dl import _core
+from jaxopt_dl.fused import _kernel
 
-STEPS = 50
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 20
 PARAMS = {
     "big": jnp.linspace(-1.0, 1.0, 3000, dtype=jnp.float32),
     "w": jnp.arange(21, dtype=jnp.float32).reshape(3, 7) / 21,
-    "b16": jnp.ones((5,), jnp.bfloat16),
-    "half": jnp.ones((4,), jnp.float16) * 0.5,
     "nested": [jnp.zeros((2, 2), jnp.float32), jnp.full((6,), 2.0, jnp.float32)],
+    "scalar": jnp.asarray(0.5, jnp.float32),
 }
+
+needs_kernel = pytest.mark.skipif(not _kernel.kernel_available(),
+                                  reason="the fused kernel was not built")
+
+
+def described(tx, optimizer, **hyperparams):
+    return _core.with_metadata(tx, optimizer=optimizer, hyperparams=hyperparams)
 
 
 def grads_at(t, params):
@@ -28,202 +44,243 @@ def grads_at(t, params):
     )
 
 
-CASES = [  # (name, reference factory, fused factory)
-    ("plain", lambda: jdl.adam(1e-2), lambda: jdl.fused_adam(1e-2)),
-    ("jdl_eps_root", lambda: jdl.adam(3e-3, b1=0.8, eps_root=1e-6),
-     lambda: jdl.fused_adam(3e-3, b1=0.8, eps_root=1e-6)),
-    ("schedule", lambda: jdl.adam(optax.cosine_decay_schedule(1e-2, STEPS)),
-     lambda: jdl.fused_adam(optax.cosine_decay_schedule(1e-2, STEPS))),
-    ("no_bias_correction", lambda: jdl.adam(1e-3, bias_correction=False),
-     lambda: jdl.fused_adam(1e-3, bias_correction=False)),
-    ("bf16_mu", lambda: jdl.adam(1e-3, mu_dtype=jnp.bfloat16),
-     lambda: jdl.fused_adam(1e-3, mu_dtype=jnp.bfloat16)),
-]
+SCHEDULE = optax.cosine_decay_schedule(1e-2, STEPS)
+CASES = {
+    "adam": lambda: described(optax.adam(1e-2), "adam", learning_rate=1e-2),
+    "adam_b1_eps_root": lambda: described(optax.adam(3e-3, b1=0.8, eps_root=1e-6), "adam",
+                                          learning_rate=3e-3, b1=0.8, eps_root=1e-6),
+    "adam_schedule": lambda: described(optax.adam(SCHEDULE), "adam", learning_rate=SCHEDULE),
+    "adam_bf16_mu": lambda: described(optax.adam(1e-3, mu_dtype=jnp.bfloat16), "adam",
+                                      learning_rate=1e-3, mu_dtype=jnp.bfloat16),
+    "adamw": lambda: described(optax.adamw(1e-2, weight_decay=0.1), "adamw",
+                               learning_rate=1e-2, weight_decay=0.1),
+    "sgd_momentum": lambda: described(optax.sgd(1e-2, momentum=0.9), "sgd",
+                                      learning_rate=1e-2, momentum=0.9),
+    "sgd_nesterov_schedule": lambda: described(
+        optax.sgd(SCHEDULE, momentum=0.8, nesterov=True), "sgd",
+        learning_rate=SCHEDULE, momentum=0.8, nesterov=True),
+    "sgd_bf16_trace": lambda: described(
+        optax.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16), "sgd",
+        learning_rate=1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+}
 
 
-def run(reference, fused, mode):
-    """Both optimizers for STEPS jitted steps; returns final params and moments."""
-
-    def ref_step(p, g, s):
-        u, s = reference.update(g, s, p)
+def plain_step(tx):
+    def step(p, g, s):
+        u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
-
-    def fused_step(p, g, s):
-        if mode == "return_params":
-            return fused.update(g, s, p, return_params=True)
-        if mode == "chain":  # the fused transform inside an optax chain
-            return fused_step.chained(p, g, s)
-        u, s = fused.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    chained = optax.chain(optax.identity(), fused)
-
-    def chain_step(p, g, s):
-        u, s = chained.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    fused_step.chained = chain_step
-    ref_jit, fused_jit = jax.jit(ref_step), jax.jit(fused_step, donate_argnums=(0, 2))
-    p1, s1 = PARAMS, reference.init(PARAMS)
-    p2 = jax.tree.map(jnp.copy, PARAMS)
-    s2 = chained.init(p2) if mode == "chain" else fused.init(p2)
-    for t in range(STEPS):
-        g = grads_at(t, PARAMS)
-        p1, s1 = ref_jit(p1, g, s1)
-        p2, s2 = fused_jit(p2, g, s2)
-    adam2 = s2[1][0] if mode == "chain" else s2[0]
-    return (p1, s1[0].mu, s1[0].nu), (p2, adam2.mu, adam2.nu)
+    return jax.jit(step)
 
 
-# Every configuration with plain update + apply; the other two modes on two of them
-# (to keep the number of compiles low).
-TABLE = [(c, "updates") for c in CASES] + [
-    (c, mode) for c in CASES if c[0] in ("plain", "bf16_mu") for mode in ("return_params", "chain")
-]
+def fused_step(tx):
+    return jax.jit(lambda p, g, s: jdl.fused.apply_gradients(tx, g, s, p), donate_argnums=(0, 2))
 
 
-@pytest.mark.parametrize("case,mode", TABLE, ids=[f"{c[0]}-{m}" for c, m in TABLE])
-def test_matches_adam(case, mode):
-    _, reference, fused = case
-    (p1, mu1, nu1), (p2, mu2, nu2) = run(reference(), fused(), mode)
-    # Moments: the kernel performs XLA's own operations, bit for bit.
-    chex.assert_trees_all_equal(mu1, mu2)
-    chex.assert_trees_all_equal(nu1, nu2)
-    # Parameters: XLA contracts p + lr * d into an FMA only in some fusions, so the
-    # last bit can differ; 50 steps stay far inside optax-parity tolerance.
+def run_both(tx, params=PARAMS, steps=STEPS):
+    p1, s1 = params, tx.init(params)
+    p2, s2 = jax.tree.map(jnp.copy, params), tx.init(params)
+    plain, fused = plain_step(tx), fused_step(tx)
+    for t in range(steps):
+        g = grads_at(t, params)
+        p1, s1 = plain(p1, g, s1)
+        p2, s2 = fused(p2, g, s2)
+    return (p1, s1), (p2, s2)
+
+
+def assert_same_step(a, b):
+    (p1, s1), (p2, s2) = a, b
+    # The state: optax's structure, moments and counters bit for bit.
+    chex.assert_trees_all_equal_structs(s1, s2)
+    chex.assert_trees_all_equal(s1, s2)
+    # Parameters: the kernel applies p + (-lr) * d as one fused multiply-add.
     chex.assert_trees_all_close(p1, p2, rtol=2e-5, atol=1e-7)
 
 
-def test_kernel_is_used_on_cpu():
-    """On a single-device CPU the f32 leaves really go through the FFI kernel."""
-    if not _fused.kernel_available():
-        pytest.skip("fused kernel not buildable here")
-    opt = jdl.fused_adam(1e-3)
-    hlo = jax.jit(lambda g, s: opt.update(g, s)).lower(PARAMS, opt.init(PARAMS)).as_text()
-    assert "jaxopt_dl_fused_adam" in hlo
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_plain_step(name):
+    assert_same_step(*run_both(CASES[name]()))
 
 
-def test_fallback_equals_plain_adam():
-    """use_kernel=False is exactly jdl.adam (same program)."""
-    (p1, mu1, nu1), (p2, mu2, nu2) = run(jdl.adam(1e-2), jdl.fused_adam(1e-2, use_kernel=False), "updates")
-    chex.assert_trees_all_equal((p1, mu1, nu1), (p2, mu2, nu2))
+@needs_kernel
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_runs_the_step(name):
+    tx = CASES[name]()
+    hlo = fused_step(tx).lower(PARAMS, PARAMS, tx.init(PARAMS)).as_text()
+    assert "jaxopt_dl_fused_" in hlo
+    assert jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize("tx", [
+    optax.adam(1e-2),  # no metadata
+    described(optax.rmsprop(1e-2), "rmsprop", learning_rate=1e-2),  # no kernel
+    described(optax.sgd(1e-2), "sgd", learning_rate=1e-2),  # no momentum
+    described(optax.adam(1e-2, nesterov=True), "adam", learning_rate=1e-2, nesterov=True),
+    described(optax.chain(optax.clip(1.0), optax.adam(1e-2)), "adam", learning_rate=1e-2),
+], ids=["no_metadata", "rmsprop", "sgd_no_momentum", "nadam", "unknown_state"])
+def test_other_optimizers_take_the_plain_path(tx):
+    """Without a kernel rule, or a state of another structure, it is exactly update + apply."""
+    assert not jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
+    (p1, s1), (p2, s2) = run_both(tx, steps=3)
+    chex.assert_trees_all_equal((p1, s1), (p2, s2))
+
+
+def test_mixed_dtypes_take_the_plain_path():
+    params = {**PARAMS, "b16": jnp.ones((5,), jnp.bfloat16)}
+    tx = CASES["adam"]()
+    assert not jdl.fused.fusable(tx, tx.init(params), params)
+    (p1, s1), (p2, s2) = run_both(tx, params, steps=3)
+    chex.assert_trees_all_equal((p1, s1), (p2, s2))
+
+
+@needs_kernel
+def test_bf16_second_moment():
+    """bf16 ``nu`` (optax.scale_by_adam has no nu_dtype: the state is cast by hand)."""
+    tx = CASES["adam"]()
+    params = {"w": jnp.linspace(-1.0, 1.0, 4096, dtype=jnp.float32)}
+
+    def to_bf16(state):
+        adam_state, rest = state
+        return adam_state._replace(
+            mu=jax.tree.map(lambda m: m.astype(jnp.bfloat16), adam_state.mu),
+            nu=jax.tree.map(lambda v: v.astype(jnp.bfloat16), adam_state.nu)), rest
+
+    def plain(p, g, s):  # optax's numbers with bf16 storage: cast back after the step
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), to_bf16(s)
+
+    p1 = p2 = params
+    s1 = s2 = to_bf16(tx.init(params))
+    for t in range(STEPS):
+        g = grads_at(t, params)
+        p1, s1 = jax.jit(plain)(p1, g, s1)
+        p2, s2 = fused_step(tx)(jax.tree.map(jnp.copy, p2), g, s2)
+    assert_same_step((p1, s1), (p2, s2))
+
+
+@needs_kernel
+def test_threaded_leaf_matches():
+    """A leaf large enough for the thread pool (more than 2**19 elements)."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 2**20 + 77, dtype=jnp.float32), "b": jnp.ones(3)}
+    assert_same_step(*run_both(CASES["adamw"](), params, steps=3))
 
 
 def test_vmap_over_learning_rate():
+    """As in ``sweep``: the hyperparameter is traced and the step vmapped over it."""
     rates = jnp.array([1e-3, 1e-2, 1e-1])
-    p = {"w": jnp.linspace(-1.0, 1.0, 64)}
-    g = {"w": jnp.cos(jnp.arange(64.0))}
+    p = {"w": jnp.linspace(-1.0, 1.0, 64), "b": jnp.zeros(3)}
 
-    def one(lr, opt_fn):
-        opt = opt_fn(lr)
-        s = opt.init(p)
-        u, s = opt.update(g, s, p)
-        u, s = opt.update(g, s, p)
-        return u
+    def make(lr):
+        return described(optax.adam(lr), "adam", learning_rate=lr)
 
-    got = jax.jit(jax.vmap(lambda lr: one(lr, jdl.fused_adam)))(rates)
-    want = jax.jit(jax.vmap(lambda lr: one(lr, optax.adam)))(rates)
-    chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-9)
+    def plain(lr, g, s, params):
+        u, s = make(lr).update(g, s, params)
+        return optax.apply_updates(params, u), s
 
+    def fused(lr, g, s, params):
+        return jdl.fused.apply_gradients(make(lr), g, s, params)
 
-def test_flax_train_state():
-    tx = jdl.fused_adam(1e-2)
-    state = flax.training.train_state.TrainState.create(apply_fn=None, params=PARAMS, tx=tx)
-    ref = flax.training.train_state.TrainState.create(apply_fn=None, params=PARAMS, tx=jdl.adam(1e-2))
-    step = jax.jit(lambda st, g: st.apply_gradients(grads=g))
+    init = jax.vmap(lambda lr: make(lr).init(p))(rates)
+    want = got = (jax.tree.map(lambda x: jnp.stack([x] * 3), p), init)
     for t in range(3):
-        state, ref = step(state, grads_at(t, PARAMS)), step(ref, grads_at(t, PARAMS))
-    chex.assert_trees_all_close(state.params, ref.params, rtol=2e-5, atol=1e-7)
+        g = jax.tree.map(lambda x: jnp.stack([x] * 3), grads_at(t, p))
+        want = jax.jit(jax.vmap(plain))(rates, g, want[1], want[0])
+        got = jax.jit(jax.vmap(fused))(rates, g, got[1], got[0])
+    if _kernel.kernel_available():
+        lowered = jax.jit(jax.vmap(fused)).lower(rates, g, got[1], got[0]).as_text()
+        assert "jaxopt_dl_fused_adam" in lowered
+    chex.assert_trees_all_equal(want[1], got[1])
+    chex.assert_trees_all_close(want[0], got[0], rtol=2e-5, atol=1e-7)
 
 
-def test_return_params_needs_params():
-    opt = jdl.fused_adam(1e-3)
-    with pytest.raises(ValueError, match="params=None"):
-        opt.update(PARAMS, opt.init(PARAMS), None, return_params=True)
+def test_train_state_apply_gradients_is_fused():
+    """``TrainState.apply_gradients`` (what fit and sweep call) goes through the kernel."""
+    tx = CASES["adam"]()
+    state = jdl.training.create_train_state(
+        jdl.models.MLP(hidden=(16,)), tx, jax.random.key(0), jnp.zeros((1, 8)))
+    grads = jax.tree.map(lambda x: jnp.full_like(x, 0.3), state.params)
+    state = jax.tree.map(jnp.copy, state)  # distinct buffers, so the state can be donated
+    step = jax.jit(lambda st, g: st.apply_gradients(grads=g), donate_argnums=0)
+    if _kernel.kernel_available():
+        assert "jaxopt_dl_fused_adam" in step.lower(state, grads).as_text()
+    updates, want_opt = tx.update(grads, state.opt_state, state.params)
+    want_params = optax.apply_updates(state.params, updates)
+    new = step(state, grads)
+    assert int(new.step) == 1
+    chex.assert_trees_all_equal(new.opt_state, want_opt)
+    chex.assert_trees_all_close(new.params, want_params, rtol=2e-5, atol=1e-7)
 
 
-def test_mismatched_tree_is_rejected():
-    opt = jdl.fused_adam(1e-3)
-    with pytest.raises(ValueError, match="gradient"):
-        opt.update({"w": jnp.ones(3)}, opt.init({"v": jnp.ones(3)}))
+def _child(code, **env):
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.split()
 
 
-# ---------------------------------------------------------------- flat_state=True
-FLAT_PARAMS = {"big": PARAMS["big"], "w": PARAMS["w"], "nested": PARAMS["nested"]}
+def test_switched_off_by_environment():
+    out = _child("import jaxopt_dl as jdl; print(jdl.fused.kernel_available())",
+                 JAXOPT_DL_NO_KERNEL="1")
+    assert out == ["False"]
 
 
-def flatten(tree):
-    return jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(tree)])
+@needs_kernel
+def test_library_is_installed_not_built_at_runtime():
+    """The kernel is the extension built at install time, inside the package."""
+    path = Path(_kernel.library_path())
+    assert path.parent == ROOT / "jaxopt_dl" / "fused"
+    assert path.name.startswith("_fused_update")
 
 
-@pytest.mark.parametrize("return_params", [False, True])
-@pytest.mark.parametrize("use_kernel", [True, False])
-def test_flat_state_matches_adam(use_kernel, return_params):
-    """Flat moments hold adam's moments bit for bit, leaves concatenated in order."""
-    reference = jdl.adam(optax.cosine_decay_schedule(1e-2, STEPS))
-    fused = jdl.fused_adam(optax.cosine_decay_schedule(1e-2, STEPS), flat_state=True,
-                           use_kernel=use_kernel)
-
-    def ref_step(p, g, s):
-        u, s = reference.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    def fused_step(p, g, s):
-        if return_params:
-            return fused.update(g, s, p, return_params=True)
-        u, s = fused.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    ref_jit, fused_jit = jax.jit(ref_step), jax.jit(fused_step, donate_argnums=(0, 2))
-    p1, s1 = FLAT_PARAMS, reference.init(FLAT_PARAMS)
-    p2 = jax.tree.map(jnp.copy, FLAT_PARAMS)
-    s2 = fused.init(p2)
-    assert s2[0].mu.shape == (sum(x.size for x in jax.tree.leaves(FLAT_PARAMS)),)
-    for t in range(20):
-        g = grads_at(t, FLAT_PARAMS)
-        p1, s1 = ref_jit(p1, g, s1)
-        p2, s2 = fused_jit(p2, g, s2)
-    np.testing.assert_array_equal(flatten(s1[0].mu), s2[0].mu)
-    np.testing.assert_array_equal(flatten(s1[0].nu), s2[0].nu)
-    chex.assert_trees_all_equal(s1[0].count, s2[0].count)
-    chex.assert_trees_all_equal(s1[1], s2[1])
-    chex.assert_trees_all_close(p1, p2, rtol=2e-5, atol=1e-7)
+@needs_kernel
+def test_several_devices_only_in_a_local_program():
+    code = (
+        "import jax, jaxopt_dl as jdl\n"
+        "print(jax.device_count(), jdl.fused.kernel_available())\n"
+        "with jdl.fused.local_program():\n"
+        "    print(jdl.fused.kernel_available())\n"
+    )
+    out = _child(code, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert out == ["2", "False", "True"]
 
 
-def test_flat_state_uses_kernel_and_no_concatenate():
-    if not _fused.kernel_available():
-        pytest.skip("fused kernel not buildable here")
-    opt = jdl.fused_adam(1e-3, flat_state=True)
-    params = [jnp.ones(7)] * 40  # 3 kernel calls chained through the flat buffers
-    hlo = jax.jit(lambda p, g, s: opt.update(g, s, p, return_params=True)).lower(
-        params, params, opt.init(params)).as_text()
-    assert hlo.count("jaxopt_dl_fused_adam") == 3
-    copies = [line for line in hlo.splitlines() if "concatenate" in line or "slice" in line]
-    assert not [line for line in copies if "280xf32" in line]  # the flat buffers: 40 * 7
+ALIASES = {
+    "adam_no_bias_correction": lambda: jdl.adam(1e-3, bias_correction=False),
+    "adam_bf16_mu_nu": lambda: jdl.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+    "adamw_schedule": lambda: jdl.adamw(SCHEDULE, weight_decay=0.01),
+    "sgd_nesterov": lambda: jdl.sgd(1e-2, momentum=0.9, nesterov=True),
+}
 
 
-@pytest.mark.parametrize("bad", [
-    dict(params={"w": jnp.ones(3, jnp.bfloat16)}, kwargs={}, match="float32 leaves"),
-    dict(params={"w": jnp.ones(3)}, kwargs={"mu_dtype": jnp.bfloat16}, match="mu_dtype"),
-])
-def test_flat_state_rejects_other_dtypes(bad):
-    with pytest.raises(ValueError, match=bad["match"]):
-        jdl.fused_adam(1e-3, flat_state=True, **bad["kwargs"]).init(bad["params"])
+@needs_kernel
+@pytest.mark.parametrize("name", list(ALIASES))
+def test_jaxopt_dl_aliases(name):
+    """The aliases themselves, once they carry their metadata and optax's state."""
+    tx = ALIASES[name]()
+    if not _core.metadata(tx).get("optimizer"):
+        pytest.skip("this alias does not carry its metadata yet")
+    assert jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
+    assert_same_step(*run_both(tx))
 
 
-def test_flat_state_rejects_other_tree():
-    opt = jdl.fused_adam(1e-3, flat_state=True)
-    with pytest.raises(ValueError, match="flat state"):
-        opt.update({"w": jnp.ones(4)}, opt.init({"w": jnp.ones(3)}))
+def _pool_threads():
+    """Ids of this process's threads named as the kernel's workers."""
+    tasks = Path("/proc/self/task")
+    return {t.name for t in tasks.iterdir() if (t / "comm").read_text().strip() == "jdl-fused"}
 
 
-def test_large_leaves_stay_in_xla_without_return_params():
-    """Without return_params the kernel takes only leaves under SMALL_LEAF elements."""
-    if not _fused.kernel_available():
-        pytest.skip("fused kernel not buildable here")
-    opt = jdl.fused_adam(1e-3)
-    params = {"big": jnp.ones(_fused.SMALL_LEAF), "small": jnp.ones(10)}
-    lower = lambda **kw: jax.jit(lambda p, g, s: opt.update(g, s, p, **kw)).lower(  # noqa: E731
-        params, params, opt.init(params)).as_text()
-    assert f"tensor<{_fused.SMALL_LEAF}xf32>" not in lower().split("jaxopt_dl_fused_adam")[1].split("\n")[0]
-    assert lower(return_params=True).count("jaxopt_dl_fused_adam") == 1
+@needs_kernel
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_threads_persist_between_steps():
+    """The kernel's workers start once and stay; later steps start no thread."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 2**20, dtype=jnp.float32)}
+    tx = CASES["adam"]()
+    step, state = fused_step(tx), tx.init(params)
+    params, state = step(params, grads_at(0, params), state)
+    jax.block_until_ready(params)
+    workers = _pool_threads()
+    assert len(workers) == (os.cpu_count() or 1) - 1
+    for t in range(1, 6):
+        params, state = step(params, grads_at(t, params), state)
+    jax.block_until_ready(params)
+    assert _pool_threads() == workers

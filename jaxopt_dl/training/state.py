@@ -10,17 +10,33 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from jaxopt_dl._core import GradientTransformation, apply_updates
+from jaxopt_dl import fused
+from jaxopt_dl._core import GradientTransformation
 
 __all__ = ["TrainState", "create_train_state", "optimizer_update"]
+
+
+def loss_arguments(tx: GradientTransformation, value: Optional[Any]) -> dict:
+    """``{"value": value}`` for optimizers that accept extra arguments, else ``{}``.
+
+    ``reduce_on_plateau`` needs the loss; every ``jdl.chain`` accepts it.
+
+    Args:
+      tx: the optimizer.
+      value: the loss of the batch, or ``None`` to pass nothing.
+
+    Returns:
+      The keyword arguments for ``tx.update``.
+    """
+    if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
+        return {"value": value}
+    return {}
 
 
 def optimizer_update(
     tx: GradientTransformation, grads: Any, opt_state: Any, params: Any, value: Optional[Any]
 ) -> tuple[Any, Any]:
-    """``tx.update`` that feeds ``value=`` (the loss) to optimizers that accept extra arguments.
-
-    ``reduce_on_plateau`` needs the loss; every ``jdl.chain`` accepts it.
+    """``tx.update`` that feeds ``value=`` (the loss) to optimizers that accept it.
 
     Args:
       tx: the optimizer.
@@ -32,9 +48,7 @@ def optimizer_update(
     Returns:
       ``(updates, new_opt_state)``.
     """
-    if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
-        return tx.update(grads, opt_state, params, value=value)
-    return tx.update(grads, opt_state, params)
+    return tx.update(grads, opt_state, params, **loss_arguments(tx, value))
 
 
 class TrainState(train_state.TrainState):
@@ -63,7 +77,7 @@ class TrainState(train_state.TrainState):
     nonfinite_leaf: jax.Array
 
     def apply_gradients(self, *, grads: Any, value: Optional[Any] = None, **kwargs) -> "TrainState":
-        """One optimizer step: update the params and optimizer state, advance ``step``.
+        """One optimizer step through :func:`jaxopt_dl.fused.apply_gradients` (fused on CPU).
 
         Args:
           grads: gradient of the loss with respect to ``params``.
@@ -72,15 +86,12 @@ class TrainState(train_state.TrainState):
           **kwargs: other fields to replace (e.g. ``batch_stats``).
 
         Returns:
-          The new state.
+          The state with ``step + 1``, the new params and optimizer state.
         """
-        updates, opt_state = optimizer_update(self.tx, grads, self.opt_state, self.params, value)
-        return self.replace(
-            step=self.step + 1,
-            params=apply_updates(self.params, updates),
-            opt_state=opt_state,
-            **kwargs,
+        params, opt_state = fused.apply_gradients(
+            self.tx, grads, self.opt_state, self.params, **loss_arguments(self.tx, value)
         )
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
 
 def create_train_state(

@@ -1,0 +1,380 @@
+// Fused optimizer steps for XLA:CPU, registered through the XLA FFI.
+//
+// One custom call applies an optimizer step to many leaves of a parameter tree in a
+// single pass over memory: it reads each leaf's parameter, gradient and moments and
+// writes the new parameter and moments (aliased to the inputs by the caller, so with
+// donated buffers the step happens in place), split over a persistent pool of threads.
+//
+// The moments follow exactly the operations XLA:CPU emits for jaxopt_dl's pure-JAX
+// transforms (the same fused multiply-adds where LLVM contracts `a * b + c`; IEEE
+// division and square root; division by a scalar as multiplication by its reciprocal,
+// as XLA's simplifier rewrites it), so they are bitwise equal to the jitted pure-JAX
+// step. Moments may be stored as float32 or bfloat16: arithmetic is float32 and a
+// bfloat16 moment is rounded (to nearest even) only when stored, as XLA does.
+//
+// Operands: scalars (f32[k], the hyperparameters already evaluated at this step),
+// then for each leaf (p, g, moments...); results: the scalars passed through (aliased;
+// it chains the calls of one step), then for each leaf (p', moments'...).
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#ifdef __linux__
+#include <pthread.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Threads: one pool for the process, started on first use.
+// ---------------------------------------------------------------------------
+
+int ConfiguredThreads() {
+  static const int configured = [] {
+    const char* env = std::getenv("JAXOPT_DL_FUSED_THREADS");
+    int n = env ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
+    return std::max(1, n);
+  }();
+  return configured;
+}
+
+// Workers sleep on a condition variable between steps; `Run` wakes as many as a step
+// needs, runs part 0 on the calling thread and returns when every part is done.
+class Pool {
+ public:
+  static Pool& Get() {
+    static Pool* pool = new Pool(ConfiguredThreads() - 1);  // never destroyed: no join at exit
+    return *pool;
+  }
+
+  void Run(int parts, const std::function<void(int)>& fn) {
+    std::lock_guard<std::mutex> serial(run_mu_);  // one step at a time uses the workers
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_ = &fn;
+      parts_ = parts;
+      pending_ = parts - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+  }
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+ private:
+  explicit Pool(int workers) {
+    for (int id = 0; id < workers; ++id) {
+      threads_.emplace_back([this, id] { Loop(id + 1); });
+      threads_.back().detach();
+    }
+  }
+
+  void Loop(int part) {
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "jdl-fused");
+#endif
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (part >= parts_) continue;
+      const std::function<void(int)>* fn = fn_;
+      lock.unlock();
+      (*fn)(part);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)>* fn_ = nullptr;
+  int parts_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+};
+
+struct Span {
+  int64_t leaf, begin, end;
+};
+
+// Splits the elements of all leaves into `parts` contiguous runs of equal size.
+std::vector<std::vector<Span>> Partition(const std::vector<int64_t>& sizes, int parts) {
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  std::vector<std::vector<Span>> out(parts);
+  int64_t per = (total + parts - 1) / parts;
+  per = std::max<int64_t>(64, (per + 63) / 64 * 64);  // whole cache lines per thread
+  int part = 0;
+  int64_t room = per;
+  for (int64_t leaf = 0; leaf < static_cast<int64_t>(sizes.size()); ++leaf) {
+    int64_t pos = 0;
+    while (pos < sizes[leaf]) {
+      int64_t take = std::min(room, sizes[leaf] - pos);
+      out[part].push_back({leaf, pos, pos + take});
+      pos += take;
+      room -= take;
+      if (room == 0 && part + 1 < parts) {
+        ++part;
+        room = per;
+      }
+    }
+  }
+  return out;
+}
+
+// Runs body(leaf, begin, end) over every element; below ~256K elements per thread a
+// wake-up costs more than it saves, so small steps run inline on the calling thread.
+template <typename Body>
+void ParallelFor(const std::vector<int64_t>& sizes, Body body) {
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  Pool& pool = Pool::Get();
+  int parts = static_cast<int>(
+      std::min<int64_t>(pool.workers() + 1, std::max<int64_t>(1, total / (1 << 18))));
+  if (parts == 1) {
+    for (size_t leaf = 0; leaf < sizes.size(); ++leaf) body(leaf, 0, sizes[leaf]);
+    return;
+  }
+  auto plan = Partition(sizes, parts);
+  pool.Run(parts, [&](int p) {
+    for (const Span& s : plan[p]) body(s.leaf, s.begin, s.end);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Moment storage: float32 or bfloat16, arithmetic in float32.
+// ---------------------------------------------------------------------------
+
+template <bool kBf16>
+inline float Load(const void* base, int64_t i) {
+  if (!kBf16) return static_cast<const float*>(base)[i];
+  uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+template <bool kBf16>
+inline void Store(void* base, int64_t i, float f) {
+  if (!kBf16) {
+    static_cast<float*>(base)[i] = f;
+    return;
+  }
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  uint16_t h = (bits & 0x7fffffffu) > 0x7f800000u
+                   ? static_cast<uint16_t>((bits >> 16) | 0x40)  // quiet NaN
+                   : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+  static_cast<uint16_t*>(base)[i] = h;
+}
+
+// The element loops are compiled for several x86 levels and picked at load time, so
+// one binary (a wheel) runs everywhere and uses FMA/AVX where the CPU has them.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define JDL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define JDL_CLONES
+#endif
+
+// One leaf's buffers: p, g and up to two moments in; p' and the moments out.
+struct Leaf {
+  const float *p, *g;
+  const void* m[2];
+  float* p_out;
+  void* m_out[2];
+  bool bf16[2];
+  int64_t size;
+};
+
+// Collects the leaves of one call: per leaf `1 + 1 + moments` operands and
+// `1 + moments` results, after the scalar operand and result.
+ffi::ErrorOr<std::vector<Leaf>> Collect(ffi::RemainingArgs args, ffi::RemainingRets rets,
+                                        int moments) {
+  const size_t n_in = 2 + moments, n_out = 1 + moments;
+  if (rets.size() < 1 || args.size() % n_in != 0 || (rets.size() - 1) % n_out != 0 ||
+      args.size() / n_in != (rets.size() - 1) / n_out) {
+    return ffi::Unexpected(ffi::Error::InvalidArgument("fused step: operand count mismatch"));
+  }
+  std::vector<Leaf> leaves(args.size() / n_in);
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    Leaf& leaf = leaves[i];
+    void* in[4] = {};
+    void* out[3] = {};
+    for (size_t k = 0; k < n_in; ++k) {
+      auto buf = args.get<ffi::AnyBuffer>(i * n_in + k);
+      if (!buf.has_value()) return ffi::Unexpected(buf.error());
+      const bool is_f32 = buf->element_type() == ffi::DataType::F32;
+      const bool is_bf16 = buf->element_type() == ffi::DataType::BF16;
+      if (!(is_f32 || (k >= 2 && is_bf16)))
+        return ffi::Unexpected(ffi::Error::InvalidArgument(
+            "fused step: float32 parameters and gradients, float32/bfloat16 moments"));
+      if (k == 0) leaf.size = buf->element_count();
+      if (static_cast<int64_t>(buf->element_count()) != leaf.size)
+        return ffi::Unexpected(ffi::Error::InvalidArgument("fused step: leaf size mismatch"));
+      if (k >= 2) leaf.bf16[k - 2] = is_bf16;
+      in[k] = buf->untyped_data();
+    }
+    for (size_t k = 0; k < n_out; ++k) {
+      auto buf = rets.get<ffi::AnyBuffer>(1 + i * n_out + k);
+      if (!buf.has_value()) return ffi::Unexpected(buf.error());
+      if (static_cast<int64_t>((*buf)->element_count()) != leaf.size)
+        return ffi::Unexpected(ffi::Error::InvalidArgument("fused step: result size mismatch"));
+      out[k] = (*buf)->untyped_data();
+    }
+    leaf.p = static_cast<const float*>(in[0]);
+    leaf.g = static_cast<const float*>(in[1]);
+    leaf.p_out = static_cast<float*>(out[0]);
+    for (int k = 0; k < moments; ++k) {
+      leaf.m[k] = in[2 + k];
+      leaf.m_out[k] = out[1 + k];
+    }
+  }
+  return leaves;
+}
+
+// Copies the scalars to the pass-through result when XLA did not alias it.
+ffi::Error PassScalars(ffi::Buffer<ffi::F32> scalars, ffi::RemainingRets rets) {
+  auto pass = rets.get<ffi::AnyBuffer>(0);
+  if (!pass.has_value()) return ffi::Error::InvalidArgument("fused step: missing scalar result");
+  float* out = static_cast<float*>((*pass)->untyped_data());
+  if (out != scalars.typed_data())
+    std::copy(scalars.typed_data(), scalars.typed_data() + scalars.element_count(), out);
+  return ffi::Error::Success();
+}
+
+// Under vmap (``vmap_method="broadcast_all"``) every operand gains a leading batch axis:
+// the scalars hold `per_entry` values per batch entry and each leaf `batch` equal
+// segments, segment b stepped with the scalars of entry b.
+template <typename Rule>
+ffi::Error Step(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args, ffi::RemainingRets rets,
+                Rule rule, int moments, int64_t per_entry) {
+  if (ffi::Error error = PassScalars(scalars, rets); error.failure()) return error;
+  const int64_t batch = scalars.element_count() / per_entry;
+  if (batch < 1 || batch * per_entry != static_cast<int64_t>(scalars.element_count()))
+    return ffi::Error::InvalidArgument("fused step: wrong number of scalars");
+  auto collected = Collect(args, rets, moments);
+  if (!collected.has_value()) return collected.error();
+  const std::vector<Leaf>& leaves = *collected;
+  std::vector<int64_t> sizes;
+  for (const Leaf& leaf : leaves) {
+    if (leaf.size % batch != 0)
+      return ffi::Error::InvalidArgument("fused step: leaf not divisible by the batch");
+    sizes.push_back(leaf.size);
+  }
+  const float* s = scalars.typed_data();
+  ParallelFor(sizes, [&](int64_t i, int64_t begin, int64_t end) {
+    const int64_t segment = leaves[i].size / batch;
+    if (segment == 0) return;
+    for (int64_t b = begin / segment; b * segment < end; ++b) {
+      rule(s + b * per_entry, leaves[i], std::max(begin, b * segment),
+           std::min(end, (b + 1) * segment));
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------
+// Adam / AdamW. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root,
+// -lr, weight decay, then b1 and b2 rounded to bfloat16 (XLA multiplies a bfloat16
+// moment by the decay in the moment's dtype, then widens it without rounding).
+// ---------------------------------------------------------------------------
+template <bool kM16, bool kV16>
+JDL_CLONES void AdamLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {
+  const float b1 = kM16 ? s[10] : s[0], b2 = kV16 ? s[11] : s[2];
+  const float omb1 = s[1], omb2 = s[3], rc1 = s[4], rc2 = s[5];
+  const float eps = s[6], eps_root = s[7], step = s[8], decay = s[9];
+  const float *p = L.p, *g = L.g;
+  float* p_out = L.p_out;
+  const void *m_in = L.m[0], *v_in = L.m[1];
+  void *m_out = L.m_out[0], *v_out = L.m_out[1];
+#pragma GCC ivdep
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i], pi = p[i];
+    const float m = std::fma(gi, omb1, b1 * Load<kM16>(m_in, i));
+    const float v = std::fma(gi * gi, omb2, b2 * Load<kV16>(v_in, i));
+    const float d = (m * rc1) / (std::sqrt(std::fma(v, rc2, eps_root)) + eps);
+    p_out[i] = std::fma(std::fma(decay, pi, d), step, pi);
+    Store<kM16>(m_out, i, m);
+    Store<kV16>(v_out, i, v);
+  }
+}
+
+void AdamRule(const float* s, const Leaf& L, int64_t begin, int64_t end) {
+  if (L.bf16[0] && L.bf16[1]) return AdamLoop<true, true>(s, L, begin, end);
+  if (L.bf16[0]) return AdamLoop<true, false>(s, L, begin, end);
+  if (L.bf16[1]) return AdamLoop<false, true>(s, L, begin, end);
+  AdamLoop<false, false>(s, L, begin, end);
+}
+
+// ---------------------------------------------------------------------------
+// SGD with heavy-ball momentum (optax.trace). scalars: beta, -lr, nesterov (0/1),
+// then beta rounded to bfloat16.
+// ---------------------------------------------------------------------------
+template <bool kM16, bool kNesterov>
+JDL_CLONES void MomentumLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {
+  const float beta = kM16 ? s[3] : s[0], step = s[1];
+  const float *p = L.p, *g = L.g;
+  float* p_out = L.p_out;
+  const void* m_in = L.m[0];
+  void* m_out = L.m_out[0];
+#pragma GCC ivdep
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    const float m = std::fma(beta, Load<kM16>(m_in, i), gi);
+    const float u = kNesterov ? std::fma(s[0], m, gi) : m;
+    p_out[i] = std::fma(u, step, p[i]);
+    Store<kM16>(m_out, i, m);
+  }
+}
+
+void MomentumRule(const float* s, const Leaf& L, int64_t begin, int64_t end) {
+  const bool nesterov = s[2] != 0.0f;
+  if (L.bf16[0]) {
+    return nesterov ? MomentumLoop<true, true>(s, L, begin, end)
+                    : MomentumLoop<true, false>(s, L, begin, end);
+  }
+  nesterov ? MomentumLoop<false, true>(s, L, begin, end)
+           : MomentumLoop<false, false>(s, L, begin, end);
+}
+
+ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets) {
+  return Step(scalars, args, rets, AdamRule, 2, 12);
+}
+
+ffi::Error MomentumImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                        ffi::RemainingRets rets) {
+  return Step(scalars, args, rets, MomentumRule, 1, 4);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdam, AdamImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedMomentum, MomentumImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets());
