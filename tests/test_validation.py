@@ -26,7 +26,14 @@ NUMBER_CHECKS = {
     "learning_rate": lambda v, **kw: _core.check_learning_rate(v, "arg", **kw),
 }
 
-WRONG_KIND = [None, "0.1", True, False, np.bool_(True), 1j, [0.1], object()]
+class Opaque:
+    """An object that is no number (its repr is stable, so test ids match across workers)."""
+
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
+WRONG_KIND = [None, "0.1", True, False, np.bool_(True), 1j, [0.1], Opaque()]
 
 
 @pytest.mark.parametrize("check", sorted(NUMBER_CHECKS))
