@@ -39,7 +39,7 @@ def fused_adam(
         m_t = \\beta_1 m + (1-\\beta_1) g,\\; v_t = \\beta_2 v + (1-\\beta_2) g^2,\\;
         u_t = -\\epsilon_t \\frac{m_t/(1-\\beta_1^t)}{\\sqrt{v_t/(1-\\beta_2^t) + \\epsilon_{root}} + \\delta}
 
-    The state is ``adam``'s (``(ScaleByAdamState, ScaleByLearningRateState)``), so
+    The state is ``adam``'s (``(ScaleByAdamState, EmptyState)``, as optax's), so
     states and checkpoints move freely between the two (with ``flat_state=True`` the
     moments are flat buffers instead; see that argument). The kernel performs XLA:CPU's
     own operations (its fused multiply-adds, reciprocal of the bias correction), so a
