@@ -272,21 +272,30 @@ def documents(name: str, section: str) -> bool:
 def public_callables() -> dict[str, object]:
     """``{qualified name: object}`` of every public function, class and method of jaxopt_dl.
 
-    Public: re-exported by ``jaxopt_dl/__init__.py`` or listed in a public submodule's
-    ``__all__`` (its non-underscore names if it has none), defined in jaxopt_dl (names
-    re-exported from optax are optax's to document), plus the public methods those
-    classes define themselves.
+    Public: re-exported by ``jaxopt_dl/__init__.py``, or listed in the ``__all__`` of a
+    public submodule or of a module with an API reference page (``::: jaxopt_dl.X`` in
+    ``docs/reference/``; a module without ``__all__``: its non-underscore names), and
+    defined in jaxopt_dl (names re-exported from optax are optax's to document); plus
+    the public methods those classes define themselves.
     """
+    import importlib
+
     import jaxopt_dl
 
     found: dict[str, object] = {}
     for name in public_names():
         found[f"jaxopt_dl.{name}"] = getattr(jaxopt_dl, name)
-    for sub in public_submodules():
-        module = getattr(jaxopt_dl, sub)
+    referenced = re.findall(
+        r"^::: (jaxopt_dl(?:\.\w+)*)\s*$",
+        "\n".join(p.read_text() for p in (DOCS / "reference").rglob("*.md")),
+        re.M,
+    )
+    modules = {f"jaxopt_dl.{sub}" for sub in public_submodules()} | set(referenced)
+    for module_name in sorted(modules):
+        module = importlib.import_module(module_name)
         names = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
         for name in names:
-            found[f"jaxopt_dl.{sub}.{name}"] = getattr(module, name)
+            found[f"{module_name}.{name}"] = getattr(module, name)
     result: dict[str, object] = {}
     for qualname, obj in found.items():
         if not callable(obj) or not getattr(obj, "__module__", "").startswith("jaxopt_dl"):
