@@ -48,7 +48,7 @@ class History:
       epoch_time: wall-clock seconds of each epoch (training and evaluation).
       diagnostics: per epoch, a ``{name: value}`` dict from
         :func:`jaxopt_dl.training.diagnostics_step` on the epoch's first batch after
-        the epoch (empty unless ``fit(..., diagnostics=True)``).
+        the epoch (empty unless ``fit(..., config=FitConfig(diagnostics=True))``).
       best_epoch: epoch whose params were kept by early stopping (``None`` without it).
       stopped_early: whether early stopping ended the run.
       nonfinite_steps: steps skipped because the loss or a gradient was NaN/Inf.
