@@ -291,7 +291,9 @@ class ToySurface:
 
 
 def noisy_quadratic(noise_std: float = 0.03) -> ToySurface:
-    """The ill-conditioned quadratic with noisy gradients of Bipin, "Deep Learning, Lecture 6 — Optimization".
+    """An ill-conditioned quadratic with noisy gradients, from a lecture's example.
+
+    From K. Bipin, "Deep Learning, Lecture 6 — Optimization".
 
     .. math:: L(w) = (0.1 w_1)^2 + w_2^2, \\quad
               \\nabla L(w) = (0.02 w_1, 2 w_2)^\\top + \\mathcal{N}(0, 0.03)

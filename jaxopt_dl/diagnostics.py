@@ -163,7 +163,8 @@ def update_weight_ratio(params: Any, updates: Any, eps: float = 1e-12) -> dict[s
     """Per leaf ``||update|| / (||param|| + eps)``.
 
     Bipin, "Deep Learning, Lecture 6 — Optimization" (and Karpathy's rule of thumb):
-    around ``1e-3`` is healthy; much larger means the learning rate is too high, much smaller that it is too low.
+    around ``1e-3`` is healthy; much larger means the learning rate is too high, much
+    smaller that it is too low.
 
     Args:
       params: the parameters before the update.

@@ -266,7 +266,7 @@ def args_section(doc: str | None) -> str:
 
 def documents(name: str, section: str) -> bool:
     """Whether an ``Args:`` section has an entry ``name:`` or ``name (type):``."""
-    return re.search(rf"^\s+{re.escape(name)}(\s*\([^)\n]*\))?\s*:", section, re.M) is not None
+    return re.search(rf"^\s+{re.escape(name)}(\s*\([^)\n]*\))?\s*:", section, re.MULTILINE) is not None
 
 
 def public_callables() -> dict[str, object]:
@@ -288,7 +288,7 @@ def public_callables() -> dict[str, object]:
     referenced = re.findall(
         r"^::: (jaxopt_dl(?:\.\w+)*)\s*$",
         "\n".join(p.read_text() for p in (DOCS / "reference").rglob("*.md")),
-        re.M,
+        re.MULTILINE,
     )
     modules = {f"jaxopt_dl.{sub}" for sub in public_submodules()} | set(referenced)
     for module_name in sorted(modules):
@@ -302,7 +302,8 @@ def public_callables() -> dict[str, object]:
             continue
         result[qualname] = obj
         if inspect.isclass(obj):
-            fields = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+            is_dataclass = dataclasses.is_dataclass(obj)
+            fields = {f.name for f in dataclasses.fields(obj)} if is_dataclass else set()
             for attr, member in vars(obj).items():
                 if attr.startswith("_") or attr in fields:  # a field's default is no method
                     continue
@@ -346,7 +347,9 @@ def test_public_callables_are_found():
 def test_every_public_argument_is_documented():
     """Every public function, class and method names each argument in ``Args:``."""
     missing = {
-        name: gaps for name, obj in public_callables().items() if (gaps := undocumented_arguments(obj))
+        name: gaps
+        for name, obj in public_callables().items()
+        if (gaps := undocumented_arguments(obj))
     }
     assert not missing, (
         f"{len(missing)} public callables with arguments missing from their docstring's "
@@ -357,7 +360,9 @@ def test_every_public_argument_is_documented():
 
 # --- no internal references in user-facing text -----------------------------------
 # Whitespace may be a line break: "seed\n002" is caught too.
-INTERNAL = re.compile(r"seeds?\s+00[0-9]|\.\./shared|the\s+contract|API\.md|\blent\b", re.I)
+INTERNAL = re.compile(
+    r"seeds?\s+00[0-9]|\.\./shared|the\s+contract|API\.md|\blent\b", re.IGNORECASE
+)
 
 
 def user_facing_files() -> list[pathlib.Path]:
