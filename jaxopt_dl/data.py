@@ -5,7 +5,8 @@
 * :func:`imbalanced` — subsample classes to given marginals (for
   ``initializers.bias_from_marginals`` experiments).
 * Toy surfaces with known minima and exact gradients (:class:`ToySurface`):
-  :func:`noisy_quadratic` (seed 002), :func:`rosenbrock`, :func:`saddle`, :func:`cliff`.
+  :func:`noisy_quadratic` (from Bipin, "Deep Learning, Lecture 6 — Optimization"),
+  :func:`rosenbrock`, :func:`saddle`, :func:`cliff`.
 """
 
 from __future__ import annotations
@@ -254,11 +255,19 @@ class ToySurface:
         return self.fun(w)
 
     def grad(self, w: jax.Array) -> jax.Array:
-        """Exact gradient ``∇fun(w)`` (``jax.grad``)."""
+        """Exact gradient ``∇fun(w)`` (``jax.grad``).
+
+        Args:
+          w: a point, a 1-D array.
+        """
         return jax.grad(self.fun)(w)
 
     def hessian(self, w: jax.Array) -> jax.Array:
-        """Exact Hessian ``∇²fun(w)`` (``jax.hessian``)."""
+        """Exact Hessian ``∇²fun(w)`` (``jax.hessian``).
+
+        Args:
+          w: a point, a 1-D array.
+        """
         return jax.hessian(self.fun)(w)
 
     def noisy_grad(
@@ -282,7 +291,9 @@ class ToySurface:
 
 
 def noisy_quadratic(noise_std: float = 0.03) -> ToySurface:
-    """Seed 002's ill-conditioned quadratic with noisy gradients.
+    """An ill-conditioned quadratic with noisy gradients, from a lecture's example.
+
+    From K. Bipin, "Deep Learning, Lecture 6 — Optimization".
 
     .. math:: L(w) = (0.1 w_1)^2 + w_2^2, \\quad
               \\nabla L(w) = (0.02 w_1, 2 w_2)^\\top + \\mathcal{N}(0, 0.03)

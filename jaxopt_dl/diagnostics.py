@@ -1,4 +1,8 @@
-"""Gradient checking (seed 001) and per-step training diagnostics (seed 002).
+"""Gradient checking and per-step training diagnostics.
+
+Gradient checking follows the notes "Deep Learning Note 2 — Part 2: Optimization" (on
+Ng's course); the training diagnostics follow Bipin, "Deep Learning, Lecture 6 —
+Optimization".
 
 ``gradient_check`` is a host-side debugging tool (run it a few times, not every step).
 The other functions are pure, jittable and cheap (one reduction per leaf): they return
@@ -82,11 +86,11 @@ def gradient_check(
         \\text{err} = \\frac{\\|\\hat g - g\\|_2}{\\|\\hat g\\|_2 + \\|g\\|_2}
 
     per leaf (0 when both are zero). The centered difference has error
-    ``O(h^2)`` versus ``O(h)`` for the one-sided one (seed 001). Everything runs with
+    ``O(h^2)`` versus ``O(h)`` for the one-sided one. Everything runs with
     64-bit types enabled locally (``jax.enable_x64``); params are cast to float64,
     so ``fun`` must not force a lower precision. Costs ``2 n`` evaluations of ``fun``
     for ``n`` parameters (batched by ``batch_size``): use it on small models, without
-    dropout (seed 001).
+    dropout.
 
     Args:
       fun: a scalar function of ``params``.
@@ -107,7 +111,8 @@ def gradient_check(
       True
 
     References:
-      Ng, Deep Learning Specialization, "Gradient checking" (seed 001);
+      Ng, Deep Learning Specialization, "Gradient checking"; the notes "Deep
+      Learning Note 2 — Part 2: Optimization" (on Ng's course);
       Goodfellow et al., Deep Learning, Sec. 11.5 (2016).
     """
     eps = 1e-6 if eps is None else eps
@@ -157,8 +162,9 @@ def _centered_differences(fun, unravel, flat, eps, batch_size):
 def update_weight_ratio(params: Any, updates: Any, eps: float = 1e-12) -> dict[str, jax.Array]:
     """Per leaf ``||update|| / (||param|| + eps)``.
 
-    Seed 002 (and Karpathy's rule of thumb): around ``1e-3`` is healthy; much larger
-    means the learning rate is too high, much smaller that it is too low.
+    Bipin, "Deep Learning, Lecture 6 — Optimization" (and Karpathy's rule of thumb):
+    around ``1e-3`` is healthy; much larger means the learning rate is too high, much
+    smaller that it is too low.
 
     Args:
       params: the parameters before the update.
@@ -174,7 +180,8 @@ def update_weight_ratio(params: Any, updates: Any, eps: float = 1e-12) -> dict[s
       {'w': Array(0.001, dtype=float32)}
 
     References:
-      Seed 002, "Visualize the training process"; Karpathy, CS231n notes (2016).
+      Bipin, "Deep Learning, Lecture 6 — Optimization", section "Visualize the
+      training process"; Karpathy, CS231n notes (2016).
     """
     return {
         path: _norm(u) / (_norm(p) + eps)
@@ -184,6 +191,9 @@ def update_weight_ratio(params: Any, updates: Any, eps: float = 1e-12) -> dict[s
 
 def gradient_norms(grads: Any) -> dict[str, jax.Array]:
     """Per leaf ``||g||_2``, plus ``"global"``: the norm of the whole tree.
+
+    Args:
+      grads: a pytree of gradient arrays.
 
     Example:
       >>> import jax.numpy as jnp
@@ -201,8 +211,8 @@ def activation_stats(intermediates: Any) -> dict[str, jax.Array]:
     Pass the ``intermediates`` collection returned by
     ``model.apply(variables, x, mutable=["intermediates"])`` (values recorded with
     ``self.sow("intermediates", name, value)`` or ``capture_intermediates=True``).
-    Seed 002: a healthy activation std is of order 0.5 to 2; a mean far from 0 hints
-    at batch norm or ELUs.
+    Bipin, "Deep Learning, Lecture 6 — Optimization": a healthy activation std is of
+    order 0.5 to 2; a mean far from 0 hints at batch norm or ELUs.
 
     Args:
       intermediates: any pytree of activation arrays.
@@ -226,12 +236,20 @@ def activation_stats(intermediates: Any) -> dict[str, jax.Array]:
 
 
 def nonfinite_mask(tree: Any) -> Any:
-    """A tree of booleans: True where a leaf has any NaN or Inf entry (jittable)."""
+    """A tree of booleans: True where a leaf has any NaN or Inf entry (jittable).
+
+    Args:
+      tree: any pytree of arrays (params, gradients, updates).
+    """
     return jax.tree.map(lambda x: ~jnp.all(jnp.isfinite(x)), tree)
 
 
 def nonfinite_count(tree: Any) -> jax.Array:
-    """The number of NaN/Inf entries in the whole tree (an int32 scalar, jittable)."""
+    """The number of NaN/Inf entries in the whole tree (an int32 scalar, jittable).
+
+    Args:
+      tree: any pytree of arrays (params, gradients, updates).
+    """
     counts = [jnp.sum(~jnp.isfinite(x), dtype=jnp.int32) for x in jax.tree.leaves(tree)]
     return sum(counts, jnp.zeros([], jnp.int32))
 
@@ -240,8 +258,11 @@ def first_nonfinite(tree: Any) -> Optional[str]:
     """The path of the first leaf (in tree order) with a NaN/Inf entry, or None.
 
     Host-side (it returns a string); call it when a jitted ``nonfinite_count`` is
-    nonzero to locate the culprit (seed 002: "evaluate your network layer by layer and
-    see where the NaNs appear").
+    nonzero to locate the culprit (Bipin, "Deep Learning, Lecture 6 — Optimization":
+    "evaluate your network layer by layer and see where the NaNs appear").
+
+    Args:
+      tree: any pytree of arrays (params, gradients, updates).
 
     Example:
       >>> import jax.numpy as jnp
@@ -263,6 +284,14 @@ def summarize(
     Keys: ``grad_norm/<path>`` and ``grad_norm/global``, ``update_ratio/<path>``,
     ``nonfinite/params|grads|updates`` (counts), and ``activation/<path>/mean|std``
     when ``intermediates`` is given.
+
+    Args:
+      params: the parameters before the update.
+      grads: the gradients of the step (same structure as ``params``).
+      updates: the updates the optimizer returned (same structure).
+      intermediates: optional ``"intermediates"`` collection of ``model.apply(...,
+        mutable=["intermediates"])`` for the activation statistics (default ``None``:
+        none).
 
     Example:
       >>> import jax.numpy as jnp

@@ -95,12 +95,21 @@ def make_mesh(
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
-    """Every device holds the whole array."""
+    """Every device holds the whole array.
+
+    Args:
+      mesh: the device mesh (e.g. from :func:`make_mesh`).
+    """
     return NamedSharding(mesh, PartitionSpec())
 
 
 def data_parallel_sharding(mesh: Mesh, axis: str = "data") -> NamedSharding:
-    """The batch sharding: the leading (example) axis split over ``axis``."""
+    """The batch sharding: the leading (example) axis split over ``axis``.
+
+    Args:
+      mesh: the device mesh (e.g. from :func:`make_mesh`).
+      axis: name of the mesh axis the examples are split over (default ``"data"``).
+    """
     return NamedSharding(mesh, PartitionSpec(axis))
 
 
@@ -144,6 +153,11 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str = "data") -> Any:
     Each process passes its own share of the global batch (in one process: the
     whole batch); the result is a global ``jax.Array`` whose leading size is the
     sum over processes. Built with ``jax.make_array_from_process_local_data``.
+
+    Args:
+      batch: a pytree of host arrays (NumPy or JAX), all with the same leading size.
+      mesh: the device mesh (e.g. from :func:`make_mesh`).
+      axis: name of the mesh axis the examples are split over (default ``"data"``).
 
     Raises:
       ValueError: when a leaf's leading size is not divisible by the number of
@@ -240,5 +254,11 @@ def follow_params(tree: Any, params: Any, param_shardings: Any, mesh: Mesh) -> A
 
 
 def sharded_init(tx: _core.GradientTransformation, params: Any) -> Any:
-    """``tx.init(params)`` jitted so that the state is sharded like the params it belongs to."""
+    """``tx.init(params)`` jitted so that the state is sharded like the params it belongs to.
+
+    Args:
+      tx: the optimizer (any optax-compatible transform).
+      params: the (already sharded) parameters; each state leaf shaped like a param
+        gets that param's sharding, the others are replicated.
+    """
     return jax.jit(tx.init, out_shardings=state_shardings(tx, params))(params)

@@ -81,9 +81,14 @@ def sgd(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      momentum: the heavy-ball coefficient in [0, 1), or ``None`` for plain SGD.
-      nesterov: the Nesterov form of the momentum.
-      accumulator_dtype: storage dtype of the momentum buffer (default: the param's).
+      momentum: the heavy-ball coefficient in [0, 1), or ``None`` (default) for plain
+        SGD. torch's ``SGD(momentum=mu)`` buffer ``b <- mu b + g`` (its ``dampening=0``
+        default); Keras's ``SGD(momentum=mu)`` keeps ``v <- mu v - lr g`` instead, the
+        same iterates for a constant rate (see :func:`momentum`, ``form="velocity"``).
+      nesterov: the Nesterov form of the momentum (default ``False``), as torch's and
+        Keras's ``nesterov=True``.
+      accumulator_dtype: storage dtype of the momentum buffer (default ``None``: the
+        param's).
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -124,9 +129,11 @@ def momentum(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      beta: the momentum coefficient in [0, 1).
-      nesterov: the Nesterov look-ahead form.
-      form: ``"velocity"``, ``"ema"`` or ``"trace"``.
+      beta: the momentum coefficient in [0, 1) (default 0.9; torch's ``momentum``,
+        Keras's ``momentum``).
+      nesterov: the Nesterov look-ahead form (default ``False``).
+      form: ``"velocity"`` (default; Keras's ``SGD(momentum=...)``), ``"ema"`` or
+        ``"trace"`` (torch's ``SGD(momentum=...)``).
 
     Raises:
       ValueError: for an unknown ``form``.
@@ -162,9 +169,12 @@ def adagrad(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      initial_accumulator_value: starting value of ``r`` (optax 0.1, torch 0).
-      eps: the small constant ``delta``.
-      eps_in_sqrt: ``delta`` inside the root (optax) or outside (Goodfellow, torch).
+      initial_accumulator_value: starting value of ``r`` (default 0.1, as optax and
+        Keras; torch's default is 0).
+      eps: the small constant ``delta`` (default ``1e-7``, as optax and Keras; torch's
+        default is ``1e-10``, outside the root).
+      eps_in_sqrt: ``delta`` inside the root (default ``True``, optax) or outside
+        (``False``: Goodfellow, torch).
     """
     return _with_lr(
         adaptive.scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
@@ -195,14 +205,19 @@ def rmsprop(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      decay: ``rho``, the EMA decay of the squared gradients, in [0, 1).
-      eps: ``delta``.
-      initial_scale: starting value of ``r``.
-      eps_in_sqrt: ``delta`` inside the root (optax, Goodfellow, Keras) or outside (torch).
-      centered: divide by the root of the variance (Graves 2013).
-      momentum: coefficient of a heavy-ball buffer after the scaling, or ``None``.
-      nesterov: the Nesterov form of that buffer.
-      bias_correction: divide ``r_t`` by ``1 - rho^t``.
+      decay: ``rho``, the EMA decay of the squared gradients, in [0, 1) (default 0.9,
+        as optax and Keras's ``rho``; torch's ``alpha`` defaults to 0.99).
+      eps: ``delta`` (default ``1e-8``; Keras's ``epsilon`` defaults to ``1e-7``).
+      initial_scale: starting value of ``r`` (default 0).
+      eps_in_sqrt: ``delta`` inside the root (default ``True``: optax, Goodfellow,
+        Keras) or outside (``False``: torch).
+      centered: divide by the root of the variance (Graves 2013; default ``False``,
+        torch's and Keras's ``centered``).
+      momentum: coefficient of a heavy-ball buffer after the scaling, or ``None``
+        (default; torch's ``momentum=0``).
+      nesterov: the Nesterov form of that buffer (default ``False``).
+      bias_correction: divide ``r_t`` by ``1 - rho^t`` (default ``False``, as torch,
+        Keras and optax).
     """
     scaler = adaptive.scale_by_stddev if centered else adaptive.scale_by_rms
     if momentum is None:
@@ -232,11 +247,15 @@ def adadelta(
     leaves the sign unflipped and ascends; we do not copy that.
 
     Args:
-      learning_rate: a number, an array, a schedule, or ``None`` (= 1.0).
-      rho: the EMA decay of both accumulators, in [0, 1).
-      eps: added inside both roots.
-      weight_decay: coupled weight decay added to the gradient first.
-      weight_decay_mask: where to apply the decay (a tree of booleans or a function).
+      learning_rate: a number, an array, a schedule, or ``None`` (default: 1.0, torch's
+        default; Keras's default is ``0.001``).
+      rho: the EMA decay of both accumulators, in [0, 1) (default 0.9, as torch;
+        Keras's default is 0.95).
+      eps: added inside both roots (default ``1e-6``, as torch; Keras's ``1e-7``).
+      weight_decay: coupled weight decay added to the gradient first (default 0, as
+        torch's ``weight_decay``).
+      weight_decay_mask: where to apply the decay (a tree of booleans or a function
+        ``params -> tree``; default ``None``: every leaf).
     """
     return _with_lr(
         regularization.add_decayed_weights(weight_decay, weight_decay_mask),
@@ -278,15 +297,20 @@ def adam(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      b1: decay of the first moment, in [0, 1).
-      b2: decay of the second moment, in [0, 1).
-      eps: added outside the root.
-      eps_root: added inside the root.
-      mu_dtype: storage dtype of the first moment.
-      nesterov: NAdam's look-ahead first moment (see :func:`nadam`).
+      b1: decay of the first moment, in [0, 1) (default 0.9; torch's ``betas[0]``,
+        Keras's ``beta_1``).
+      b2: decay of the second moment, in [0, 1) (default 0.999; torch's ``betas[1]``,
+        Keras's ``beta_2``).
+      eps: ``delta``, added outside the root (default ``1e-8``, as torch). Keras's
+        ``epsilon`` (default ``1e-7``) is added to the root of the uncorrected second
+        moment (Kingma & Ba's "epsilon hat"); the two agree once ``1 - b2^t`` is
+        near 1.
+      eps_root: added inside the root (default 0).
+      mu_dtype: storage dtype of the first moment (default ``None``: the param's).
+      nesterov: NAdam's look-ahead first moment (default ``False``; see :func:`nadam`).
       bias_correction: ``False`` is the "not quite Adam" of R. Neychev, "Optimization
-        and regularization in Deep Learning" (no ``1 - beta^t``).
-      nu_dtype: storage dtype of the second moment.
+        and regularization in Deep Learning" (no ``1 - beta^t``; default ``True``).
+      nu_dtype: storage dtype of the second moment (default ``None``: the param's).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
@@ -323,13 +347,16 @@ def nadam(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      b1: decay of the first moment, in [0, 1).
-      b2: decay of the second moment, in [0, 1).
-      eps: added outside the root.
-      eps_root: added inside the root.
-      mu_dtype: storage dtype of the first moment.
-      bias_correction: as :func:`adam`.
-      nu_dtype: storage dtype of the second moment.
+      b1: decay of the first moment, in [0, 1) (default 0.9).
+      b2: decay of the second moment, in [0, 1) (default 0.999).
+      eps: added outside the root (default ``1e-8``).
+      eps_root: added inside the root (default 0).
+      mu_dtype: storage dtype of the first moment (default ``None``: the param's).
+      bias_correction: as :func:`adam` (default ``True``).
+      nu_dtype: storage dtype of the second moment (default ``None``: the param's).
+
+    torch's ``NAdam`` also decays its momentum (``momentum_decay``), so its numbers
+    differ; use :func:`jaxopt_dl.torch_nadam` for those.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -370,8 +397,10 @@ def adamw(
       eps: as :func:`adam`.
       eps_root: as :func:`adam`.
       mu_dtype: as :func:`adam`.
-      weight_decay: the decay ``lambda`` (a number or a schedule).
-      mask: where to decay (a tree of booleans or a function params -> tree).
+      weight_decay: the decay ``lambda`` (a number or a schedule; default ``1e-4``, as
+        optax; torch's ``AdamW`` defaults to ``1e-2``, Keras's to ``0.004``).
+      mask: where to decay (a tree of booleans or a function params -> tree; default
+        ``None``: every leaf).
       nesterov: as :func:`adam`.
       nu_dtype: as :func:`adam`.
     """
@@ -387,9 +416,10 @@ def adamax(
 
     Args:
       learning_rate: a number, an array or a schedule ``step -> rate``.
-      b1: decay of the first moment, in [0, 1).
-      b2: decay of the infinity norm, in [0, 1).
-      eps: added to ``|g|``.
+      b1: decay of the first moment, in [0, 1) (default 0.9).
+      b2: decay of the infinity norm, in [0, 1) (default 0.999).
+      eps: added to ``|g|`` (default ``1e-8``, as torch; Keras's ``epsilon`` defaults
+        to ``1e-7``). torch's default learning rate is ``2e-3``.
     """
     return _with_lr(adaptive.scale_by_adamax(b1, b2, eps), learning_rate=learning_rate)
 

@@ -15,9 +15,11 @@ is imported once), so the docs cannot rot. A block preceded by the line
 from __future__ import annotations
 
 import ast
+import dataclasses
 import html
 import json
 import importlib.util
+import inspect
 import os
 import pathlib
 import re
@@ -240,3 +242,143 @@ def test_site_loads_nothing_from_the_network(site):
     assert not offenders, f"pages loading remote resources: {sorted(offenders)[:5]}"
     assert (site / "javascripts" / "mathjax" / "es5" / "tex-mml-chtml.js").is_file()
     assert list((site / "javascripts" / "mathjax" / "es5" / "output").rglob("*.woff"))
+
+
+# --- every public callable documents every argument ------------------------------
+ARG_SECTIONS = re.compile(r"(Args|Arguments|Attributes|Keyword Args|Keyword Arguments):")
+
+
+def args_section(doc: str | None) -> str:
+    """The lines of a docstring's ``Args:`` (or, for classes, ``Attributes:``) sections."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    kept, inside, indent = [], False, 0
+    for line in lines:
+        stripped, depth = line.strip(), len(line) - len(line.lstrip())
+        if ARG_SECTIONS.fullmatch(stripped):
+            inside, indent = True, depth
+            continue
+        if inside and stripped and depth <= indent:
+            inside = False
+        if inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def documents(name: str, section: str) -> bool:
+    """Whether an ``Args:`` section has an entry ``name:`` or ``name (type):``."""
+    return re.search(rf"^\s+{re.escape(name)}(\s*\([^)\n]*\))?\s*:", section, re.MULTILINE) is not None
+
+
+def public_callables() -> dict[str, object]:
+    """``{qualified name: object}`` of every public function, class and method of jaxopt_dl.
+
+    Public: re-exported by ``jaxopt_dl/__init__.py``, or listed in the ``__all__`` of a
+    public submodule or of a module with an API reference page (``::: jaxopt_dl.X`` in
+    ``docs/reference/``; a module without ``__all__``: its non-underscore names), and
+    defined in jaxopt_dl (names re-exported from optax are optax's to document); plus
+    the public methods those classes define themselves.
+    """
+    import importlib
+
+    import jaxopt_dl
+
+    found: dict[str, object] = {}
+    for name in public_names():
+        found[f"jaxopt_dl.{name}"] = getattr(jaxopt_dl, name)
+    referenced = re.findall(
+        r"^::: (jaxopt_dl(?:\.\w+)*)\s*$",
+        "\n".join(p.read_text() for p in (DOCS / "reference").rglob("*.md")),
+        re.MULTILINE,
+    )
+    modules = {f"jaxopt_dl.{sub}" for sub in public_submodules()} | set(referenced)
+    for module_name in sorted(modules):
+        module = importlib.import_module(module_name)
+        names = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
+        for name in names:
+            found[f"{module_name}.{name}"] = getattr(module, name)
+    result: dict[str, object] = {}
+    for qualname, obj in found.items():
+        if not callable(obj) or not getattr(obj, "__module__", "").startswith("jaxopt_dl"):
+            continue
+        result[qualname] = obj
+        if inspect.isclass(obj):
+            is_dataclass = dataclasses.is_dataclass(obj)
+            fields = {f.name for f in dataclasses.fields(obj)} if is_dataclass else set()
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") or attr in fields:  # a field's default is no method
+                    continue
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if inspect.isfunction(member):
+                    result[f"{qualname}.{attr}"] = member
+    return result
+
+
+def undocumented_arguments(obj: object) -> list[str]:
+    """The parameters of ``obj``'s signature missing from its ``Args:`` section."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []
+    docs = args_section(inspect.getdoc(obj))
+    skip = {"self", "cls"}
+    if inspect.isclass(obj):
+        init = vars(obj).get("__init__")
+        docs += "\n" + args_section(getattr(init, "__doc__", None))
+        if any(base.__module__.startswith("flax.linen") for base in obj.__mro__):
+            skip |= {"parent", "name"}  # flax's own Module fields
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if name not in skip
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        and not documents(name, docs)
+    ]
+
+
+def test_public_callables_are_found():
+    """Guards the Args check against vacuously passing on an empty list."""
+    names = public_callables()
+    assert {"jaxopt_dl.adam", "jaxopt_dl.chain", "jaxopt_dl.training.fit"} <= set(names)
+    assert documents("learning_rate", "  learning_rate: the step size.")
+    assert not documents("b1", "  learning_rate: the step size, b1 as in torch.")
+
+
+def test_every_public_argument_is_documented():
+    """Every public function, class and method names each argument in ``Args:``."""
+    missing = {
+        name: gaps
+        for name, obj in public_callables().items()
+        if (gaps := undocumented_arguments(obj))
+    }
+    assert not missing, (
+        f"{len(missing)} public callables with arguments missing from their docstring's "
+        "'Args:' section (Google style):\n"
+        + "\n".join(f"  {name}: {', '.join(gaps)}" for name, gaps in sorted(missing.items()))
+    )
+
+
+# --- no internal references in user-facing text -----------------------------------
+# Whitespace may be a line break: "seed\n002" is caught too.
+INTERNAL = re.compile(
+    r"seeds?\s+00[0-9]|\.\./shared|the\s+contract|API\.md|\blent\b", re.IGNORECASE
+)
+
+
+def user_facing_files() -> list[pathlib.Path]:
+    """README, the docs pages (not the bundled MathJax) and the package's sources."""
+    docs = [p for p in DOCS.rglob("*.md") if "javascripts" not in p.relative_to(DOCS).parts]
+    return [ROOT / "README.md", *sorted(docs), *sorted((ROOT / "jaxopt_dl").rglob("*.py"))]
+
+
+def test_no_internal_references_in_user_facing_text():
+    """Lectures are cited by author and title; no project-internal paths or jargon."""
+    assert INTERNAL.search("as in seed 002's notes") and not INTERNAL.search("a seed of 0")
+    assert INTERNAL.search("(seed\n    002, 6.4)")
+    offenders = []
+    for path in user_facing_files():
+        text = path.read_text(encoding="utf-8")
+        for match in INTERNAL.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            offenders.append(f"{path.relative_to(ROOT)}:{line}: {' '.join(match[0].split())}")
+    assert not offenders, "internal references in user-facing text:\n" + "\n".join(offenders)

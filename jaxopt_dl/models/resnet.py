@@ -43,6 +43,14 @@ class ResidualBlock(Layers):
     bn_epsilon: float = 1e-5
 
     def conv(self, x: jax.Array, kernel: int, strides: int, name: str) -> jax.Array:
+        """A square ``SAME``-padded convolution with the block's features and init.
+
+        Args:
+          x: input ``(batch, height, width, channels)``.
+          kernel: kernel size (``kernel x kernel``).
+          strides: stride along both spatial axes.
+          name: the submodule's name.
+        """
         return nn.Conv(
             self.features,
             (kernel, kernel),

@@ -24,7 +24,17 @@ __all__ = ["ReduceLROnPlateauState", "reduce_on_plateau"]
 
 
 class ReduceLROnPlateauState(NamedTuple):
-    """State of ``reduce_on_plateau``; ``scale`` is the current learning-rate multiplier."""
+    """State of ``reduce_on_plateau``; ``scale`` is the current learning-rate multiplier.
+
+    Attributes:
+      scale: the multiplier applied to the updates (starts at 1, multiplied by
+        ``factor`` at each reduction, never below ``min_scale``).
+      best_value: the best (lowest) averaged loss seen so far.
+      plateau_count: evaluations since ``best_value`` last improved.
+      cooldown_count: evaluations left before plateaus are counted again.
+      count: losses accumulated in the current ``accumulation_size`` window.
+      avg_value: the running mean of the losses of the current window.
+    """
 
     scale: jax.Array
     best_value: jax.Array

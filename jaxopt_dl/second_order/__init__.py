@@ -1,4 +1,6 @@
-"""Second-order methods and line search (seed 002): minimize, least_squares, line searches.
+"""Second-order methods and line search: minimize, least_squares, line searches.
+
+After Bipin, "Deep Learning, Lecture 6 — Optimization" (second-order methods).
 
 A solver is a descent direction (:mod:`.directions`) + a step-size search
 (:mod:`.linesearch`), run by one ``lax.while_loop`` driver (:mod:`.driver`) that

@@ -31,7 +31,16 @@ __all__ = [
 
 
 class Direction(NamedTuple):
-    """A descent-direction rule: ``init(x, g)``, ``direction(state, x, g)``, ``update(state, s, y)``."""
+    """A descent-direction rule: ``init(x, g)``, ``direction(state, x, g)``, ``update(state, s, y)``.
+
+    Attributes:
+      init: ``(x, g) -> state`` from the starting point and its gradient (e.g. the
+        initial inverse-Hessian approximation of BFGS).
+      direction: ``(state, x, g) -> d``, the search direction at ``x`` (the built-in
+        rules fall back to the steepest descent ``-g`` when theirs is not finite).
+      update: ``(state, s, y) -> state`` after a step ``s = x_new - x`` with gradient
+        change ``y = g_new - g`` (the curvature pair of quasi-Newton methods).
+    """
 
     init: Callable[[jax.Array, jax.Array], Any]
     direction: Callable[[Any, jax.Array, jax.Array], jax.Array]

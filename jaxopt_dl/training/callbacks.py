@@ -434,6 +434,7 @@ class NonFiniteError(RuntimeError):
     """Training hit too many consecutive NaN/Inf steps.
 
     Attributes:
+      message: the error message (``str(error)``).
       step: index (0-based, counting every attempted step) of the first step of the
         non-finite streak.
       layer: path of the first parameter (in tree order) whose gradient was non-finite,

@@ -23,6 +23,11 @@ def linear_pacing(start_fraction: float = 0.2, epochs_to_full: int = 10) -> Paci
 
     .. math:: \\lambda(e) = \\min(1, \\lambda_0 + (1 - \\lambda_0)\\, e / E)
 
+    Args:
+      start_fraction: ``lambda_0``, the fraction available at epoch 0, in (0, 1]
+        (default 0.2).
+      epochs_to_full: ``E``, the epoch from which all the data is used (default 10).
+
     Example:
       >>> p = linear_pacing(0.2, 4)
       >>> [p(e) for e in (0, 1, 4, 9)]
@@ -42,6 +47,10 @@ def baby_steps(num_stages: int, epochs_per_stage: int) -> Pacing:
     """"Baby steps" pacing: the pool grows by ``1 / num_stages`` every ``epochs_per_stage``.
 
     .. math:: \\lambda(e) = \\min(1, (1 + \\lfloor e / K \\rfloor) / S)
+
+    Args:
+      num_stages: ``S``, the number of equal steps to the whole data set.
+      epochs_per_stage: ``K``, the epochs spent at each stage.
 
     Example:
       >>> p = baby_steps(4, 2)
@@ -104,7 +113,11 @@ class CurriculumSampler:
         self.order = order
 
     def pool_size(self, epoch: int) -> int:
-        """``ceil(pacing(epoch) * n)``, at least 1 and at most ``n``."""
+        """``ceil(pacing(epoch) * n)``, at least 1 and at most ``n``.
+
+        Args:
+          epoch: the epoch index (0-based).
+        """
         fraction = float(self.pacing(epoch))
         if not 0 < fraction <= 1:
             raise ValueError(f"pacing must return a fraction in (0, 1], got {fraction} at "
@@ -113,7 +126,11 @@ class CurriculumSampler:
         return min(n, max(1, math.ceil(fraction * n - 1e-9)))
 
     def pool(self, epoch: int) -> np.ndarray:
-        """Indices of the examples available at ``epoch``, easiest first."""
+        """Indices of the examples available at ``epoch``, easiest first.
+
+        Args:
+          epoch: the epoch index (0-based).
+        """
         return self.order_by_score[: self.pool_size(epoch)]
 
     def __call__(self, epoch: int, rng: np.random.Generator) -> np.ndarray:
@@ -141,6 +158,11 @@ def example_scores(state: TrainState, data: tuple, kind: str = "loss") -> np.nda
     ``kind="loss"``: the cross-entropy ``-log p(y|x)``; ``kind="margin"``: the negative
     margin ``max_{k != y} z_k - z_y`` (positive for misclassified examples). Both are low
     for easy examples. Evaluated with ``train=False``.
+
+    Args:
+      state: a :class:`TrainState` of the (reference) model that scores the examples.
+      data: ``(x, y)`` arrays, ``y`` integer labels.
+      kind: ``"loss"`` (default) or ``"margin"``.
 
     Returns:
       ``(n,)`` float scores.

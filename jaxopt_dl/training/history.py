@@ -38,15 +38,17 @@ class History:
       learning_rate: per epoch, the rate the next step applies after the epoch (a float
         or a ``{group: rate}`` dict).
       epoch: epoch indices (0-based).
-      train_loss, train_accuracy: mean over the epoch's steps (accuracy only for the
+      train_loss: mean loss over the epoch's steps.
+      train_accuracy: mean accuracy over the epoch's steps (only for the
         cross-entropy loss).
-      val_loss, val_accuracy: on ``val_data`` after each epoch (empty without it).
+      val_loss: loss on ``val_data`` after each epoch (empty without it).
+      val_accuracy: accuracy on ``val_data`` after each epoch (empty without it).
       batch_size: batch size of each epoch.
       steps_per_epoch: optimization steps of each epoch.
       epoch_time: wall-clock seconds of each epoch (training and evaluation).
       diagnostics: per epoch, a ``{name: value}`` dict from
         :func:`jaxopt_dl.training.diagnostics_step` on the epoch's first batch after
-        the epoch (empty unless ``fit(..., diagnostics=True)``).
+        the epoch (empty unless ``fit(..., config=FitConfig(diagnostics=True))``).
       best_epoch: epoch whose params were kept by early stopping (``None`` without it).
       stopped_early: whether early stopping ended the run.
       nonfinite_steps: steps skipped because the loss or a gradient was NaN/Inf.

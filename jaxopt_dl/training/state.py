@@ -60,6 +60,11 @@ class TrainState(train_state.TrainState):
     (``jax.jit(step, donate_argnums=0)``).
 
     Attributes:
+      step: the number of optimizer updates applied so far.
+      apply_fn: the model's ``apply`` function (not a pytree leaf).
+      params: the model parameters.
+      tx: the optimizer (not a pytree leaf).
+      opt_state: the optimizer state, ``tx.init(params)``.
       batch_stats: the model's ``"batch_stats"`` collection (running averages of batch
         norm); ``{}`` for models without batch norm.
       rng: key split every step for dropout.

@@ -28,12 +28,15 @@ class SweepResult(NamedTuple):
       hyperparams: the settings, ``{name: (settings,) array}``.
       seeds: ``(seeds,)`` the seeds.
       step_loss: ``(settings, seeds, epochs * steps_per_epoch)`` training loss per step.
-      train_loss, train_accuracy: ``(settings, seeds, epochs)`` on the whole training set
+      train_loss: ``(settings, seeds, epochs)`` loss on the whole training set
         (``train=False``) after every epoch (``(settings, seeds, 1)``, after the last
         epoch, with ``eval_every_epoch=False``).
-      val_loss, val_accuracy: same on ``val_data`` (``None`` without it).
-      final_loss, final_accuracy: ``(settings, seeds)`` after the last epoch, on
-        ``val_data`` when given, else on the training set.
+      train_accuracy: same for the accuracy.
+      val_loss: same as ``train_loss`` on ``val_data`` (``None`` without it).
+      val_accuracy: same as ``train_accuracy`` on ``val_data`` (``None`` without it).
+      final_loss: ``(settings, seeds)`` loss after the last epoch, on ``val_data``
+        when given, else on the training set.
+      final_accuracy: same for the accuracy.
     """
 
     hyperparams: dict

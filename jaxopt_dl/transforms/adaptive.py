@@ -29,7 +29,14 @@ from jaxopt_dl._core import GradientTransformation
 def inverse_root(
     nu: jax.Array, eps: jax.typing.ArrayLike, eps_in_sqrt: bool
 ) -> jax.Array:
-    """``1 / sqrt(nu + eps)`` (eps inside the root) or ``1 / (sqrt(nu) + eps)`` (outside)."""
+    """``1 / sqrt(nu + eps)`` (eps inside the root) or ``1 / (sqrt(nu) + eps)`` (outside).
+
+    Args:
+      nu: the second-moment accumulator (any float dtype; half precision is widened to
+        float32 for the root and the result cast back).
+      eps: the small constant ``delta``.
+      eps_in_sqrt: ``True``: inside the root (optax, Keras); ``False``: outside (torch).
+    """
     dtype = nu.dtype
     nu = _core.widen(nu)
     if eps_in_sqrt:
@@ -54,6 +61,12 @@ def adam_direction(
 
     Half-precision moments are divided in float32 (``eps=1e-8`` is zero in fp16);
     float32 leaves are untouched, so their numbers equal optax's.
+
+    Args:
+      m: the (bias-corrected) first moment.
+      v: the (bias-corrected) second moment, same shape.
+      eps: added outside the root.
+      eps_root: added inside the root.
     """
     dtype = m.dtype
     m, v = _core.widen(m), _core.widen(v)

@@ -23,14 +23,23 @@ from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
 class VelocityState(NamedTuple):
-    """Goodfellow's velocity ``v`` and the step count (no optax counterpart)."""
+    """Goodfellow's velocity ``v`` and the step count (no optax counterpart).
+
+    Attributes:
+      count: updates applied so far (int32), indexes the learning-rate schedule.
+      velocity: ``v``, a tree shaped like the params.
+    """
 
     count: jax.Array
     velocity: Any
 
 
 class BiasCorrectionState(NamedTuple):
-    """Step count for :func:`bias_correction` (no optax counterpart)."""
+    """Step count for :func:`bias_correction` (no optax counterpart).
+
+    Attributes:
+      count: updates applied so far (int32); the correction divides by ``1 - beta^count``.
+    """
 
     count: jax.Array
 

@@ -17,7 +17,11 @@ from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
 class WeightDecayScheduleState(NamedTuple):
-    """Step count for a scheduled L1/L2 weight (optax has no L1/elastic-net blocks)."""
+    """Step count for a scheduled L1/L2 weight (optax has no L1/elastic-net blocks).
+
+    Attributes:
+      count: updates applied so far (int32), the step the weight's schedule is read at.
+    """
 
     count: jax.Array
 
