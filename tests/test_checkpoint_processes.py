@@ -1,7 +1,7 @@
 """Checkpoints the way users meet them: saved in one process, restored in another.
 
 Every public optimizer and the wrappers (schedules, reduce_on_plateau, MultiSteps,
-inject_hyperparams, multi_transform, fused_adam) with both backends; ``fit``; and
+inject_hyperparams, multi_transform, the fused CPU step) with both backends; ``fit``; and
 the command line, including a SIGKILL mid-run and damaged checkpoints.
 """
 

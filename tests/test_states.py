@@ -143,7 +143,6 @@ def _jdl_only():
         "add_l2": jdl.add_l2(0.1),
         "add_elastic_net": jdl.add_elastic_net(0.1, SCHEDULE),
         "adam-fp16-nu": jdl.adam(0.1, nu_dtype=jnp.float16),
-        "fused_adam": jdl.fused_adam(0.1),
     }
 
 

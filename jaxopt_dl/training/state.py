@@ -98,6 +98,20 @@ class TrainState(train_state.TrainState):
         )
         return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
+    def variables(self, params: Optional[Any] = None) -> dict:
+        """The ``variables`` dict ``model.apply`` expects (evaluation mode).
+
+        Args:
+          params: use these params instead of the state's (e.g. a perturbed copy).
+
+        Returns:
+          ``{"params": ...}``, plus ``"batch_stats"`` for models with batch norm.
+        """
+        variables = {"params": self.params if params is None else params}
+        if self.batch_stats:
+            variables["batch_stats"] = self.batch_stats
+        return variables
+
 
 def create_train_state(
     model: nn.Module,

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_dl._core import widen
 from jaxopt_dl.diagnostics import summarize
 from jaxopt_dl.schedules.plateau import ReduceLROnPlateauState
 from jaxopt_dl.training.state import TrainState, optimizer_update
@@ -139,7 +140,8 @@ def _sums(loss_fn: LossFn, outputs, targets, weights) -> dict:
 
     Sums, not means, so that micro-batches and evaluation chunks combine exactly.
     """
-    per_example = jnp.asarray(loss_fn(outputs, targets), jnp.float32)
+    # at least float32, float64 kept (a float64 gradient check needs the loss in float64)
+    per_example = widen(jnp.asarray(loss_fn(outputs, targets)))
     per_example = jnp.broadcast_to(
         jnp.mean(per_example.reshape(per_example.shape[:1] + (-1,)), axis=1)
         if per_example.ndim else per_example,

@@ -26,6 +26,8 @@ from jaxopt_dl import checkpoint, optimizers
 
 STEPS = 3
 TAKE_VALUE = ("reduce_on_plateau",)  # the cases whose update takes the loss (value=)
+# the cases stepped through the fused CPU step (jdl.fused.apply_gradients), as TrainState does
+FUSED_STEP = ("fused_step_adam", "fused_step_sgd_momentum")
 
 
 def optimizer_factories():
@@ -52,8 +54,8 @@ def cases():
         "multi_transform": lambda: jdl.multi_transform(
             {"adam": jdl.adam(1e-2), "sgd": jdl.sgd(0.1, momentum=0.9)},
             {"w": "adam", "b": "sgd"}),
-        "fused_adam": lambda: jdl.fused_adam(1e-2),
-        "fused_adam_flat_state": lambda: jdl.fused_adam(1e-2, flat_state=True),
+        "fused_step_adam": lambda: jdl.adam(1e-2),
+        "fused_step_sgd_momentum": lambda: jdl.sgd(1e-2, momentum=0.9),
     })
     return built
 
@@ -67,9 +69,11 @@ def loss(params):
     return jnp.sum(jnp.sin(3.0 * params["w"])) + jnp.sum(params["b"] ** 2) + 2.0
 
 
-def step(tx, params, opt_state, takes_value):
+def step(tx, params, opt_state, takes_value, fused=False):
     value, grads = jax.value_and_grad(loss)(params)
     extra = {"value": value} if takes_value else {}
+    if fused:
+        return jdl.fused.apply_gradients(tx, grads, opt_state, params, **extra)
     updates, opt_state = tx.update(grads, opt_state, params, **extra)
     return optax.apply_updates(params, updates), opt_state
 
@@ -87,29 +91,29 @@ def write(path, state, continued):
 
 def save(directory):
     for name, build in cases().items():
-        tx, takes_value = build(), name in TAKE_VALUE
+        tx, takes_value, fused = build(), name in TAKE_VALUE, name in FUSED_STEP
         params = initial_params()
         opt_state = tx.init(params)
         for _ in range(STEPS):
-            params, opt_state = step(tx, params, opt_state, takes_value)
+            params, opt_state = step(tx, params, opt_state, takes_value, fused)
         state = {"params": params, "opt_state": opt_state}
         folder = os.path.join(directory, name)
         for backend in checkpoint.BACKENDS:
             checkpoint.save_checkpoint(os.path.join(folder, backend), state, STEPS,
                                        backend=backend)
-        write(os.path.join(folder, "saved.npz"), state, step(tx, params, opt_state, takes_value))
+        write(os.path.join(folder, "saved.npz"), state, step(tx, params, opt_state, takes_value, fused))
 
 
 def restore(directory):
     for name, build in cases().items():
-        tx, takes_value = build(), name in TAKE_VALUE
+        tx, takes_value, fused = build(), name in TAKE_VALUE, name in FUSED_STEP
         fresh = jax.tree.map(jnp.zeros_like, initial_params())
         template = {"params": fresh, "opt_state": tx.init(fresh)}
         for backend in checkpoint.BACKENDS:
             folder = os.path.join(directory, name)
             state = checkpoint.restore_checkpoint(os.path.join(folder, backend), template)
             assert jax.tree.structure(state) == jax.tree.structure(template), name
-            continued = step(tx, state["params"], state["opt_state"], takes_value)
+            continued = step(tx, state["params"], state["opt_state"], takes_value, fused)
             write(os.path.join(folder, f"{backend}.npz"), state, continued)
 
 
