@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_dl.diagnostics import summarize
-from jaxopt_dl.plateau import ReduceLROnPlateauState
+from jaxopt_dl.schedules.plateau import ReduceLROnPlateauState
 from jaxopt_dl.training.state import TrainState, optimizer_update
 from jaxopt_dl.transforms.scaling import current_learning_rate
 
