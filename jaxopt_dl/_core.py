@@ -624,7 +624,7 @@ def register_rate_scale(
 register_rate_scale(optax.contrib.ReduceLROnPlateauState)
 
 
-def _is_array(node: Any) -> bool:
+def _is_state_leaf(node: Any) -> bool:
     return node is None or isinstance(node, (jax.Array, np.ndarray, np.generic, numbers.Number))
 
 
@@ -634,7 +634,7 @@ def children(node: Any) -> list:
     Args:
       node: any pytree node.
     """
-    if _is_array(node):
+    if _is_state_leaf(node):
         return []
     kids, _ = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
     return kids
