@@ -314,6 +314,60 @@ def check_nonnegative_finite(name: str, value: Any) -> None:
     check_finite(name, value)
 
 
+def check_transform(name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is a transform (callable ``init`` and ``update``).
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+    """
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"{name} must be a GradientTransformation (init and update), got {name}={value!r}"
+        )
+
+
+def check_given(name: str, value: Any, what: str) -> None:
+    """Raise ``TypeError`` when a required tree, mask or label argument is ``None``.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      what: what the argument must be, for the message (e.g. "a pytree or a function").
+    """
+    if value is None:
+        raise TypeError(f"{name} must be {what}, got {name}=None")
+
+
+def check_key(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a PRNG key, an int or an integer array (a seed).
+
+    Traced values pass when their dtype is an integer or a key type.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+
+    Raises:
+      TypeError: a float, a bool, a string or another non-key ("must be finite" is
+        added for NaN and infinity).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a PRNG key or an integer seed, got {name}={value!r}")
+    if isinstance(value, (int, np.integer)):
+        return
+    if _is_array(value):
+        dtype = value.dtype
+        if jnp.issubdtype(dtype, jnp.integer) or jax.dtypes.issubdtype(
+            dtype, jax.dtypes.prng_key
+        ):
+            return
+    finite = "" if not isinstance(value, float) or math.isfinite(value) else " (must be finite)"
+    raise TypeError(
+        f"{name} must be a PRNG key or an integer seed{finite}, got {name}={value!r}"
+    )
+
+
 # --------------------------------------------------------------------------
 # Gradient-tree checks
 # --------------------------------------------------------------------------

@@ -119,7 +119,7 @@ EXPECTED_FAILURES = {
 def test_the_proxy_answers_with_jaxopt_dl_where_it_exports_the_name():
     proxy = optax_suite._Proxy(alias)
     assert proxy.adam is jdl.adam and proxy.sgd is jdl.sgd
-    assert proxy.adabelief is optax.adabelief  # not exported by jaxopt_dl
+    assert proxy.novograd is optax.novograd  # not exported by jaxopt_dl
     assert optax_suite._Proxy(numerics).safe_increment is jdl.safe_increment
     nested = optax_suite._Proxy(optax).schedules
     assert isinstance(nested, types.ModuleType)

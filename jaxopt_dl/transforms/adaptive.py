@@ -141,6 +141,7 @@ def scale_by_rms(
       Tieleman & Hinton 2012; Goodfellow et al. 2016, Alg. 8.5.
     """
     _check_adaptive(eps, [("decay", decay)])
+    _core.check_nonnegative("initial_scale", initial_scale)
 
     def init_fn(params):
         nu = _core.tree_second_moment_like(params, initial_scale)
@@ -194,6 +195,7 @@ def scale_by_stddev(
       Graves 2013; torch ``RMSprop(centered=True)`` with ``eps_in_sqrt=False``.
     """
     _check_adaptive(eps, [("decay", decay)])
+    _core.check_nonnegative("initial_scale", initial_scale)
 
     def init_fn(params):
         mu = _core.tree_zeros_like(params)
