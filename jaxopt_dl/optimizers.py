@@ -245,12 +245,19 @@ def adadelta(
     )
 
 
-def _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction,
-                nu_dtype, *decay):
+def _adam_chain(
+    learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype, *decay
+):
     return _with_lr(
         adaptive.scale_by_adam(
-            b1, b2, eps, eps_root, mu_dtype,
-            nesterov=nesterov, bias_correction=bias_correction, nu_dtype=nu_dtype,
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype,
+            nesterov=nesterov,
+            bias_correction=bias_correction,
+            nu_dtype=nu_dtype,
         ),
         *decay,
         learning_rate=learning_rate,
@@ -297,8 +304,9 @@ def adam(
       >>> updates, state = opt.update(grads, state, params)
       >>> params = jdl.apply_updates(params, updates)
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov,
-                       bias_correction, nu_dtype)
+    return _adam_chain(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype
+    )
 
 
 @_optimizer
@@ -338,8 +346,9 @@ def nadam(
     References:
       Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, True,
-                       bias_correction, nu_dtype)
+    return _adam_chain(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, True, bias_correction, nu_dtype
+    )
 
 
 @_optimizer
@@ -375,8 +384,18 @@ def adamw(
       nesterov: as :func:`adam`.
       nu_dtype: as :func:`adam`.
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, True,
-                       nu_dtype, regularization.add_decayed_weights(weight_decay, mask))
+    return _adam_chain(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        nesterov,
+        True,
+        nu_dtype,
+        regularization.add_decayed_weights(weight_decay, mask),
+    )
 
 
 @_optimizer
@@ -480,7 +499,7 @@ def _optax_alias(
             lambda name, value: _core.check_learning_rate(value, name, allow_none=True)
         )
         if rate_optional
-        else _core.check_given_learning_rate
+        else _core.check_given_learning_rate,
     }
     checks.update({name: _core.check_decay for name in decays})
     checks.update({name: _core.check_nonnegative for name in nonnegative})
@@ -520,6 +539,7 @@ lion = _optax_alias(
 References:
   Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
 """
+
 
 def _optional(check: Callable) -> Callable:
     """``check`` that lets ``None`` (an optional feature left off) through."""

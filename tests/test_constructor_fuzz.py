@@ -188,6 +188,7 @@ REQUIRED = {
     "opt": jdl.sgd(0.1),
     "optimizer": jdl.sgd(0.1),
     "fast_optimizer": jdl.sgd(0.1),
+    "adv_optimizer": jdl.sgd(0.1),
     "every_k_schedule": 2,
     "mask": {"w": True, "b": False},
     "transforms": {"a": jdl.sgd(0.1), "b": jdl.adam(0.1)},

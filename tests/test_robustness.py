@@ -81,9 +81,7 @@ def test_random_trees_keep_structure_shapes_dtypes_and_stay_finite(name, params,
     init_spec = spec(state)
     rng = np.random.default_rng(seed)
     for _ in range(2):
-        grads = jax.tree.map(
-            lambda p: jnp.asarray(rng.uniform(-1, 1, p.shape), p.dtype), params
-        )
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.uniform(-1, 1, p.shape), p.dtype), params)
         updates, state = tx.update(grads, state, params, value=jnp.asarray(1.0))
         assert spec(updates) == spec(params)
         assert spec(state) == init_spec

@@ -38,7 +38,9 @@ def _params_required(name: str, params: Any) -> None:
 
 
 def _add_penalty_gradient(
-    name: str, weight: ScalarOrSchedule, penalty_grad: Callable[[Any, jax.Array], Any],
+    name: str,
+    weight: ScalarOrSchedule,
+    penalty_grad: Callable[[Any, jax.Array], Any],
     mask: Optional[Union[Any, Callable]] = None,
 ) -> GradientTransformation:
     """``u = g + penalty_grad(weight_t, w)``, with ``weight`` a float or a schedule."""

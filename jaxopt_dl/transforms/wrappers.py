@@ -137,8 +137,7 @@ def inject_hyperparams(
         isinstance(static_args, Iterable) and all(isinstance(a, str) for a in static_args)
     ):
         raise TypeError(
-            "static_args must be a name or a collection of names, got "
-            f"static_args={static_args!r}"
+            f"static_args must be a name or a collection of names, got static_args={static_args!r}"
         )
     wrapped = optax.inject_hyperparams(inner_factory, static_args, hyperparam_dtype)
 
