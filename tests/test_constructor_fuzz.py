@@ -206,12 +206,21 @@ REQUIRED = {
 INIT_SHAPES = {"initializers.bias_from_marginals": (2,)}
 
 
+# Arguments that keep optax's signature (default None) but must be given here, as the
+# changelog says: None is fuzzed like any other mistyped value.
+REQUIRED_DESPITE_DEFAULT = {(jdl.scale_by_learning_rate, "learning_rate")}
+
+
+def _required(factory, param) -> bool:
+    return param.default is param.empty or (factory, param.name) in REQUIRED_DESPITE_DEFAULT
+
+
 def base_kwargs(factory) -> dict:
     kwargs = {}
     for param in inspect.signature(factory).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if param.default is param.empty:
+        if _required(factory, param):
             kwargs[param.name] = REQUIRED[param.name]
     return kwargs
 
@@ -302,7 +311,7 @@ def cases(factory):
         else:
             continue
         for label, bad in inputs.items():
-            if label == "None" and param.default is None:
+            if label == "None" and param.default is None and not _required(factory, param):
                 continue  # None is the documented default
             if (factory, param.name) in FROM_A_RESUMED_COUNT and label.startswith("decay"):
                 continue  # legal, for a state resumed at that count: see LEGAL_ON_PURPOSE

@@ -8,7 +8,6 @@ it from the state and the transform.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Optional
 
 import jax.numpy as jnp
@@ -71,14 +70,6 @@ for a schedule. :func:`current_learning_rate` reads the rate the next update app
 from that state and this transform. ``learning_rate`` is checked when built (``None``,
 a negative or a non-finite number raise ``ValueError``).
 """
-# optax defaults ``learning_rate`` to None; here it must be given, as the signature says.
-_OPTAX_SIGNATURE = inspect.signature(optax.scale_by_learning_rate)
-scale_by_learning_rate.__signature__ = _OPTAX_SIGNATURE.replace(
-    parameters=[
-        p.replace(default=inspect.Parameter.empty) if p.name == "learning_rate" else p
-        for p in _OPTAX_SIGNATURE.parameters.values()
-    ]
-)
 
 
 _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
