@@ -314,6 +314,56 @@ def check_nonnegative_finite(name: str, value: Any) -> None:
     check_finite(name, value)
 
 
+def check_transform(name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is a transform (callable ``init`` and ``update``).
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+    """
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"{name} must be a GradientTransformation (init and update), got {name}={value!r}"
+        )
+
+
+def check_given(name: str, value: Any, what: str) -> None:
+    """Raise ``TypeError`` when a required tree, mask or label argument is ``None``.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+      what: what the argument must be, for the message (e.g. "a pytree or a function").
+    """
+    if value is None:
+        raise TypeError(f"{name} must be {what}, got {name}=None")
+
+
+def check_key(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a PRNG key, an int or an integer array (a seed).
+
+    Traced values pass when their dtype is an integer or a key type.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value given.
+
+    Raises:
+      TypeError: a float, a bool, a string or another non-key ("must be finite" is
+        added for NaN and infinity).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a PRNG key or an integer seed, got {name}={value!r}")
+    if isinstance(value, (int, np.integer)):
+        return
+    if _is_array(value):
+        dtype = value.dtype
+        if jnp.issubdtype(dtype, jnp.integer) or jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            return
+    finite = "" if not isinstance(value, float) or math.isfinite(value) else " (must be finite)"
+    raise TypeError(f"{name} must be a PRNG key or an integer seed{finite}, got {name}={value!r}")
+
+
 # --------------------------------------------------------------------------
 # Gradient-tree checks
 # --------------------------------------------------------------------------
@@ -385,7 +435,6 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     return _map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
 
 
-
 def tree_second_moment_like(tree: Any, value: float = 0.0, dtype: Any = None) -> Any:
     """Initial second-moment accumulators: ``value`` with each leaf's shape.
 
@@ -429,7 +478,6 @@ def tree_cast_like(tree: Any, like: Any) -> Any:
 def tree_scale(scalar: jax.typing.ArrayLike, tree: Any) -> Any:
     """``scalar * tree``, keeping each leaf's dtype."""
     return _map(lambda x: (scalar * x).astype(x.dtype), tree)
-
 
 
 def tree_add_scaled(a: Any, scalar: jax.typing.ArrayLike, b: Any) -> Any:
@@ -479,7 +527,9 @@ def tree_bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.Ar
 
     def divide(t):
         t = jnp.asarray(t)
-        return t / (correction.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.inexact) else correction)
+        return t / (
+            correction.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.inexact) else correction
+        )
 
     return _map(divide, moment)
 
@@ -594,8 +644,7 @@ def from_optax(
 
     checked = ", ".join(f"``{name}``" for name in checks or {}) or "nothing to check"
     header = (
-        f"optax.{factory.__name__}: its arguments, numbers and state; checked on entry: "
-        f"{checked}."
+        f"optax.{factory.__name__}: its arguments, numbers and state; checked on entry: {checked}."
     )
     build.__doc__ = "\n\n".join(part for part in (header, _args_section(factory)) if part)
     build.__module__ = inspect.currentframe().f_back.f_globals["__name__"]
@@ -715,12 +764,24 @@ identity = from_optax(optax.identity)
 """Pass updates through unchanged: optax.identity, its state and numbers."""
 
 
+def _accepted_keywords(update: Callable) -> "frozenset[str] | None":
+    """The keyword names ``update`` accepts beyond ``(updates, state, params)``; None: any."""
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
     """Apply transforms in sequence; the state is the tuple of their states (as optax.chain).
 
     Any optax transform can appear in a jaxopt_dl chain and vice versa; extra keyword
     arguments to ``update`` (e.g. ``value=loss`` for reduce-on-plateau) reach the
-    transforms that accept them.
+    transforms that accept them, and only those: a transform whose ``update`` names
+    its keywords (without ``**kwargs``) gets just the ones it names.
 
     Args:
       *transforms: the transforms, applied in order (jaxopt_dl's or optax's).
@@ -731,6 +792,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
     """
     reader = _chain_reader(transforms)
     transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
+    accepts = tuple(_accepted_keywords(t.update) for t in transforms)
 
     def init_fn(params):
         return tuple(t.init(params) for t in transforms)
@@ -741,8 +803,11 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
                 f"chain has {len(transforms)} transforms but the state has {len(state)} entries"
             )
         new_state = []
-        for t, s in zip(transforms, state):
-            updates, s = t.update(updates, s, params, **extra_args)
+        for t, s, names in zip(transforms, state, accepts):
+            extra = extra_args
+            if names is not None:
+                extra = {key: extra_args[key] for key in names & extra_args.keys()}
+            updates, s = t.update(updates, s, params, **extra)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -770,4 +835,3 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         updates,
         is_leaf=lambda x: x is None,
     )
-

@@ -264,12 +264,19 @@ def adadelta(
     )
 
 
-def _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction,
-                nu_dtype, *decay):
+def _adam_chain(
+    learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype, *decay
+):
     return _with_lr(
         adaptive.scale_by_adam(
-            b1, b2, eps, eps_root, mu_dtype,
-            nesterov=nesterov, bias_correction=bias_correction, nu_dtype=nu_dtype,
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype,
+            nesterov=nesterov,
+            bias_correction=bias_correction,
+            nu_dtype=nu_dtype,
         ),
         *decay,
         learning_rate=learning_rate,
@@ -321,8 +328,9 @@ def adam(
       >>> updates, state = opt.update(grads, state, params)
       >>> params = jdl.apply_updates(params, updates)
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov,
-                       bias_correction, nu_dtype)
+    return _adam_chain(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype
+    )
 
 
 @_optimizer
@@ -365,8 +373,9 @@ def nadam(
     References:
       Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, True,
-                       bias_correction, nu_dtype)
+    return _adam_chain(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, True, bias_correction, nu_dtype
+    )
 
 
 @_optimizer
@@ -404,8 +413,18 @@ def adamw(
       nesterov: as :func:`adam`.
       nu_dtype: as :func:`adam`.
     """
-    return _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, True,
-                       nu_dtype, regularization.add_decayed_weights(weight_decay, mask))
+    return _adam_chain(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        nesterov,
+        True,
+        nu_dtype,
+        regularization.add_decayed_weights(weight_decay, mask),
+    )
 
 
 @_optimizer
@@ -479,8 +498,19 @@ def _schedule_count(state: Any) -> jax.Array:
     return next(n for n in nodes if isinstance(n, optax.ScaleByScheduleState)).count
 
 
-def _optax_alias(factory: Callable, *decays: str, rate_optional: bool = False) -> Callable:
-    """An optax alias validated on entry, its trees checked and its learning rate readable."""
+def _optax_alias(
+    factory: Callable,
+    *decays: str,
+    nonnegative: tuple = (),
+    checks: Optional[dict] = None,
+    rate_optional: bool = False,
+) -> Callable:
+    """An optax alias validated on entry, its trees checked and its learning rate readable.
+
+    ``decays`` are checked to lie in [0, 1), ``nonnegative`` to be finite and >= 0,
+    and ``checks`` maps further arguments to ``check(name, value)``; with
+    ``rate_optional`` a ``learning_rate`` of ``None`` is optax's "no rate scaling".
+    """
 
     def attach(transform, arguments):
         rate = arguments["learning_rate"]
@@ -494,11 +524,15 @@ def _optax_alias(factory: Callable, *decays: str, rate_optional: bool = False) -
         return _as_optimizer(factory.__name__, transform, arguments)
 
     checks = {
-        "learning_rate": (lambda name, value: _core.check_learning_rate(value, name))
+        **(checks or {}),
+        "learning_rate": (
+            lambda name, value: _core.check_learning_rate(value, name, allow_none=True)
+        )
         if rate_optional
-        else _core.check_given_learning_rate
+        else _core.check_given_learning_rate,
     }
     checks.update({name: _core.check_decay for name in decays})
+    checks.update({name: _core.check_nonnegative for name in nonnegative})
     return _core.from_optax(factory, checks, attach)
 
 
@@ -506,12 +540,14 @@ lamb = _optax_alias(
     optax.lamb,
     "b1",
     "b2",
+    nonnegative=("eps", "eps_root", "weight_decay"),
 )
 """LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
 
 Adam's direction plus weight decay, rescaled per layer by the trust ratio
-``||w|| / ||u||``. ``learning_rate``, ``b1`` and ``b2`` are checked when built
-(``ValueError`` naming the argument).
+``||w|| / ||u||``. ``learning_rate``, ``b1``, ``b2``, ``eps``, ``eps_root`` and
+``weight_decay`` are checked when built (``ValueError``/``TypeError`` naming the
+argument and the value).
 
 References:
   You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
@@ -521,27 +557,47 @@ lion = _optax_alias(
     optax.lion,
     "b1",
     "b2",
+    nonnegative=("weight_decay",),
 )
 """Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
 
 .. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
     m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
 
-``learning_rate``, ``b1`` and ``b2`` are checked when built.
+``learning_rate``, ``b1``, ``b2`` and ``weight_decay`` are checked when built.
 
 References:
   Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
 """
 
+
+def _optional(check: Callable) -> Callable:
+    """``check`` that lets ``None`` (an optional feature left off) through."""
+    return lambda name, value: check(name, value, allow_none=True)
+
+
 adafactor = _optax_alias(
     optax.adafactor,
+    nonnegative=("decay_rate", "eps"),
+    checks={
+        "min_dim_size_to_factor": _core.check_int,
+        "decay_offset": _core.check_int,
+        "multiply_by_parameter_scale": _core.check_bool,
+        "clipping_threshold": _optional(_core.check_nonnegative),
+        "momentum": _optional(_core.check_decay),
+        "weight_decay_rate": _optional(_core.check_nonnegative),
+        "factored": _core.check_bool,
+    },
     rate_optional=True,
 )
 """Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
 
 Factored second moments (row and column averages) for matrices, so the state costs
-``O(n + m)`` instead of ``O(nm)``; ``learning_rate`` is checked when built
-(``None`` is optax's: no learning-rate scaling).
+``O(n + m)`` instead of ``O(nm)``. The numeric and boolean arguments are checked
+when built (``ValueError``/``TypeError`` naming the argument and the value);
+``learning_rate=None``, the default, is optax's: no learning-rate scaling, and
+``None`` also switches off ``clipping_threshold``, ``momentum`` and
+``weight_decay_rate``.
 
 References:
   Shazeer & Stern 2018, Adafactor; optax.adafactor.

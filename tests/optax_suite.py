@@ -84,15 +84,18 @@ def rewrite(source: str) -> str:
     return "\n".join(lines[:last_import] + [call] + lines[last_import:]) + "\n"
 
 
-def run(relative_path: str, workdir: pathlib.Path, timeout: float = 900) -> dict[str, str]:
+def run(
+    relative_path: str, workdir: pathlib.Path, timeout: float = 900, patched: bool = True
+) -> dict[str, str]:
     """Run one optax test file against jaxopt_dl; ``{test id: outcome}``.
 
     The outcome is "passed", "failed" (a failure or an error) or "skipped"; the test id
-    is ``Class::test_name`` as in the file.
+    is ``Class::test_name`` as in the file. With ``patched=False`` the file runs
+    unchanged, against optax itself.
     """
     source = (OPTAX_DIR / relative_path).read_text()
-    copy = workdir / ("jdl_" + relative_path.replace("/", "_"))
-    copy.write_text(rewrite(source))
+    copy = workdir / (("jdl_" if patched else "optax_") + relative_path.replace("/", "_"))
+    copy.write_text(rewrite(source) if patched else source)
     report = workdir / (copy.stem + ".xml")
     env = {
         **os.environ,

@@ -12,6 +12,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxopt_dl import _core
@@ -137,3 +138,38 @@ def test_check_choice_rejects_bools_and_unknown_values():
 
 def _escaped(value) -> str:
     return re.escape(repr(value))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [0, 7, np.int64(3), jnp.asarray(0), jnp.asarray(5, jnp.uint32)],
+    ids=repr,
+)
+def test_check_key_accepts_integer_seeds(key):
+    _core.check_key("key", key)
+
+
+def test_check_key_accepts_prng_keys_and_traced_seeds():
+    _core.check_key("key", jax.random.key(0))
+    _core.check_key("key", jax.random.PRNGKey(0))
+    jax.jit(lambda k: _core.check_key("key", k) or k)(jnp.asarray(1))
+    jax.jit(lambda k: _core.check_key("key", k) or 0)(jax.random.key(1))
+
+
+@pytest.mark.parametrize("key", ["0", 1.0, -1.0, True, jnp.asarray(0.5)], ids=repr)
+def test_check_key_rejects_floats_bools_and_strings_naming_the_value(key):
+    with pytest.raises(TypeError, match=r"key.*" + _escaped(key)):
+        _core.check_key("key", key)
+
+
+@pytest.mark.parametrize("key", [math.nan, math.inf], ids=repr)
+def test_check_key_says_nan_and_infinity_must_be_finite(key):
+    with pytest.raises(TypeError, match="must be finite"):
+        _core.check_key("key", key)
+
+
+def test_check_transform_names_the_argument_and_value():
+    _core.check_transform("inner", optax.sgd(0.1))
+    for bad in (None, "adam", optax.sgd):
+        with pytest.raises(TypeError, match=r"inner.*" + _escaped(bad)):
+            _core.check_transform("inner", bad)

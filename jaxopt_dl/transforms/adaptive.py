@@ -26,9 +26,7 @@ from jaxopt_dl import _core
 from jaxopt_dl._core import GradientTransformation
 
 
-def inverse_root(
-    nu: jax.Array, eps: jax.typing.ArrayLike, eps_in_sqrt: bool
-) -> jax.Array:
+def inverse_root(nu: jax.Array, eps: jax.typing.ArrayLike, eps_in_sqrt: bool) -> jax.Array:
     """``1 / sqrt(nu + eps)`` (eps inside the root) or ``1 / (sqrt(nu) + eps)`` (outside).
 
     Args:
@@ -110,7 +108,9 @@ def scale_by_rss(
     _check_adaptive(eps)
 
     def init_fn(params):
-        return optax.ScaleByRssState(_core.tree_second_moment_like(params, initial_accumulator_value))
+        return optax.ScaleByRssState(
+            _core.tree_second_moment_like(params, initial_accumulator_value)
+        )
 
     def update_fn(updates, state, params=None):
         del params
@@ -154,6 +154,7 @@ def scale_by_rms(
       Tieleman & Hinton 2012; Goodfellow et al. 2016, Alg. 8.5.
     """
     _check_adaptive(eps, [("decay", decay)])
+    _core.check_nonnegative("initial_scale", initial_scale)
 
     def init_fn(params):
         nu = _core.tree_second_moment_like(params, initial_scale)
@@ -207,6 +208,7 @@ def scale_by_stddev(
       Graves 2013; torch ``RMSprop(centered=True)`` with ``eps_in_sqrt=False``.
     """
     _check_adaptive(eps, [("decay", decay)])
+    _core.check_nonnegative("initial_scale", initial_scale)
 
     def init_fn(params):
         mu = _core.tree_zeros_like(params)
@@ -310,9 +312,7 @@ def scale_by_adam(
         else:
             mu_hat = mu
         nu_hat = _core.tree_bias_correction(nu, b2, count) if bias_correction else nu
-        updates = _core.tree_map(
-            lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_hat
-        )
+        updates = _core.tree_map(lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_hat)
         return updates, optax.ScaleByAdamState(
             count, _core.tree_cast(mu, mu_dtype), _core.tree_cast(nu, nu_dtype)
         )
@@ -321,7 +321,9 @@ def scale_by_adam(
 
 
 def scale_by_adamax(
-    b1: jax.typing.ArrayLike = 0.9, b2: jax.typing.ArrayLike = 0.999, eps: jax.typing.ArrayLike = 1e-8
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.999,
+    eps: jax.typing.ArrayLike = 1e-8,
 ) -> GradientTransformation:
     """Adamax: Adam with the infinity norm (Kingma & Ba 2014, Sec. 7.1).
 
@@ -349,9 +351,11 @@ def scale_by_adamax(
         _core.check_tree_matches(updates, state.mu)
         count = _core.safe_increment(state.count)
         mu = _core.tree_ema(updates, state.mu, b1)
-        nu = _core.tree_map(lambda g, v: jnp.maximum(jnp.abs(_core.widen_to(g, v)) + eps, b2 * v),
+        nu = _core.tree_map(
+            lambda g, v: jnp.maximum(jnp.abs(_core.widen_to(g, v)) + eps, b2 * v),
             updates,
-            state.nu,)
+            state.nu,
+        )
         mu_hat = _core.tree_bias_correction(mu, b1, count)
         updates = _core.tree_map(lambda m, v: (m / v).astype(m.dtype), mu_hat, nu)
         return updates, optax.ScaleByAdamState(count, mu, nu)
@@ -407,9 +411,7 @@ def scale_by_amsgrad(
         mu_hat = _core.tree_bias_correction(mu, b1, count) if bias_correction_mu else mu
         nu_eff = _core.tree_bias_correction(nu, b2, count) if bias_correction_nu else nu
         nu_max = _core.tree_map(jnp.maximum, state.nu_max, nu_eff)
-        updates = _core.tree_map(
-            lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_max
-        )
+        updates = _core.tree_map(lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_max)
         return updates, optax.ScaleByAmsgradState(count, _core.tree_cast(mu, mu_dtype), nu, nu_max)
 
     return GradientTransformation(init_fn, update_fn)

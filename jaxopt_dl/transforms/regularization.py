@@ -42,7 +42,9 @@ def _params_required(name: str, params: Any) -> None:
 
 
 def _add_penalty_gradient(
-    name: str, weight: ScalarOrSchedule, penalty_grad: Callable[[Any, jax.Array], Any],
+    name: str,
+    weight: ScalarOrSchedule,
+    penalty_grad: Callable[[Any, jax.Array], Any],
     mask: Optional[Union[Any, Callable]] = None,
 ) -> GradientTransformation:
     """``u = g + penalty_grad(weight_t, w)``, with ``weight`` a float or a schedule."""
@@ -144,7 +146,10 @@ def add_noise(
     Args:
       eta: base variance of the noise (>= 0).
       gamma: decay exponent of the variance (>= 0).
-      key: a random key or an integer seed.
+      key: a PRNG key, an int or an integer array (a seed); ``None`` is 0.
+
+    Raises:
+      TypeError: ``key`` is a float, a bool, a string or another non-key.
 
     References:
       Neelakantan et al. 2015, Adding Gradient Noise Improves Learning for Very Deep
@@ -152,4 +157,6 @@ def add_noise(
     """
     _core.check_nonnegative("eta", eta)
     _core.check_nonnegative("gamma", gamma)
+    if key is not None:
+        _core.check_key("key", key)
     return optax.add_noise(eta, gamma, 0 if key is None else key)

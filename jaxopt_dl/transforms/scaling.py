@@ -50,7 +50,9 @@ def _attach_rate(transform, arguments):
     """The rate the next update applies: the constant, or the schedule at the state's count."""
     learning_rate = arguments["learning_rate"]
     if callable(learning_rate):
-        return _core.with_rate_reader(transform, lambda state: jnp.asarray(learning_rate(state.count)))
+        return _core.with_rate_reader(
+            transform, lambda state: jnp.asarray(learning_rate(state.count))
+        )
     return _core.with_rate_reader(transform, lambda state: jnp.asarray(learning_rate))
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxopt_dl import _core
@@ -35,20 +34,32 @@ def _inner_reader(transform, arguments, inner_name, field):
     return _core.with_rate_reader(transform, lambda state: inner(getattr(state, field)))
 
 
+_TREE_OR_FUNCTION = "a pytree or a function of the params"
+
 masked = _core.from_optax(
     optax.masked,
+    checks={
+        "inner": _core.check_transform,
+        "mask": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
+    },
     attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
-"""Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers."""
+"""Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.
+
+``inner`` must be a transform and ``mask`` a pytree or a function (``TypeError``
+naming the argument otherwise).
+"""
 
 apply_if_finite = _core.from_optax(
     optax.apply_if_finite,
+    checks={"inner": _core.check_transform, "max_consecutive_errors": _core.check_int},
     attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
 """Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
 
 Params and the inner state stay bit-identical on a skipped step; the state is
-optax's ``ApplyIfFiniteState``.
+optax's ``ApplyIfFiniteState``. ``inner`` must be a transform and
+``max_consecutive_errors`` a whole number >= 0.
 """
 
 
@@ -72,14 +83,27 @@ def _group_rates(transform, arguments):
     return _core.with_rate_reader(transform, read)
 
 
+def _check_transforms(name: str, value: Any) -> None:
+    """``transforms`` must map each label to a transform."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict {{label: transform}}, got {name}={value!r}")
+    for label, inner in value.items():
+        _core.check_transform(f"{name}[{label!r}]", inner)
+
+
 multi_transform = _core.from_optax(
     optax.multi_transform,
+    checks={
+        "transforms": _check_transforms,
+        "param_labels": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
+    },
     attach=_group_rates,
 )
 """A different transform per parameter label: optax.multi_transform.
 
 :func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
-apply a rate.
+apply a rate. ``transforms`` must be a dict of transforms and ``param_labels`` a
+pytree or a function (``TypeError`` naming the argument otherwise).
 """
 
 
@@ -102,7 +126,19 @@ def inject_hyperparams(
 
     Returns:
       A function taking ``inner_factory``'s arguments and returning the transform.
+
+    Raises:
+      TypeError: ``inner_factory`` is not callable, or ``static_args`` is neither a
+        name nor a collection of names.
     """
+    if not callable(inner_factory):
+        raise TypeError(f"inner_factory must be callable, got inner_factory={inner_factory!r}")
+    if not isinstance(static_args, str) and not (
+        isinstance(static_args, Iterable) and all(isinstance(a, str) for a in static_args)
+    ):
+        raise TypeError(
+            f"static_args must be a name or a collection of names, got static_args={static_args!r}"
+        )
     wrapped = optax.inject_hyperparams(inner_factory, static_args, hyperparam_dtype)
 
     @functools.wraps(inner_factory)
@@ -131,9 +167,11 @@ def inject_hyperparams(
 class MultiSteps(optax.MultiSteps):
     """``optax.MultiSteps`` with ``every_k_schedule`` checked on entry.
 
-    optax takes any non-int for a schedule, so ``every_k_schedule=2.0`` fails later,
+    optax takes any non-int for a schedule, so ``every_k_schedule=2.5`` fails later,
     inside ``update``, with "'float' object is not callable"; here a number that is not
-    a positive integer raises ``ValueError`` naming ``every_k_schedule`` at once.
+    a positive whole number raises ``ValueError`` naming ``every_k_schedule`` at once
+    ("must be finite" for NaN and infinity; ``2.0`` is taken as 2), and an ``opt`` that
+    is not a transform raises ``TypeError``.
 
     Args:
       opt: the inner transform, applied once every ``every_k_schedule`` calls.
@@ -147,15 +185,10 @@ class MultiSteps(optax.MultiSteps):
     """
 
     def __init__(self, opt: optax.GradientTransformation, every_k_schedule: Any, *args, **kwargs):
+        _core.check_transform("opt", opt)
         if not callable(every_k_schedule):
-            whole = isinstance(every_k_schedule, (int, np.integer)) and not isinstance(
-                every_k_schedule, bool
-            )
-            if not whole or every_k_schedule < 1:
-                raise ValueError(
-                    "every_k_schedule must be a positive int or a schedule, got "
-                    f"every_k_schedule={every_k_schedule!r}"
-                )
+            _core.check_int("every_k_schedule", every_k_schedule, low=1)
+            every_k_schedule = int(every_k_schedule)
         super().__init__(opt, every_k_schedule, *args, **kwargs)
         self._rate_reader = _core.rate_reader(opt)
 
