@@ -5,12 +5,14 @@ line per epoch (and a progress bar within the epoch on a terminal), holds out
 ``--val-fraction`` of the training data for validation, reports the test set once at
 the end, and writes ``OUT/metrics.json`` (``test_loss``, ``test_accuracy``, the
 history, the resolved configuration, package versions and the device),
-``OUT/curves.png`` and ``OUT/params.msgpack``. Bad invocations exit with status 2 and
-one line.
+``OUT/curves.png`` and ``OUT/params.msgpack``. ``lr-find`` runs the learning-rate range
+test of :func:`jaxopt_dl.lr_find` and ``diagnose`` the debugging checklist of
+:func:`jaxopt_dl.diagnose`, on the same models and optimizers. Bad invocations exit
+with status 2 and one line, before JAX starts where the flags alone show it.
 
 Commands live in :data:`COMMANDS` (name -> :class:`Command`); optimizers, schedules,
-models and initializers in one registry each, from which the argument choices, the
-help text and the checks that a flag applies are derived.
+models and initializers in one registry each, shared by every command, from which the
+argument choices, the help text and the checks that a flag applies are derived.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class UsageError(ValueError):
 
 
 class Optimizer(NamedTuple):
-    """An optimizer of the ``train`` command.
+    """An optimizer of the command line.
 
     Attributes:
       summary: one line for ``--help``.
@@ -70,6 +72,8 @@ OPTIMIZERS = {
                        {**ADAM_FLAGS, "weight_decay": "weight_decay"}),
     "adamax": Optimizer("AdaMax (Adam with the infinity norm)", "adamax", ADAM_FLAGS),
     "nadam": Optimizer("Adam with Nesterov momentum", "nadam", ADAM_FLAGS),
+    "radam": Optimizer("RAdam (Adam with a rectified warmup of the second moment)", "radam",
+                       ADAM_FLAGS),
     "amsgrad": Optimizer("AMSGrad (Adam with a non-decreasing second moment)", "amsgrad",
                          ADAM_FLAGS),
     "lamb": Optimizer("LAMB (layer-wise trust ratio)", "lamb",
@@ -206,38 +210,42 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------
-# train: arguments
+# Flags shared by the commands
 # --------------------------------------------------------------------------
 
+OPTIMIZER_FLAGS = ("momentum", "momentum_form", "b1", "b2", "eps", "decay")
+"""Flags of the optimizers' own arguments (each applies to some of :data:`OPTIMIZERS`)."""
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``train``; every help line ends with its default.
 
-    Args:
-      parser: the ``train`` sub-parser.
-    """
+def _adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
+    """``add(*names, help, default, shown=None, **kwargs)``: a flag whose help ends with
+    its default (``shown``, where the default is None or not what the user sees)."""
     def add(*names, help, default, shown=None, **kwargs):  # noqa: A002
         shown = default if shown is None else shown
         parser.add_argument(*names, default=default, help=f"{help} (default: {shown})",
                             **kwargs)
 
-    own = "the optimizer's own"
-    add("--dataset", choices=DATASETS, default="digits", help=_listing(DATASETS))
+    return add
+
+
+def _add_model_flags(add: Callable[..., None]) -> None:
     add("--model", choices=MODELS, default="mlp", help=_listing(MODELS))
+    add("--hidden", type=_widths, default=None, metavar="W1,W2,...",
+        shown=",".join(map(str, HIDDEN)), help="hidden widths of --model mlp")
+    add("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+        shown="on for resnet, off otherwise", help="batch normalization")
+    add("--dropout", type=float, default=0.0, help="dropout rate")
+    add("--init", choices=INITS, default="he_normal", help=_listing(INITS))
+    add("--sparse-k", type=_positive_int, default=None, shown=SPARSE_K,
+        help="non-zero incoming weights per unit of --init sparse")
+
+
+def _add_optimizer_flags(add: Callable[..., None], lr_help: Optional[str]) -> None:
+    """``--optimizer``, ``--lr`` (unless ``lr_help`` is None) and the optimizers' own."""
+    own = "the optimizer's own"
     add("--optimizer", choices=OPTIMIZERS, default="adam", help=_listing(OPTIMIZERS))
-    add("--lr", type=float, default=1e-3, help="learning rate (the peak of a schedule)")
-    add("--schedule", choices=SCHEDULES, default="constant", help=_listing(SCHEDULES))
-    add("--decay-rate", type=float, default=None, shown=DECAY_RATE,
-        help="decay factor of the schedules " + ", ".join(
-            n for n, s in SCHEDULES.items() if s.uses_decay_rate))
-    add("--epochs", type=_positive_int, default=10, help="number of epochs")
-    add("--batch-size", type=_positive_int, default=64, help="examples per step")
-    add("--seed", type=int, default=0,
-        help="seed of the initialization, the validation split and the shuffles")
-    add("--out", default="runs/train", help="output folder")
-    add("--val-fraction", type=_fraction, default=0.1,
-        help="fraction of the training data held out (stratified) for validation; "
-             "0 trains on all of it")
+    if lr_help is not None:
+        add("--lr", type=float, default=1e-3, help=lr_help)
     add("--momentum", "--beta", dest="momentum", type=float, default=None, shown=own,
         help="momentum coefficient, for " + ", ".join(_applies_to("momentum")))
     add("--momentum-form", choices=MOMENTUM_FORMS, default=None, shown="velocity",
@@ -254,22 +262,64 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--decay", type=float, default=None, shown=own,
         help="decay of the squared-gradient average (adadelta's rho), for " +
              ", ".join(_applies_to("decay")))
-    add("--weight-decay", type=float, default=None, shown=f"{own}, else none",
+
+
+def _add_run_flags(add: Callable[..., None], out: str, writes: str) -> None:
+    """``--batch-size``, ``--seed`` and ``--out`` (default ``out``, holding ``writes``)."""
+    add("--batch-size", type=_positive_int, default=64, help="examples per step")
+    add("--seed", type=int, default=0,
+        help="seed of the initialization, the validation split and the shuffles")
+    add("--out", default=out, help=f"output folder for {writes}")
+
+
+def _check_shared(args) -> None:
+    """Refuse optimizer flags that do not apply to ``--optimizer``, ``--hidden`` without
+    ``--model mlp`` and ``--sparse-k`` without ``--init sparse``."""
+    optimizer = OPTIMIZERS[args.optimizer]
+    for flag in OPTIMIZER_FLAGS:
+        if getattr(args, flag) is not None and flag not in optimizer.flags:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
+                f"(it applies to {', '.join(_applies_to(flag))})")
+    if args.hidden is not None and args.model != "mlp":
+        raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
+    if args.sparse_k is not None and args.init != "sparse":
+        raise UsageError(f"--sparse-k does not apply to --init {args.init} (only to sparse)")
+
+
+# --------------------------------------------------------------------------
+# train: arguments
+# --------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``train``; every help line ends with its default.
+
+    Args:
+      parser: the ``train`` sub-parser.
+    """
+    add = _adder(parser)
+    add("--dataset", choices=DATASETS, default="digits", help=_listing(DATASETS))
+    _add_model_flags(add)
+    _add_optimizer_flags(add, "learning rate (the peak of a schedule)")
+    add("--schedule", choices=SCHEDULES, default="constant", help=_listing(SCHEDULES))
+    add("--decay-rate", type=float, default=None, shown=DECAY_RATE,
+        help="decay factor of the schedules " + ", ".join(
+            n for n, s in SCHEDULES.items() if s.uses_decay_rate))
+    add("--epochs", type=_positive_int, default=10, help="number of epochs")
+    _add_run_flags(add, "runs/train", "metrics.json, curves.png and params.msgpack")
+    add("--val-fraction", type=_fraction, default=0.1,
+        help="fraction of the training data held out (stratified) for validation; "
+             "0 trains on all of it")
+    add("--weight-decay", type=float, default=None,
+        shown="the optimizer's own, else none",
         help="weight decay: the optimizer's own decoupled decay for " +
              ", ".join(_applies_to("weight_decay")) +
              "; an L2 term added to the gradient for the others")
     add("--clip-norm", type=float, default=None, shown="no clipping",
         help="clip the gradient's global norm to this value")
-    add("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
-        shown="on for resnet, off otherwise", help="batch normalization")
-    add("--dropout", type=float, default=0.0, help="dropout rate")
-    add("--hidden", type=_widths, default=None, metavar="W1,W2,...",
-        shown=",".join(map(str, HIDDEN)), help="hidden widths of --model mlp")
     add("--standardize", choices=STANDARDIZE, default="global",
         help="input scaling with training-set statistics: " + _listing(STANDARDIZE))
-    add("--init", choices=INITS, default="he_normal", help=_listing(INITS))
-    add("--sparse-k", type=_positive_int, default=None, shown=SPARSE_K,
-        help="non-zero incoming weights per unit of --init sparse")
     add("--grad-accum", type=_positive_int, default=1,
         help="micro-batches per step whose gradients are averaged")
     add("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
@@ -287,20 +337,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_applies(args) -> None:
     """Refuse flags that do not apply to the chosen optimizer, schedule, model or init."""
-    optimizer = OPTIMIZERS[args.optimizer]
-    for flag in ("momentum", "momentum_form", "b1", "b2", "eps", "decay"):
-        if getattr(args, flag) is not None and flag not in optimizer.flags:
-            raise UsageError(
-                f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
-                f"(it applies to {', '.join(_applies_to(flag))})")
+    _check_shared(args)
     if args.decay_rate is not None and not SCHEDULES[args.schedule].uses_decay_rate:
         users = [n for n, s in SCHEDULES.items() if s.uses_decay_rate]
         raise UsageError(f"--decay-rate does not apply to --schedule {args.schedule} "
                          f"(it applies to {', '.join(users)})")
-    if args.hidden is not None and args.model != "mlp":
-        raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
-    if args.sparse_k is not None and args.init != "sparse":
-        raise UsageError(f"--sparse-k does not apply to --init {args.init} (only to sparse)")
     if args.early_stopping is not None and args.val_fraction == 0:
         raise UsageError("--early-stopping needs validation data, got --val-fraction 0")
 
@@ -322,41 +363,59 @@ def _optimizer_arguments(args) -> dict:
     defaults = inspect.signature(getattr(_jdl(), optimizer.factory)).parameters
     resolved = {}
     for flag, name in optimizer.flags.items():
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)  # only train has --weight-decay
         resolved[name] = defaults[name].default if value is None else value
     return {**resolved, **(optimizer.fixed or {})}
 
 
 def resolve_config(args) -> dict:
-    """The full configuration of a ``train`` run, with every default filled in.
+    """The full configuration of a run of any command, with every default filled in.
 
     Args:
-      args: the parsed ``train`` arguments (already checked).
+      args: the parsed arguments (already checked).
 
     Returns:
       A JSON-able dict.
     """
-    config = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
-    for flag in ("momentum", "momentum_form", "b1", "b2", "eps", "decay"):
-        config.pop(flag)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+              if k not in ("command", "run", *OPTIMIZER_FLAGS)}
     config["optimizer_arguments"] = _optimizer_arguments(args)
-    uses_l2 = args.weight_decay is not None and "weight_decay" not in OPTIMIZERS[
-        args.optimizer].flags
-    config["weight_decay"] = args.weight_decay if uses_l2 else None
-    config["weight_decay_kind"] = "l2" if uses_l2 else (
-        "decoupled" if "weight_decay" in OPTIMIZERS[args.optimizer].flags else "none")
-    config["decay_rate"] = (
-        (DECAY_RATE if args.decay_rate is None else args.decay_rate)
-        if SCHEDULES[args.schedule].uses_decay_rate else None)
     config["batchnorm"] = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
     config["hidden"] = list(args.hidden or HIDDEN) if args.model == "mlp" else None
     config["sparse_k"] = (args.sparse_k or SPARSE_K) if args.init == "sparse" else None
+    if args.command != "train":
+        return config
+    own_decay = "weight_decay" in OPTIMIZERS[args.optimizer].flags
+    uses_l2 = args.weight_decay is not None and not own_decay
+    config["weight_decay"] = args.weight_decay if uses_l2 else None
+    config["weight_decay_kind"] = "l2" if uses_l2 else ("decoupled" if own_decay else "none")
+    config["decay_rate"] = (
+        (DECAY_RATE if args.decay_rate is None else args.decay_rate)
+        if SCHEDULES[args.schedule].uses_decay_rate else None)
     return config
 
 
 # --------------------------------------------------------------------------
 # train: building and running
 # --------------------------------------------------------------------------
+
+
+def optimizer_factory(config: dict, seed: int) -> Callable[[Any], Any]:
+    """``learning_rate -> GradientTransformation`` of a resolved config's optimizer.
+
+    Args:
+      config: from :func:`resolve_config`.
+      seed: the run's seed (for ``noisy_sgd``).
+
+    Returns:
+      The factory (what :func:`jaxopt_dl.lr_find` takes).
+    """
+    name = config["optimizer"]
+    arguments = dict(config["optimizer_arguments"])
+    if name == "noisy_sgd":
+        arguments["key"] = seed
+    factory = getattr(_jdl(), OPTIMIZERS[name].factory)
+    return lambda learning_rate: factory(learning_rate, **arguments)
 
 
 def build_optimizer(config: dict, steps_per_epoch: int, seed: int):
@@ -374,11 +433,7 @@ def build_optimizer(config: dict, steps_per_epoch: int, seed: int):
     total = max(1, config["epochs"] * steps_per_epoch)
     lr = SCHEDULES[config["schedule"]].build(config["lr"], total, steps_per_epoch,
                                              config["decay_rate"])
-    name = config["optimizer"]
-    arguments = dict(config["optimizer_arguments"])
-    if name == "noisy_sgd":
-        arguments["key"] = seed
-    tx = getattr(jdl, OPTIMIZERS[name].factory)(lr, **arguments)
+    tx = optimizer_factory(config, seed)(lr)
     blocks = []
     if config["clip_norm"] is not None:
         blocks.append(jdl.clip_by_global_norm(config["clip_norm"]))
@@ -388,7 +443,7 @@ def build_optimizer(config: dict, steps_per_epoch: int, seed: int):
 
 
 def build_model(config: dict):
-    """The model of a resolved ``train`` config.
+    """The model of a resolved config.
 
     Args:
       config: from :func:`resolve_config`.
@@ -505,6 +560,110 @@ def _write(out: str, history, record: dict) -> str:
 
 
 # --------------------------------------------------------------------------
+# lr-find and diagnose
+# --------------------------------------------------------------------------
+
+
+def add_lr_find_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``lr-find``; every help line ends with its default.
+
+    Args:
+      parser: the ``lr-find`` sub-parser.
+    """
+    from jaxopt_dl.lr_finder import RULES
+
+    add = _adder(parser)
+    _add_model_flags(add)
+    _add_optimizer_flags(add, lr_help=None)
+    add("--min-lr", type=float, default=1e-5, help="smallest rate")
+    add("--max-lr", type=float, default=1.0, help="largest rate")
+    add("--num", type=_positive_int, default=24, help="rates in the log-spaced grid")
+    add("--steps", type=_positive_int, default=100, help="training steps per rate")
+    add("--rule", choices=RULES, default="min_loss_div_10",
+        help="how the rate is suggested: " + ", ".join(RULES))
+    _add_run_flags(add, "runs/lr_find", "lr_find.json and lr_find.png")
+
+
+def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``diagnose``; every help line ends with its default.
+
+    Args:
+      parser: the ``diagnose`` sub-parser.
+    """
+    add = _adder(parser)
+    _add_model_flags(add)
+    _add_optimizer_flags(add, "learning rate")
+    add("--steps", type=_positive_int, default=150,
+        help="minibatch steps of the short training run")
+    add("--overfit-steps", type=_positive_int, default=200,
+        help="full-batch steps on the small batch")
+    add("--overfit-examples", type=_positive_int, default=10,
+        help="examples in the small batch")
+    _add_run_flags(add, "runs/diagnose", "report.md, diagnose.json and the figures")
+
+
+def _prepare(args) -> tuple[dict, Any, tuple]:
+    """Check ``args`` (before JAX starts), then ``(config, model, digits training split)``."""
+    _check_shared(args)
+    _check_out(args.out)
+    config = resolve_config(args)
+    train, _ = _jdl().data.load_digits(seed=args.seed, standardize="global")
+    return config, build_model(config), train
+
+
+def run_lr_find(args) -> int:
+    """The ``lr-find`` command: writes ``lr_find.json`` and ``lr_find.png``, prints the rate.
+
+    Args:
+      args: the parsed arguments.
+
+    Returns:
+      The exit status (0).
+    """
+    from jaxopt_dl.lr_finder import lr_find, plot_lr_find
+
+    config, model, train = _prepare(args)
+    result = lr_find(
+        model, train, optimizer_factory(config, args.seed), min_lr=args.min_lr,
+        max_lr=args.max_lr, num=args.num, steps=args.steps, batch_size=args.batch_size,
+        seed=args.seed, rule=args.rule)
+    report = {**result.to_dict(), "config": config}
+    json_path = os.path.join(args.out, "lr_find.json")
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=1)
+    plot_path = os.path.join(args.out, "lr_find.png")
+    plot_lr_find(result, plot_path)
+    print(f"suggested learning rate {result.suggestion:.3g} ({report['rule_description']}); "
+          f"steepest descent at {result.suggestions['steepest']:.3g}; {args.num} rates x "
+          f"{args.steps} steps in {result.seconds:.1f} s")
+    print(f"wrote {json_path} and {plot_path}")
+    return 0
+
+
+def run_diagnose(args) -> int:
+    """The ``diagnose`` command: the checklist on the digits training split, with its report.
+
+    Args:
+      args: the parsed arguments.
+
+    Returns:
+      The exit status (0; the report says which items warn).
+    """
+    from jaxopt_dl.checklist import diagnose
+
+    config, model, train = _prepare(args)
+    report = diagnose(
+        model, train, optimizer_factory(config, args.seed)(args.lr),
+        overfit_examples=args.overfit_examples, overfit_steps=args.overfit_steps,
+        train_steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=args.out)
+    for item in report.items:
+        print(f"{item.status.upper():4}  {item.title}: {item.measured}")
+    verdict = "every item passes" if report.ok else f"warnings: {', '.join(report.warnings)}"
+    print(f"{verdict}; wrote {os.path.join(args.out, 'report.md')}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
 
@@ -523,21 +682,13 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
-def _tool(module: str) -> tuple[Callable, Callable]:
-    """``(add_arguments, run)`` of a subcommand that a library module defines."""
-    import importlib
-
-    tool = importlib.import_module(module)
-    return tool.add_arguments, tool.run
-
-
 COMMANDS = {
     "train": Command("train a classifier on the digits and write metrics, curves and params",
                      add_train_arguments, run_train),
     "lr-find": Command("learning-rate range test: one vmapped run per rate on a log grid, "
-                       "plot, suggested rate and JSON", *_tool("jaxopt_dl.lr_finder")),
+                       "plot, suggested rate and JSON", add_lr_find_arguments, run_lr_find),
     "diagnose": Command("the lectures' debugging checklist, automated: a Markdown report with "
-                        "pass/warn per item and figures", *_tool("jaxopt_dl.checklist")),
+                        "pass/warn per item and figures", add_diagnose_arguments, run_diagnose),
 }
 
 DESCRIPTION = ("jaxopt_dl command line. Run 'python -m jaxopt_dl COMMAND --help' for the "

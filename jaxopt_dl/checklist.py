@@ -48,8 +48,6 @@ __all__ = [
     "CheckItem",
     "DiagnoseReport",
     "diagnose",
-    "add_arguments",
-    "run",
 ]
 
 CHECKS = (
@@ -591,56 +589,3 @@ def _save(fig, out, name) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-# --------------------------------------------------------------------------
-# python -m jaxopt_dl diagnose
-# --------------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-    """The flags of ``python -m jaxopt_dl diagnose``.
-
-    Args:
-      parser: an ``argparse.ArgumentParser`` (or subparser) to add the flags to.
-    """
-    from jaxopt_dl.lr_finder import add_model_arguments
-
-    add_model_arguments(parser)
-    add = parser.add_argument
-    add("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
-    add("--steps", type=int, default=150,
-        help="minibatch steps of the short training run (default: %(default)s)")
-    add("--overfit-steps", type=int, default=200,
-        help="full-batch steps on the small batch (default: %(default)s)")
-    add("--overfit-examples", type=int, default=10,
-        help="examples in the small batch (default: %(default)s)")
-    add("--out", default="runs/diagnose",
-        help="folder for report.md, diagnose.json and the figures (default: %(default)s)")
-
-
-def run(args) -> int:
-    """Run ``diagnose`` on the digits training split and write the report.
-
-    Args:
-      args: the parsed flags of :func:`add_arguments`.
-
-    Returns:
-      The exit status (0; the report says which items warn).
-    """
-    import jaxopt_dl as jdl
-    from jaxopt_dl.lr_finder import _model, _optimizer_factory, make_out_folder
-
-    make_out_folder(args.out)
-    (x, y), _ = jdl.data.load_digits(seed=args.seed, standardize="global")
-    if args.model == "cnn":
-        x = jdl.data.as_images(x)
-    report = diagnose(
-        _model(args), (x, y), _optimizer_factory(args.optimizer)(args.lr),
-        overfit_examples=args.overfit_examples, overfit_steps=args.overfit_steps,
-        train_steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=args.out)
-    for item in report.items:
-        print(f"{item.status.upper():4}  {item.title}: {item.measured}")
-    verdict = "every item passes" if report.ok else f"warnings: {', '.join(report.warnings)}"
-    print(f"{verdict}; wrote {os.path.join(args.out, 'report.md')}")
-    return 0

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-import os
 from typing import Any, Callable, Optional
 
 import jax
@@ -37,8 +35,6 @@ __all__ = [
     "lr_ramp",
     "suggest_learning_rate",
     "plot_lr_find",
-    "add_arguments",
-    "run",
 ]
 
 RULES = ("min_loss_div_10", "steepest")
@@ -414,128 +410,3 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# --------------------------------------------------------------------------
-# python -m jaxopt_dl lr-find
-# --------------------------------------------------------------------------
-
-CLI_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "nesterov", "rmsprop", "nadam", "radam",
-                  "lamb", "lion")
-
-
-def _optimizer_factory(name: str) -> Callable[[Any], GradientTransformation]:
-    import jaxopt_dl as jdl
-
-    if name == "momentum":
-        return lambda lr: jdl.sgd(lr, momentum=0.9)
-    if name == "nesterov":
-        return lambda lr: jdl.sgd(lr, momentum=0.9, nesterov=True)
-    return getattr(jdl, name)
-
-
-def make_out_folder(path: str) -> None:
-    """Create the ``--out`` folder, or raise ``ValueError`` naming it when that fails.
-
-    Args:
-      path: the folder.
-    """
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(f"--out must be a writable folder, got --out {path!r} "
-                         f"({error.strerror})") from None
-
-
-def _model(args):
-    import jaxopt_dl as jdl
-
-    if args.model == "mlp":
-        return jdl.models.MLP(hidden=args.hidden)
-    return jdl.models.CNN()
-
-
-def _widths(text: str) -> tuple:
-    import argparse
-
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated positive integers like 128,64, got {text}")
-    return widths
-
-
-def add_model_arguments(parser) -> None:
-    """The model, optimizer and data flags shared by ``lr-find`` and ``diagnose``.
-
-    Args:
-      parser: an ``argparse.ArgumentParser`` (or subparser) to add the flags to.
-    """
-    add = parser.add_argument
-    add("--model", choices=("mlp", "cnn"), default="mlp", help="model (default: %(default)s)")
-    add("--hidden", type=_widths, default=(128, 64), metavar="W1,W2,...",
-        help="hidden widths of --model mlp (default: 128,64)")
-    add("--optimizer", choices=CLI_OPTIMIZERS, default="adam",
-        help="optimizer; momentum/nesterov use beta 0.9 (default: %(default)s)")
-    add("--batch-size", type=int, default=64, help="examples per step (default: %(default)s)")
-    add("--seed", type=int, default=0,
-        help="seed of init, split and batches (default: %(default)s)")
-
-
-def add_arguments(parser) -> None:
-    """The flags of ``python -m jaxopt_dl lr-find``.
-
-    Args:
-      parser: an ``argparse.ArgumentParser`` (or subparser) to add the flags to.
-    """
-    add_model_arguments(parser)
-    add = parser.add_argument
-    add("--min-lr", type=float, default=1e-5, help="smallest rate (default: %(default)s)")
-    add("--max-lr", type=float, default=1.0, help="largest rate (default: %(default)s)")
-    add("--num", type=int, default=24, help="rates in the log-spaced grid (default: %(default)s)")
-    add("--steps", type=int, default=100, help="training steps per rate (default: %(default)s)")
-    add("--rule", choices=RULES, default="min_loss_div_10",
-        help="how the rate is suggested (default: %(default)s)")
-    add("--out", default="runs/lr_find",
-        help="folder for lr_find.json and lr_find.png (default: %(default)s)")
-
-
-def run(args) -> int:
-    """Run ``lr-find`` on the digits: write ``lr_find.json`` and ``lr_find.png``, print the rate.
-
-    Args:
-      args: the parsed flags of :func:`add_arguments`.
-
-    Returns:
-      The exit status (0).
-    """
-    import jaxopt_dl as jdl
-
-    make_out_folder(args.out)
-    (x, y), _ = jdl.data.load_digits(seed=args.seed, standardize="global")
-    if args.model == "cnn":
-        x = jdl.data.as_images(x)
-    result = lr_find(
-        _model(args), (x, y), _optimizer_factory(args.optimizer), min_lr=args.min_lr,
-        max_lr=args.max_lr, num=args.num, steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, rule=args.rule)
-    report = result.to_dict()
-    report["config"] = {k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in vars(args).items() if not callable(v)}
-    json_path = os.path.join(args.out, "lr_find.json")
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=1)
-    plot_path = os.path.join(args.out, "lr_find.png")
-    plot_lr_find(result, plot_path)
-    print(f"suggested learning rate {result.suggestion:.3g} ({_RULE_TEXT[result.rule]}); "
-          f"steepest descent at {result.suggestions['steepest']:.3g}; {args.num} rates x "
-          f"{args.steps} steps in {result.seconds:.1f} s")
-    print(f"wrote {json_path} and {plot_path}")
-    return 0
