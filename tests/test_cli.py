@@ -1,4 +1,4 @@
-"""The main job: python -m jaxopt_dl train ..."""
+"""The command line: python -m jaxopt_dl train / lr-find / diagnose ..."""
 
 import json
 import math
@@ -17,10 +17,13 @@ import pytest
 import jaxopt_dl as jdl
 from jaxopt_dl.__main__ import (
     COMMANDS,
+    INITS,
+    MODELS,
     OPTIMIZERS,
     build_optimizer,
     build_parser,
     main,
+    optimizer_factory,
     resolve_config,
 )
 
@@ -101,11 +104,36 @@ def test_bad_optimizer_name_exits_2_with_one_line_listing_choices():
     assert all(name in lines[0] for name in OPTIMIZERS)
 
 
+def subparsers():
+    (action,) = [a for a in build_parser()._actions if a.dest == "command"]
+    return action.choices
+
+
+def test_every_command_shares_the_registries_and_the_shared_flag_definitions():
+    flags = {name: {a.option_strings[0]: a for a in sub._actions if a.option_strings}
+             for name, sub in subparsers().items()}
+    shared = ["--model", "--hidden", "--init", "--optimizer", "--momentum", "--b1",
+              "--batch-size", "--seed"]
+    for name, own in flags.items():
+        assert list(own["--optimizer"].choices) == list(OPTIMIZERS), name
+        assert list(own["--model"].choices) == list(MODELS), name
+        assert list(own["--init"].choices) == list(INITS), name
+        for flag in shared:
+            reference = flags["train"][flag]
+            assert (own[flag].help, own[flag].default, own[flag].type) == (
+                reference.help, reference.default, reference.type), (name, flag)
+    assert flags["diagnose"]["--lr"].default == flags["train"]["--lr"].default
+    assert "--lr" not in flags["lr-find"]
+    assert len({own["--out"].default for own in flags.values()}) == len(flags)
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find", "diagnose"])
 @pytest.mark.parametrize("out", ["parent_is_a_file/run", "/proc/jaxopt_dl_run"])
-def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out):
+def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out, command):
     (tmp_path / "parent_is_a_file").write_text("")
     # With an unknown platform, starting JAX would fail: exit 2 shows it never started.
-    proc = cli("train", "--out", str(tmp_path / out), env={"JAX_PLATFORMS": "no_such_platform"})
+    proc = cli(command, "--out", str(tmp_path / out),
+               env={"JAX_PLATFORMS": "no_such_platform"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and "Traceback" not in proc.stderr
@@ -132,6 +160,53 @@ def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+@pytest.mark.parametrize("command", ["lr-find", "diagnose"])
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "vgg"], "resnet"),
+    (["--optimizer", "adamz"], "noisy_sgd"),
+    (["--batch-size", "0"], "batch-size"),
+    (["--steps", "0"], "steps"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum does not apply to --optimizer adam"),
+    (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
+    (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
+])
+def test_lr_find_and_diagnose_refuse_bad_flags_like_train(command, argv, needle, tmp_path,
+                                                          capsys):
+    with pytest.raises(SystemExit) as info:
+        sys.exit(main([command, "--out", str(tmp_path), *argv]))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_a_value_error_of_lr_find_exits_2_with_one_line(tmp_path, capsys):
+    # Checked where it enters (jdl.lr_find), reported by the shared ValueError path.
+    assert main(["lr-find", "--min-lr", "0.1", "--max-lr", "0.01", "--hidden", "4",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m jaxopt_dl lr-find: error:")
+    assert "max_lr" in err[0] or "min_lr" in err[0]
+
+
+def test_lr_find_builds_the_optimizer_and_model_of_the_shared_registries(tmp_path):
+    out = tmp_path / "lrf"
+    assert main(["lr-find", "--optimizer", "momentum", "--momentum", "0.5",
+                 "--momentum-form", "trace", "--hidden", "8", "--num", "2", "--steps", "3",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "lr_find.json").read_text())["config"]
+    assert config["optimizer_arguments"] == {"beta": 0.5, "form": "trace"}
+    assert config["hidden"] == [8] and config["model"] == "mlp"
+    # The factory of the record reproduces optax's trace-form momentum at any rate.
+    factory = optimizer_factory(config, seed=0)
+    params, grads = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([0.3, -0.1])}
+    tx, ref = factory(0.1), optax.sgd(0.1, momentum=0.5)
+    state, ref_state = tx.init(params), ref.init(params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        expected, ref_state = ref.update(grads, ref_state, params)
+    np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-6)
 
 
 def test_checkpoint_that_does_not_match_exits_2_with_one_line(tmp_path, capsys):
