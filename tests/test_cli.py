@@ -15,17 +15,9 @@ import optax
 import pytest
 
 import jaxopt_dl as jdl
-from jaxopt_dl.__main__ import (
-    COMMANDS,
-    INITS,
-    MODELS,
-    OPTIMIZERS,
-    build_optimizer,
-    build_parser,
-    main,
-    optimizer_factory,
-    resolve_config,
-)
+from jaxopt_dl.cli import COMMANDS, build_parser, main
+from jaxopt_dl.cli.registry import INITS, MODELS, OPTIMIZERS, optimizer_factory, resolve_config
+from jaxopt_dl.cli.train import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 1437  # load_digits' training split
