@@ -174,6 +174,18 @@ def applies_to(flag: str) -> list[str]:
     return [name for name, opt in OPTIMIZERS.items() if flag in opt.flags]
 
 
+def _parsed(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str):
+    """``convert(text)`` if that succeeds and is ``ok``; else an argparse error naming
+    ``what`` was expected and what was given."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1.
 
@@ -183,17 +195,11 @@ def positive_int(text: str) -> int:
     Returns:
       The integer.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _parsed(text, int, lambda value: value >= 1, "a positive integer")
 
 
 def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1).
+    """argparse type: a number in [0, 1), e.g. the share of the data held out.
 
     Args:
       text: the flag's value.
@@ -201,24 +207,13 @@ def fraction(text: str) -> float:
     Returns:
       The number.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
-    return value
+    return _parsed(text, float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated positive integers like 256,128, got {text}")
-    return widths
+    return _parsed(text, lambda t: tuple(int(w) for w in t.split(",")),
+                   lambda widths: min(widths) >= 1,
+                   "comma-separated positive integers like 256,128")
 
 
 # --------------------------------------------------------------------------
