@@ -1,11 +1,19 @@
-"""Claim 10: sparse initialization trains a deep net where dense small initialization stalls.
+"""Claim 10: sparse initialization avoids the very small weights of normalized init.
 
-A deep tanh MLP (8 hidden layers of 64 units) on the digits, trained by SGD with momentum
-0.9 for a grid of learning rates (one vmapped ``jdl.training.sweep`` per initialization,
-two seeds). Dense small init ``N(0, 0.01^2)`` shrinks the signal ~0.08x per layer, so
-inputs and gradients vanish and the loss sits at log(10); Martens' sparse init
-(``jdl.initializers.sparse(15)``: 15 nonzero N(0, 1) weights per unit) keeps unit-scale
-signals and diverse units whatever the width.
+J. Petersen, "Optimization in Deep Learning":
+
+    "Normalized initialization and similar strategies where the size of weights depend on
+    the width of the layer may lead to very small weights. Sparse initialization is a
+    different approach in which each unit has exactly k nonzero weights. - Avoids very
+    small weights. - Enforces diversity among the units at initialization."
+
+A deep tanh MLP on the digits, trained by SGD with momentum 0.9, with three kernel
+initializations: Martens' sparse init (``jdl.initializers.sparse(15)``: 15 nonzero N(0, 1)
+weights per unit), dense Glorot (normalized) init (``glorot_normal``, weights of scale
+1/sqrt(width)) and dense small init N(0, 0.01^2). Two depths x widths: 8x64 and a wide
+6x256, where Glorot's weights are smallest. Each (init, net) gets its own learning rate:
+one vmapped ``jdl.training.sweep`` over a x2 grid on 2 tuning seeds, chosen by the mean
+final training loss; then 5 fresh seeds at that rate, paired across inits.
 
     python experiments/c10_sparse_init.py [--quick] [--out DIR]
 """
@@ -23,86 +31,123 @@ from _common import plt
 
 NAME = "c10_sparse_init"
 CLAIM = 10
-TITLE = "Sparse init (k inputs per unit) trains a deep net where dense small init stalls"
+ENTRY = _common.criteria("c10")
+TITLE = ENTRY["title"]
 SEEDS = ("000",)
-DEPTH, WIDTH, K = 8, 64, 15
-CRITERION = (
-    "8x64 tanh MLP on digits, SGD + momentum 0.9, best lr of the grid per init (mean of 2 "
-    "seeds): sparse(15) init ends with train loss < 0.5 log(10) and test accuracy > 0.8, "
-    "dense N(0, 0.01^2) init ends with train loss > 0.9 log(10) (stalled) at every lr"
-)
-
+CRITERION = ENTRY["criterion"]
+K, BATCH, N_TRAIN = 15, 32, 1100
+NETS = {"8x64": (64,) * 8, "6x256 (wide)": (256,) * 6}
 INITS = {
-    f"sparse init, k = {K}": jdl.initializers.sparse(K),
-    "dense small init N(0, 0.01²)": jdl.initializers.small_random(0.01),
+    f"sparse, k = {K}": jdl.initializers.sparse(K),
+    "dense Glorot (normalized)": jdl.initializers.glorot_normal(),
+    "dense N(0, 0.01²)": jdl.initializers.small_random(0.01),
 }
+LRS = 2.0 ** np.arange(-12, 0)
+
+
+def sweep(model, lrs, seeds, data, val, epochs):
+    """Mean-free results: (train loss curves, final val accuracy), ``(lrs, seeds, ...)``."""
+    res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
+                             {"learning_rate": np.asarray(lrs, np.float32)}, seeds, model, data,
+                             epochs=epochs, batch_size=BATCH, val_data=val)
+    loss = np.asarray(res.train_loss, np.float64)
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    return loss, np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
-    epochs = _common.pick(quick, smoke, 40, 15, 2)
-    n_train = _common.pick(quick, smoke, None, None, 256)
-    lrs = np.array(_common.pick(quick, smoke, [0.003, 0.01, 0.03, 0.1], [0.003, 0.01, 0.03, 0.1],
-                                [0.01, 0.1]), np.float32)
-    seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1], [0])
-    depth = _common.pick(quick, smoke, DEPTH, DEPTH, 2)
-    (x, y), test = jdl.data.load_digits()
-    x, y = x[:n_train], y[:n_train]
+    epochs = _common.pick(quick, smoke, 30, 12, 2)
+    n_eval = _common.pick(quick, smoke, ENTRY["seeds"], 3, 2)
+    tune_seeds = _common.pick(quick, smoke, [100, 101], [100], [100])
+    nets = NETS if not smoke else {"2x16": (16,) * 2}
+    lrs = LRS if not smoke else LRS[::4]
+    (x_all, y_all), _ = jdl.data.load_digits()
+    n_train = _common.pick(quick, smoke, N_TRAIN, N_TRAIN, 256)
+    data, val = (x_all[:n_train], y_all[:n_train]), (x_all[N_TRAIN:], y_all[N_TRAIN:])
+    eval_seeds = list(range(n_eval))
     found = {}
-    for name, init in INITS.items():
-        model = jdl.models.MLP(hidden=(WIDTH,) * depth, activation=nn.tanh, kernel_init=init)
-        res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
-                                 {"learning_rate": lrs}, seeds, model, (x, y), epochs=epochs,
-                                 batch_size=32, val_data=test)
-        train_loss = np.nanmean(res.train_loss, axis=1)  # (lrs, epochs)
-        val_acc = np.nanmean(res.val_accuracy, axis=1)
-        final = np.where(np.isfinite(train_loss[:, -1]), train_loss[:, -1], np.inf)
-        best = int(np.argmin(final))
-        found[name] = dict(train_loss=train_loss, val_acc=val_acc, best=best,
-                           final_loss=final, final_acc=val_acc[:, -1])
-    log_c = math.log(10)
-    sparse, dense = found[f"sparse init, k = {K}"], found["dense small init N(0, 0.01²)"]
-    sparse_ok = (sparse["final_loss"][sparse["best"]] < 0.5 * log_c
-                 and sparse["final_acc"][sparse["best"]] > 0.8)
-    dense_stalls = bool(np.all(dense["final_loss"] > 0.9 * log_c))
-    reproduced = bool(sparse_ok and dense_stalls)
+    for net, hidden in nets.items():
+        for name, init in INITS.items():
+            model = jdl.models.MLP(hidden=hidden, activation=nn.tanh, kernel_init=init)
+            loss, _ = sweep(model, lrs, tune_seeds, data, val, epochs)
+            score = np.log10(loss[:, :, -1]).mean(1)
+            best = int(np.argmin(score))
+            curves, acc = sweep(model, lrs[best:best + 1], eval_seeds, data, val, epochs)
+            found[(net, name)] = dict(lr=float(lrs[best]), edge=best in (0, len(lrs) - 1),
+                                      score=score, curves=curves[0], final=curves[0, :, -1],
+                                      acc=acc[0])
+    sparse, glorot, small = INITS
+    vs = {}
+    for net in nets:
+        for other in (glorot, small):
+            vs[(net, other)] = _common.paired_ci(np.log10(found[(net, other)]["final"]),
+                                                 np.log10(found[(net, sparse)]["final"]))
+    verdicts = [_common.judge(e, 0.0, "above") for e in vs.values()]
+    verdict = _common.combine(verdicts)
+    edges = [f"{n}/{i}" for (n, i), r in found.items() if r["edge"]]
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    epochs_axis = np.arange(1, epochs + 1)
-    for (name, r), color in zip(found.items(), ("tab:green", "tab:red")):
-        for i, lr in enumerate(lrs):
-            best = i == r["best"]
-            axes[0].plot(epochs_axis, r["train_loss"][i], color=color, alpha=1 if best else 0.3,
-                         lw=2 if best else 0.8, label=f"{name}, lr {lr:g}" if best else None)
-        axes[1].semilogx(lrs, r["final_loss"], "o-", color=color, label=name)
-    axes[0].axhline(log_c, color="0.5", ls=":", label="log(10): chance")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("train loss (mean over seeds)")
-    axes[0].set_title(f"{depth}x{WIDTH} tanh MLP (faint: other lrs)")
-    axes[0].legend(fontsize=8)
-    axes[1].axhline(log_c, color="0.5", ls=":", label="log(10)")
-    axes[1].set_xlabel("learning rate")
-    axes[1].set_ylabel(f"train loss after {epochs} epochs")
-    axes[1].set_title("Final loss across the lr grid")
-    axes[1].legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(nets) + 1, figsize=(6.5 * (len(nets) + 1), 4.6))
+    colors = dict(zip(INITS, ("tab:green", "tab:blue", "tab:red")))
+    ep = np.arange(1, epochs + 1)
+    for ax, net in zip(axes, nets):
+        for name in INITS:
+            r = found[(net, name)]
+            _common.band(ax, ep, r["curves"], f"{name}, lr {r['lr']:.3g}", colors[name],
+                         geometric=True)
+        ax.plot(ep, np.full(len(ep), math.log(10)), color="0.5", ls=":",
+                label="log(10): chance")
+        _common.finish_axes(ax, "epoch", "training loss (nats)", f"{net} tanh MLP, tuned lr",
+                            logy=True, legend_size=7)
+    for net, ls in zip(nets, ("-", "--")):
+        for name in INITS:
+            r = found[(net, name)]
+            axes[-1].plot(lrs, 10 ** r["score"], marker="o", ms=3, ls=ls, color=colors[name],
+                          label=f"{net}, {name}")
+    _common.finish_axes(axes[-1], "learning rate (x2 grid)",
+                        "final training loss (nats, geometric mean)",
+                        f"Tuning ({len(tune_seeds)} seeds)", logx=True, logy=True,
+                        legend_size=6)
+    fig.suptitle(f"Digits, SGD + momentum 0.9, batch {BATCH}: {n_eval} seeds at each init's "
+                 "tuned lr (geometric mean, 95% CI)")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"init": name, "learning rate": float(lr), "final train loss": r["final_loss"][i],
-             "final test accuracy": r["final_acc"][i]}
-            for name, r in found.items() for i, lr in enumerate(lrs)]
-    measured = {
-        "sparse: best final train loss": sparse["final_loss"][sparse["best"]],
-        "sparse: test accuracy": sparse["final_acc"][sparse["best"]],
-        "dense small: best final train loss": float(dense["final_loss"].min()),
-        "dense small: test accuracy": dense["final_acc"][dense["best"]],
-        "log(10)": log_c,
-    }
-    setup = (f"digits ({len(x)} train / {len(test[0])} test, standardized), MLP {depth}x{WIDTH} "
-             f"tanh, SGD momentum 0.9, batch 32, {epochs} epochs, lrs {lrs.tolist()}, "
-             f"seeds {list(seeds)}.")
+    rows = [{"net": n, "init": i, "tuned lr": r["lr"], "lr at grid edge": r["edge"],
+             "final training loss": _common.mean_ci(r["final"]),
+             "final validation accuracy": _common.mean_ci(r["acc"])}
+            for (n, i), r in found.items()]
+    measured = {f"{n}, {i}: final training loss": _common.mean_ci(r["final"])
+                for (n, i), r in found.items()}
+    measured.update({f"{n}: log10(loss {o} / loss sparse), paired": e for (n, o), e in vs.items()})
+    measured["tuned lr at a grid edge"] = ", ".join(edges) if edges else "none"
+    wide = list(nets)[-1]
+    conclusion = (
+        f"on the {wide} net sparse init ends at training loss "
+        f"{np.mean(found[(wide, sparse)]['final']):.3g} vs Glorot "
+        f"{np.mean(found[(wide, glorot)]['final']):.3g} and N(0, 0.01²) "
+        f"{np.mean(found[(wide, small)]['final']):.3g}, each at its tuned lr"
+    )
+    theory = ""
+    if verdict != "reproduced":
+        theory = (
+            "Glorot's weights are small only one at a time: with n inputs of variance 1/n "
+            "each, a unit's pre-activation still has unit variance, so a tanh net keeps its "
+            "signal for several layers (the decay, like 1/sqrt(2l) in mean-field theory, is "
+            "slow at depth 6-8) and trains as well as or better than sparse init on narrow "
+            "layers; sparse init's weights are large (N(0, 1)) but few, which gives each unit "
+            "a pre-activation of variance k = 15, saturating tanh, so it needs a smaller rate "
+            "there. Its edge appears only on wide layers, where Glorot's per-weight scale "
+            "1/sqrt(n) is smallest. A scale that ignores the width, N(0, 0.01²), shrinks the "
+            "signal by ~0.01 sqrt(n) per layer and stalls."
+        )
+    setup = (f"digits: {n_train} train / {len(val[0])} validation (training split); tanh MLPs "
+             f"{', '.join(nets)}; SGD momentum 0.9, batch {BATCH}, {epochs} epochs; lr grid "
+             f"{lrs[0]:g} .. {lrs[-1]:g} (x2) per (net, init) on tuning seeds {tune_seeds} by "
+             f"mean log final training loss; {n_eval} evaluation seeds.")
     table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), reproduced, setup))
-    return _common.result(globals(), measured, reproduced, figure, table)
+                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
+    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
+                          conclusion=conclusion, theory=theory)
 
 
 if __name__ == "__main__":

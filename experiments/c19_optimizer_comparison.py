@@ -1,10 +1,19 @@
-"""Claim 19: ten optimizers on the digits, each at the learning rate a vmapped sweep picks.
+"""Claim 19: Adam is the method of choice for its robustness (a wide range of good rates).
 
-SGD, momentum, Nesterov, AdaGrad, RMSProp, Adadelta, Adam, AdamW, NAdam and AMSGrad train
-the same 2x64 ReLU MLP (batch 64). For each optimizer one ``jdl.training.sweep`` (one
-jit+vmap program) trains every learning rate of a log grid x 2 seeds; the learning rate
-is chosen by the final TRAINING loss (the test set plays no part in the choice), and the
-test accuracy and the loss curves at that rate are reported.
+K. Bipin, "Deep Learning, Lecture 6 — Optimization", after SGD, momentum, Nesterov,
+RMSprop, AdaGrad, Adadelta, Adam, AdaMax, NAdam and AMSGrad:
+
+    "Adam is mostly the method of choice due to its robustness."
+
+Robustness is read as the lecture's practice implies: how wide a range of learning rates
+trains well. Ten optimizers train the same 2x64 ReLU MLP on the digits (batch 64); for
+each, one ``jdl.training.sweep`` (one jit+vmap program) trains every learning rate of a
+x2 grid (Adadelta's grid extended to larger rates, where its optimum lies) on 5 seeds.
+Per seed, the near-optimal range is the number of grid points (x2 apart, so a width in
+octaves) whose final validation accuracy is within 2 points of that seed's best; the
+chosen rate is the one with the best mean validation accuracy, and its test accuracy is
+reported. Validation is cut from the training split; the test split plays no part in any
+choice.
 
     python experiments/c19_optimizer_comparison.py [--quick] [--out DIR]
 """
@@ -19,9 +28,11 @@ from _common import plt
 
 NAME = "c19_optimizer_comparison"
 CLAIM = 19
-TITLE = "Ten optimizers on digits, lr chosen by a vmapped sweep: test accuracy and loss curves"
+ENTRY = _common.criteria("c19")
+TITLE = ENTRY["title"]
 SEEDS = ("002", "004")
-BATCH = 64
+CRITERION = ENTRY["criterion"]
+BATCH, N_TRAIN, NEAR = 64, 1100, 0.02
 OPTIMIZERS = {
     "SGD": lambda learning_rate: jdl.sgd(learning_rate),
     "momentum 0.9": lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
@@ -34,74 +45,120 @@ OPTIMIZERS = {
     "NAdam": lambda learning_rate: jdl.nadam(learning_rate),
     "AMSGrad": lambda learning_rate: jdl.amsgrad(learning_rate),
 }
-CRITERION = (
-    "2x64 ReLU MLP on digits, batch 64, lr grid 1e-4..3.16 (x5.6), mean of 2 seeds, lr chosen "
-    "by final training loss: (a) every one of the 10 optimizers reaches >= 90% test accuracy "
-    "at its chosen lr; (b) the best and worst of these test accuracies differ by <= 5 points; "
-    "(c) for every optimizer some lr of the grid ends >= 10 points below its chosen lr "
-    "(the lr matters more than the optimizer)"
-)
+JUDGED = ("SGD", "momentum 0.9", "Nesterov 0.9", "AdaGrad", "RMSProp", "Adadelta")
+
+
+def grid(name: str) -> np.ndarray:
+    """The x2 learning-rate grid of an optimizer (Adadelta's reaches higher)."""
+    return 2.0 ** (np.arange(-8, 13) if name == "Adadelta" else np.arange(-16, 3))
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
-    epochs = _common.pick(quick, smoke, 30, 8, 1)
-    seeds = _common.pick(quick, smoke, [0, 1, 2], [0, 1], [0])
-    n_train = _common.pick(quick, smoke, None, None, 256)
-    names = _common.pick(quick, smoke, list(OPTIMIZERS), list(OPTIMIZERS), ["SGD", "Adam"])
-    lrs = np.logspace(-4, 0.5, _common.pick(quick, smoke, 7, 7, 2)).astype(np.float32)
-    (x, y), test = jdl.data.load_digits()
-    x, y = x[:n_train], y[:n_train]
+    epochs = _common.pick(quick, smoke, 20, 8, 1)
+    seeds = list(range(_common.pick(quick, smoke, ENTRY["seeds"], 3, 2)))
+    names = _common.pick(quick, smoke, list(OPTIMIZERS), list(OPTIMIZERS),
+                         ["SGD", "Adadelta", "Adam"])
+    (x_all, y_all), test = jdl.data.load_digits()
+    n_train = _common.pick(quick, smoke, N_TRAIN, N_TRAIN, 256)
+    x, y = x_all[:n_train], y_all[:n_train]
+    val = (x_all[N_TRAIN:], y_all[N_TRAIN:])
     model = jdl.models.MLP(hidden=(64, 64))
     found = {}
     for name in names:
-        res = jdl.training.sweep(OPTIMIZERS[name], {"learning_rate": lrs}, seeds, model, (x, y),
-                                 epochs=epochs, batch_size=BATCH, val_data=test)
-        train = np.nan_to_num(np.nanmean(res.train_loss, axis=1), nan=np.inf)  # (lrs, epochs)
-        acc = np.nan_to_num(np.nanmean(res.val_accuracy, axis=1))
-        best = int(np.argmin(train[:, -1]))
-        found[name] = dict(lr=float(lrs[best]), train=train[best],
-                           val=np.nanmean(res.val_loss, axis=1)[best], acc=acc[best],
-                           accs=acc[:, -1], final_train=train[:, -1])
-    accs = np.array([r["acc"][-1] for r in found.values()])
-    a = bool(np.all(accs >= 0.9))
-    b = bool(accs.max() - accs.min() <= 0.05)
-    c = all(r["accs"].min() <= r["acc"][-1] - 0.10 for r in found.values())
-    reproduced = bool(a and b and c)
+        lrs = grid(name) if not smoke else grid(name)[::6]
+        res = jdl.training.sweep(OPTIMIZERS[name], {"learning_rate": lrs.astype(np.float32)},
+                                 seeds, model, (x, y), epochs=epochs, batch_size=BATCH,
+                                 val_data=val, eval_every_epoch=False)
+        acc = np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))  # (lrs, seeds)
+        best = int(np.argmax(acc.mean(1)))
+        width = np.sum(acc >= acc.max(0, keepdims=True) - NEAR, axis=0).astype(float)
+        found[name] = dict(lrs=lrs, acc=acc, best=best, lr=float(lrs[best]), width=width,
+                           edge=best in (0, len(lrs) - 1))
+    # test accuracy at the chosen rate, fresh runs on the same seeds
+    for name, r in found.items():
+        res = jdl.training.sweep(OPTIMIZERS[name], {"learning_rate": np.float32([r["lr"]])},
+                                 seeds, model, (x, y), epochs=epochs, batch_size=BATCH,
+                                 val_data=test, eval_every_epoch=False)
+        r["test"] = np.nan_to_num(np.asarray(res.val_accuracy[0, :, -1], np.float64))
 
-    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
+    judged = [n for n in JUDGED if n in found and n != "Adam"]
+    wider = {n: _common.paired_ci(found["Adam"]["width"], found[n]["width"]) for n in judged}
+    best_other = max((n for n in found if n != "Adam"), key=lambda n: found[n]["test"].mean())
+    gap = _common.paired_ci(found[best_other]["test"], found["Adam"]["test"])
+    verdicts = [_common.judge(e, 0.0, "above") for e in wider.values()]
+    verdicts.append(_common.judge(gap, 0.01, "below"))
+    verdict = _common.combine(verdicts)
+    edges = [n for n, r in found.items() if r["edge"]]
+
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5))
     colors = plt.cm.tab10(np.arange(len(found)))
-    ep = np.arange(1, epochs + 1)
     for (name, r), color in zip(found.items(), colors):
-        axes[0].semilogy(ep, r["train"], color=color, label=f"{name} (lr {r['lr']:.3g})")
-        axes[1].plot(ep, r["acc"], color=color, label=f"{name}: {r['acc'][-1]:.3f}")
-        axes[2].semilogx(lrs, r["accs"], "o-", ms=3, color=color, label=name)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("training loss (whole set, mean of seeds)")
-    axes[0].set_title("Training loss at each optimizer's chosen lr")
-    axes[0].legend(fontsize=7)
-    axes[1].set_ylim(0.8, 1.0)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("test accuracy")
-    axes[1].set_title("Test accuracy at the chosen lr")
+        _common.band(axes[0], r["lrs"], r["acc"].T, name, color, marker="o", ms=2)
+    _common.finish_axes(axes[0], "learning rate (x2 grid)", "final validation accuracy (fraction)",
+                        f"Validation accuracy across the lr grid, {epochs} epochs", logx=True,
+                        logy=False, legend_size=6)
+    pos = np.arange(len(found))
+    est = [_common.mean_ci(r["width"]) for r in found.values()]
+    axes[1].bar(pos, [e.mean for e in est], color=colors,
+                yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=3,
+                label=f"lrs within {NEAR:.0%} of the best (mean of {len(seeds)} seeds, 95% CI)")
+    axes[1].set_xticks(pos, list(found), rotation=30, ha="right", fontsize=7)
+    axes[1].set_ylim(0, max(e.hi for e in est) * 1.15 + 0.5)
+    axes[1].set_xlabel("optimizer")
+    axes[1].set_ylabel("near-optimal lr range (octaves = x2 grid points)")
+    axes[1].set_title("Robustness: width of the near-optimal lr range")
     axes[1].legend(fontsize=7)
-    axes[2].set_xlabel("learning rate")
-    axes[2].set_ylabel(f"test accuracy after {epochs} epochs")
-    axes[2].set_title("The sweep: accuracy across the lr grid")
-    axes[2].legend(fontsize=7)
+    est = [_common.mean_ci(r["test"]) for r in found.values()]
+    axes[2].bar(pos, [e.mean for e in est], color=colors,
+                yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=3,
+                label=f"test accuracy at the chosen lr (mean of {len(seeds)}, 95% CI)")
+    axes[2].set_xticks(pos, list(found), rotation=30, ha="right", fontsize=7)
+    axes[2].set_ylim(0, 1.05)
+    axes[2].set_xlabel("optimizer")
+    axes[2].set_ylabel("test accuracy (fraction)")
+    axes[2].set_title("Test accuracy at each optimizer's chosen lr")
+    axes[2].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"optimizer": name, "chosen lr": r["lr"], "final train loss": r["train"][-1],
-             "final test loss": r["val"][-1], "final test accuracy": r["acc"][-1],
-             "worst-lr test accuracy": r["accs"].min()} for name, r in found.items()]
-    measured = {f"{name} test acc": r["acc"][-1] for name, r in found.items()}
-    measured["spread (max - min)"] = float(accs.max() - accs.min())
-    setup = (f"digits ({len(x)} train / {len(test[0])} test), MLP (64, 64) ReLU, batch {BATCH}, "
-             f"{epochs} epochs, seeds {list(seeds)}, lrs {np.round(lrs, 5).tolist()}; default "
-             f"betas/eps of each optimizer.")
+    rows = [{"optimizer": n, "lr grid": f"{r['lrs'][0]:.3g} .. {r['lrs'][-1]:.3g}",
+             "chosen lr": r["lr"], "chosen at grid edge": r["edge"],
+             "near-optimal range (octaves)": _common.mean_ci(r["width"]),
+             "test accuracy": _common.mean_ci(r["test"])} for n, r in found.items()]
+    measured = {f"{n}: near-optimal range (octaves)": _common.mean_ci(r["width"])
+                for n, r in found.items()}
+    measured.update({f"width Adam - {n}, paired": e for n, e in wider.items()})
+    measured.update({f"{n}: test accuracy": _common.mean_ci(r["test"]) for n, r in found.items()})
+    measured[f"test accuracy {best_other} - Adam, paired"] = gap
+    measured["chosen lr at a grid edge"] = ", ".join(edges) if edges else "none"
+    widest = max(found, key=lambda n: found[n]["width"].mean())
+    conclusion = (
+        f"Adam's near-optimal lr range spans {found['Adam']['width'].mean():.1f} octaves; the "
+        f"widest is {widest}'s ({found[widest]['width'].mean():.1f}); Adam's test accuracy "
+        f"{found['Adam']['test'].mean():.3f} vs the best other ({best_other}) "
+        f"{found[best_other]['test'].mean():.3f}"
+    )
+    theory = ""
+    if verdict != "reproduced":
+        theory = (
+            "Adam divides each coordinate's step by the root mean square of its gradient, so "
+            "its step is about lr in every coordinate whatever the gradient's scale (Kingma & "
+            "Ba 2015, section 2.1): the good range of lr is set by the size of the weights, "
+            "not by the curvature, which makes it wide. RMSProp and AdaGrad share this "
+            "normalisation, and Adadelta's unit correction replaces lr by a ratio of running "
+            "RMS values, so on a small, well-conditioned problem their ranges can match or "
+            "exceed Adam's; plain and momentum SGD have a range bounded above by 2/L (the "
+            "largest curvature) and below by the budget."
+        )
+    setup = (f"digits: {n_train} train / {len(val[0])} validation (training split), "
+             f"{len(test[0])} test; MLP (64, 64) ReLU, batch {BATCH}, {epochs} epochs, seeds "
+             f"{seeds}; lr grids x2 (Adadelta 2^-8 .. 2^12, the others 2^-16 .. 2^2); default "
+             f"betas/eps of each optimizer; near-optimal = within {NEAR:.0%} of the seed's best "
+             f"validation accuracy.")
     table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), reproduced, setup))
-    return _common.result(globals(), measured, reproduced, figure, table)
+                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
+    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
+                          conclusion=conclusion, theory=theory)
 
 
 if __name__ == "__main__":

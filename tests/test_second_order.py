@@ -138,6 +138,54 @@ def test_pure_newton_converges_to_saddle_damped_newton_escapes():
     assert float(damped.fun) < float(pure.fun)
 
 
+def _counted(fn, calls):
+    """``fn`` that adds one to ``calls[0]`` on the host each time its value is computed."""
+
+    def counted(x):
+        jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
+        return fn(x)
+
+    return counted
+
+
+@pytest.mark.parametrize(
+    "method, linesearch",
+    [("gd", "backtracking"), ("gd", "zoom"), ("bfgs", "zoom"), ("bfgs", "backtracking"),
+     ("lbfgs", "zoom"), ("adam", None)],
+)  # fmt: skip
+def test_evaluation_counts_equal_the_host_side_count(method, linesearch):
+    calls = [0]
+    fun = _counted(rosen, calls)
+    options = {} if linesearch is None else {"linesearch": linesearch}
+    tx = optax.adam(0.1) if method == "adam" else method
+    res = minimize(fun, jnp.array([-1.2, 1.0]), method=tx, maxiter=300, tol=1e-4, **options)
+    jax.block_until_ready(res)
+    assert int(res.nfev) == int(res.ngev) == calls[0]
+    assert int(res.nfev) >= int(res.nit) + 1
+    if method == "adam":
+        assert int(res.nfev) == int(res.nit) + 1
+
+
+def test_bfgs_evaluation_count_on_a_quadratic_is_close_to_scipys():
+    with x64(True):
+        res = minimize(quad, jnp.zeros(4), method="bfgs", tol=1e-8)
+        ref = so.minimize(jax.jit(quad), np.zeros(4), jac=jax.jit(jax.grad(quad)), method="BFGS",
+                          options={"gtol": 1e-8})  # fmt: skip
+    assert bool(res.converged) and ref.success
+    assert int(res.nfev) <= 1.5 * ref.nfev and int(res.ngev) <= 1.5 * ref.njev
+
+
+def test_least_squares_counts_residual_and_jacobian_evaluations():
+    calls = [0]
+    with x64(True):
+        res = least_squares(_counted(exp_residual, calls), jnp.array([1.0, 1.0, 0.0]),
+                            method="levenberg_marquardt", tol=1e-9)  # fmt: skip
+        jax.block_until_ready(res)
+    # A Jacobian (forward mode) also computes the residuals once.
+    assert int(res.nfev) + int(res.ngev) == calls[0]
+    assert int(res.ngev) == int(res.nit) + 1 and int(res.nfev) >= int(res.nit) + 1
+
+
 def test_optax_transformation_as_method_matches_optax_loop():
     tx = optax.sgd(0.05, momentum=0.5)
     x0 = {"w": jnp.array([5.0, -3.0, 2.0, 1.0])}

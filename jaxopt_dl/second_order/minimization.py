@@ -89,7 +89,10 @@ def minimize(
 
     Returns:
       An :class:`~jaxopt_dl.second_order.driver.OptimizeResult` ``(x, fun, nit,
-      converged, grad_norm)``; when not converged, ``x`` is the best point seen.
+      converged, grad_norm, nfev, ngev)``; when not converged, ``x`` is the best point
+      seen. ``nfev``/``ngev`` count the objective and gradient evaluations (one pair
+      per line-search trial; for an optax method one pair per step, not counting the
+      calls a ``GradientTransformationExtraArgs`` makes through ``value_fn``).
 
     Raises:
       ValueError: unknown ``method`` or option, non-positive ``maxiter``/``tol``, ``x0``
@@ -189,7 +192,7 @@ def _minimize_impl(x0, maxiter, tol, *, fun, method, options) -> OptimizeResult:
         t0 = 1.0 if method == "newton" else jnp.where(last_step > 0, later, first)
         ls = search(value_and_grad, x, f, g, d, init_step=t0)
         state = rule.update(state, ls.x - x, ls.grad - g)
-        return ls.x, ls.fun, ls.grad, (state, ls.step), ls.success
+        return ls.x, ls.fun, ls.grad, (state, ls.step), ls.success, ls.nfev, ls.nfev
 
     aux0 = (rule.init(flat0, g0), jnp.zeros([], f0.dtype))
     res = run(step, flat0, f0, g0, aux0, maxiter, tol)
@@ -205,7 +208,8 @@ def _first_order(fun, x0, tx, maxiter, tol) -> OptimizeResult:
         updates, state = tx.update(g, state, x, **kwargs)
         x = optax.apply_updates(x, updates)
         f, g = value_and_grad(x)
-        return x, f, g, state, jnp.asarray(True)
+        one = jnp.ones([], jnp.int32)
+        return x, f, g, state, jnp.asarray(True), one, one
 
     f0, g0 = value_and_grad(x0)
     return run(step, x0, f0, g0, tx.init(x0), maxiter, tol)

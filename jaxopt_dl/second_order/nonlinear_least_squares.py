@@ -145,7 +145,8 @@ def _least_squares_impl(
         h = jnp.linalg.lstsq(st.jac, -st.r)[0]
         x_new = x + h
         r, jac, f_new, g_new = linearize(x_new)
-        return x_new, f_new, g_new, st._replace(r=r, jac=jac), jnp.asarray(True)
+        one = jnp.ones([], jnp.int32)
+        return x_new, f_new, g_new, st._replace(r=r, jac=jac), jnp.asarray(True), one, one
 
     def lm_step(x, f, g, st):
         a = st.jac.T @ st.jac
@@ -169,12 +170,13 @@ def _least_squares_impl(
             return i + 1, mu_next, nu_next, x_new, r_new, f_new, accept
 
         init = (jnp.zeros([], jnp.int32), st.mu, st.nu, x, st.r, f, jnp.asarray(False))
-        _, mu, nu, x_new, r_new, f_new, accepted = jax.lax.while_loop(
+        trials, mu, nu, x_new, r_new, f_new, accepted = jax.lax.while_loop(
             lambda c: (c[0] < max_rejections) & ~c[6], trial, init
         )
         jac = jacobian(x_new)
         g_new = jac.T @ r_new
-        return x_new, f_new, g_new, _LMState(r_new, jac, mu, nu), accepted
+        one = jnp.ones([], jnp.int32)
+        return x_new, f_new, g_new, _LMState(r_new, jac, mu, nu), accepted, trials, one
 
     r0, jac0, f0, g0 = linearize(flat0)
     mu0 = damping * (1.0 if diagonal_scaling else jnp.max(jnp.sum(jac0 * jac0, axis=0)))
