@@ -56,9 +56,10 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+def _count(name: str, value: Any, low: int = 1) -> Any:
+    """``value`` checked as a whole number ``>= low``; a Python number comes back as int."""
+    _core.check_int(name, value, low)
+    return int(value) if _core.is_python_number(value) else value
 
 
 def _check_weight_decay(weight_decay: Any) -> None:
@@ -670,6 +671,8 @@ def lars(
     for name, value in (("weight_decay", weight_decay), ("trust_coefficient", trust_coefficient),
                         ("eps", eps)):
         _core.check_nonnegative(name, value)
+    _core.check_given("trust_ratio_mask", trust_ratio_mask, "a pytree of booleans or a function")
+    _core.check_bool("nesterov", nesterov)
     return optax.lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient,
                       eps, trust_ratio_mask, momentum, nesterov)
 
@@ -718,7 +721,11 @@ def sam(
       Foret et al. 2021, Sharpness-Aware Minimization for Efficiently Improving
       Generalization; ``optax.contrib.sam``.
     """
-    _check_positive_int("sync_period", sync_period)
+    _core.check_transform("optimizer", optimizer)
+    _core.check_transform("adv_optimizer", adv_optimizer)
+    sync_period = _count("sync_period", sync_period)
+    _core.check_bool("reset_state", reset_state)
+    _core.check_bool("opaque_mode", opaque_mode)
     return optax.contrib.sam(optimizer, adv_optimizer, sync_period, reset_state, opaque_mode,
                              batch_axis_name)
 
@@ -760,8 +767,10 @@ def lookahead(
       Zhang et al. 2019, Lookahead Optimizer: k steps forward, 1 step back;
       ``optax.lookahead``.
     """
-    _check_positive_int("sync_period", sync_period)
+    _core.check_transform("fast_optimizer", fast_optimizer)
+    sync_period = _count("sync_period", sync_period)
     _core.check_in_range("slow_step_size", slow_step_size, 0.0, 1.0)
+    _core.check_bool("reset_state", reset_state)
     return optax.lookahead(fast_optimizer, sync_period, slow_step_size, reset_state)
 
 
@@ -788,7 +797,7 @@ def schedule_free_sgd(
     Args:
       learning_rate: the step size ``gamma`` (a number or array).
       warmup_steps: linear warmup of ``gamma`` over this many steps (positive) or None.
-      b1: the interpolation ``beta``, in [0, 1).
+      b1: the interpolation ``beta``, in (0, 1).
       weight_decay: decoupled weight decay, non-negative, or None.
       weight_lr_power: the power of the rate in the averaging weights ``c_t``.
       state_dtype: dtype of the ``z`` state.
@@ -807,19 +816,23 @@ def schedule_free_sgd(
     References:
       Defazio et al. 2024, The Road Less Scheduled; ``optax.contrib.schedule_free_sgd``.
     """
-    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
+    warmup_steps = _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power)
+    if weight_decay is not None:
+        _check_weight_decay(weight_decay)
     return optax.contrib.schedule_free_sgd(
         learning_rate, warmup_steps, b1, weight_decay, weight_lr_power, state_dtype)
 
 
-def _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power):
+def _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power):
+    """Check the arguments both schedule-free methods share; returns ``warmup_steps``.
+
+    ``b1`` must be positive: the average ``x`` is recovered as ``(y - (1 - b1) z) / b1``.
+    """
     _core.check_learning_rate(learning_rate)
-    if warmup_steps is not None:
-        _check_positive_int("warmup_steps", warmup_steps)
     _core.check_decay("b1", b1)
-    if weight_decay is not None:
-        _check_weight_decay(weight_decay)
+    _core.check_positive("b1", b1)
     _core.check_nonnegative("weight_lr_power", weight_lr_power)
+    return None if warmup_steps is None else _count("warmup_steps", warmup_steps)
 
 
 def schedule_free_adamw(
@@ -841,7 +854,7 @@ def schedule_free_adamw(
     Args:
       learning_rate: the step size (a number or array).
       warmup_steps: linear warmup over this many steps (positive) or None.
-      b1: the interpolation ``beta``, in [0, 1).
+      b1: the interpolation ``beta``, in (0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the root, non-negative.
       weight_decay: decoupled weight decay, non-negative.
@@ -859,7 +872,8 @@ def schedule_free_adamw(
       Defazio et al. 2024, The Road Less Scheduled;
       ``optax.contrib.schedule_free_adamw``.
     """
-    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
+    warmup_steps = _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power)
+    _check_weight_decay(weight_decay)
     _core.check_decay("b2", b2)
     _core.check_nonnegative("eps", eps)
     return optax.contrib.schedule_free_adamw(
@@ -942,7 +956,10 @@ def muon(
     _core.check_learning_rate(learning_rate)
     if adam_learning_rate is not None:
         _core.check_learning_rate(adam_learning_rate, "adam_learning_rate")
-    _check_positive_int("ns_steps", ns_steps)
+    _core.check_given("ns_coeffs", ns_coeffs, "coefficients (a, b, c) or an (n, 3) array")
+    ns_steps = _count("ns_steps", ns_steps)
+    _core.check_bool("nesterov", nesterov)
+    _core.check_bool("adaptive", adaptive)
     for name, value in (("beta", beta), ("adam_b1", adam_b1), ("adam_b2", adam_b2)):
         _core.check_decay(name, value)
     for name, value in (("eps", eps), ("weight_decay", weight_decay),
@@ -1045,10 +1062,10 @@ def param_averaging(
     """
     _core.check_choice("mode", mode, AVERAGING_MODES)
     _core.check_decay("decay", decay)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got start={start!r}")
+    _core.check_transform("optimizer", optimizer)
+    start = _count("start", start, 0)
     if overwrite_every is not None:
-        _check_positive_int("overwrite_every", overwrite_every)
+        overwrite_every = _count("overwrite_every", overwrite_every)
     inner = optax.with_extra_args_support(optimizer)
 
     def init_fn(params):
