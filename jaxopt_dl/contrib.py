@@ -72,9 +72,19 @@ def _check_not_schedule(name: str, value: Any, why: str) -> None:
         raise TypeError(f"{name} must be a number or an array ({why}), got {name}={value!r}")
 
 
+def _decays(weight_decay: Any) -> bool:
+    """Whether a weight decay is applied: anything but a Python zero (traced values do)."""
+    return not (_core.is_python_number(weight_decay) and weight_decay == 0)
+
+
 def _need_params(params: Any, name: str) -> None:
     if params is None:
         raise ValueError(f"{name} needs the params: call update(updates, state, params)")
+
+
+def _add_in_dtype(update: jax.Array, decay: jax.Array) -> jax.Array:
+    """``update + decay`` in the update's dtype."""
+    return (update + decay).astype(update.dtype)
 
 
 def _torch_weight_decay(grads, params, learning_rate, weight_decay, decoupled):
@@ -128,7 +138,7 @@ def radam(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """RAdam (Liu et al. 2020) as ``torch.optim.RAdam``: same defaults, same numbers.
 
     .. math::
@@ -158,7 +168,7 @@ def radam(
       decoupled_weight_decay: decay the weights directly instead of through the gradient.
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params`` when
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params`` when
       ``weight_decay`` is nonzero.
 
     Example:
@@ -178,23 +188,27 @@ def radam(
     _core.check_decay("b2", b2)
     _core.check_nonnegative("eps", eps)
     _check_weight_decay(weight_decay)
+    _core.check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    decays = _decays(weight_decay)
 
     def init_fn(params):
         return optax.ScaleByAdamState(
             count=_core.zero_count(),
             mu=_core.tree_zeros_like(params),
-            nu=_core.tree_zeros_like(params),
+            nu=_core.tree_second_moment_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         count = _core.safe_increment(state.count)
         lr = _core.evaluate(learning_rate, state.count)
-        if weight_decay != 0:
+        grads = updates
+        if decays:
             _need_params(params, "radam with weight_decay")
-            updates, decay = _torch_weight_decay(
-                updates, params, lr, weight_decay, decoupled_weight_decay)
-        mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+            grads, decay = _torch_weight_decay(
+                grads, params, lr, weight_decay, decoupled_weight_decay)
+        mu = _core.tree_cast_like(_core.tree_ema(grads, state.mu, b1), state.mu)
+        nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
         t = count.astype(jnp.float32)
         correction1 = 1 - b1**t
         correction2 = 1 - b2**t
@@ -204,17 +218,17 @@ def radam(
             (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
         rectified = rho_t > 5
 
-        def step(m, v):
+        def step(g, m, v):
             m_hat = m / correction1
             adaptive = jnp.sqrt(correction2) / (jnp.sqrt(v) + eps)
-            return -lr * jnp.where(rectified, m_hat * adaptive * rect, m_hat)
+            return (-lr * jnp.where(rectified, m_hat * adaptive * rect, m_hat)).astype(g.dtype)
 
-        new_updates = jax.tree.map(step, mu, nu)
-        if weight_decay != 0:
-            new_updates = jax.tree.map(jnp.add, new_updates, decay)
+        new_updates = jax.tree.map(step, updates, mu, nu)
+        if decays:
+            new_updates = jax.tree.map(_add_in_dtype, new_updates, decay)
         return new_updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def rprop(
@@ -223,7 +237,7 @@ def rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """Rprop (Riedmiller & Braun 1993) as ``torch.optim.Rprop``: same defaults and numbers.
 
     Per coordinate, a step size that grows by ``eta_plus`` while the gradient keeps its
@@ -252,7 +266,7 @@ def rprop(
       max_step_size: the largest step size, at least ``min_step_size``.
 
     Returns:
-      A ``GradientTransformation``.
+      A ``GradientTransformationExtraArgs``.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -275,8 +289,8 @@ def rprop(
             prev_updates=_core.tree_zeros_like(params),
         )
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
 
         def one(g, prev, step_size):
             product = g * prev
@@ -291,7 +305,7 @@ def rprop(
             outer, jax.tree.structure((0, 0, 0)), triples)
         return new_updates, optax.ScaleByRpropState(step_sizes=step_sizes, prev_updates=prev)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _check_rprop(a: dict) -> None:
@@ -328,7 +342,7 @@ def asgd(
     alpha: float = 0.75,
     t0: float = 1e6,
     weight_decay: float = 0.0,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """Averaged SGD (Polyak & Juditsky 1992) as ``torch.optim.ASGD``: same defaults and numbers.
 
     .. math::
@@ -352,7 +366,7 @@ def asgd(
         ``weight_decay``), non-negative.
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params``.
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -381,11 +395,12 @@ def asgd(
             ax=_core.tree_zeros_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         _need_params(params, "asgd")
         count = _core.safe_increment(state.count)
         eta, mu = state.eta, state.mu
-        if weight_decay != 0:
+        if _decays(weight_decay):
             updates = jax.tree.map(lambda g, p: g + weight_decay * p, updates, params)
         new_params = jax.tree.map(
             lambda p, g: p * (1 - lambd * eta) - eta * g, params, updates)
@@ -400,7 +415,7 @@ def asgd(
         )
         return jax.tree.map(jnp.subtract, new_params, params), new_state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def asgd_average(state: Any) -> Any:
@@ -444,7 +459,7 @@ def torch_nadam(
     weight_decay: float = 0.0,
     momentum_decay: float = 4e-3,
     decoupled_weight_decay: bool = False,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """NAdam (Dozat 2016) as ``torch.optim.NAdam``, with its momentum-decay schedule.
 
     .. math::
@@ -470,7 +485,7 @@ def torch_nadam(
       decoupled_weight_decay: decay the weights as ``theta (1 - alpha wd)`` (NAdamW).
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params`` when
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params`` when
       ``weight_decay`` is nonzero.
 
     Example:
@@ -492,6 +507,8 @@ def torch_nadam(
     _check_weight_decay(weight_decay)
     _core.check_nonnegative("momentum_decay", momentum_decay)
     _core.check_finite("momentum_decay", momentum_decay)
+    _core.check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    decays = _decays(weight_decay)
 
     def schedule(t):
         return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
@@ -504,10 +521,11 @@ def torch_nadam(
             nu=_core.tree_zeros_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         count = _core.safe_increment(state.count)
         lr = _core.evaluate(learning_rate, state.count)
-        if weight_decay != 0:
+        if decays:
             _need_params(params, "torch_nadam with weight_decay")
             updates, decay = _torch_weight_decay(
                 updates, params, lr, weight_decay, decoupled_weight_decay)
@@ -524,11 +542,11 @@ def torch_nadam(
                 -lr * mu_next / (1 - mu_product * mu_next)) * m / denom
 
         new_updates = jax.tree.map(step, updates, mu, nu)
-        if weight_decay != 0:
-            new_updates = jax.tree.map(jnp.add, new_updates, decay)
+        if decays:
+            new_updates = jax.tree.map(_add_in_dtype, new_updates, decay)
         return new_updates, TorchNAdamState(count, mu_product, mu, nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 # --------------------------------------------------------------------------
