@@ -400,12 +400,14 @@ def asgd(
         _need_params(params, "asgd")
         count = _core.safe_increment(state.count)
         eta, mu = state.eta, state.mu
+        grads = updates
         if _decays(weight_decay):
-            updates = jax.tree.map(lambda g, p: g + weight_decay * p, updates, params)
+            grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
         new_params = jax.tree.map(
-            lambda p, g: p * (1 - lambd * eta) - eta * g, params, updates)
+            lambda p, g: p * (1 - lambd * eta) - eta * g, params, grads)
         ax = jax.tree.map(
-            lambda a, p: jnp.where(mu == 1, p, a + (p - a) * mu), state.ax, new_params)
+            lambda a, p: jnp.where(mu == 1, p, a + (p - a) * mu).astype(a.dtype),
+            state.ax, new_params)
         t = count.astype(jnp.float32)
         new_state = ASGDState(
             count=count,
@@ -413,7 +415,9 @@ def asgd(
             mu=(1 / jnp.maximum(1.0, t - t0)).astype(jnp.float32),
             ax=ax,
         )
-        return jax.tree.map(jnp.subtract, new_params, params), new_state
+        return jax.tree.map(
+            lambda g, new, old: (new - old).astype(g.dtype), updates, new_params, params
+        ), new_state
 
     return GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -518,30 +522,32 @@ def torch_nadam(
             count=_core.zero_count(),
             mu_product=jnp.ones([], jnp.float32),
             mu=_core.tree_zeros_like(params),
-            nu=_core.tree_zeros_like(params),
+            nu=_core.tree_second_moment_like(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         count = _core.safe_increment(state.count)
         lr = _core.evaluate(learning_rate, state.count)
+        grads = updates
         if decays:
             _need_params(params, "torch_nadam with weight_decay")
-            updates, decay = _torch_weight_decay(
-                updates, params, lr, weight_decay, decoupled_weight_decay)
+            grads, decay = _torch_weight_decay(
+                grads, params, lr, weight_decay, decoupled_weight_decay)
         t = count.astype(jnp.float32)
         mu_t, mu_next = schedule(t), schedule(t + 1)
         mu_product = state.mu_product * mu_t
         correction2 = 1 - b2**t
-        mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - b1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+        mu = jax.tree.map(
+            lambda g, m: (m + (g - m) * (1 - b1)).astype(m.dtype), grads, state.mu)
+        nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
 
-        def step(g, m, v):
+        def step(u, g, m, v):
             denom = jnp.sqrt(v / correction2) + eps
-            return (-lr * (1 - mu_t) / (1 - mu_product)) * g / denom + (
-                -lr * mu_next / (1 - mu_product * mu_next)) * m / denom
+            return ((-lr * (1 - mu_t) / (1 - mu_product)) * g / denom + (
+                -lr * mu_next / (1 - mu_product * mu_next)) * m / denom).astype(u.dtype)
 
-        new_updates = jax.tree.map(step, updates, mu, nu)
+        new_updates = jax.tree.map(step, updates, grads, mu, nu)
         if decays:
             new_updates = jax.tree.map(_add_in_dtype, new_updates, decay)
         return new_updates, TorchNAdamState(count, mu_product, mu, nu)
