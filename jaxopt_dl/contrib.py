@@ -155,7 +155,9 @@ def radam(
     Where the numbers differ from ``optax.radam``: torch adds ``eps`` to ``sqrt(v_t)``
     before the bias correction ``sqrt(1 - b2^t)`` is applied, optax after it (the
     effective eps differs by that factor), and torch's default learning rate is 1e-3.
-    The state is optax's ``ScaleByAdamState(count, mu, nu)``.
+    The state is optax's ``ScaleByAdamState(count, mu, nu)``. Complex parameters take
+    ``|g|^2`` in ``v_t``, as optax's Adam family does (torch steps the real and
+    imaginary parts as separate coordinates).
 
     Args:
       learning_rate: the step size ``alpha`` (a number, array or schedule).
