@@ -56,9 +56,10 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+def _count(name: str, value: Any, low: int = 1) -> Any:
+    """``value`` checked as a whole number ``>= low``; a Python number comes back as int."""
+    _core.check_int(name, value, low)
+    return int(value) if _core.is_python_number(value) else value
 
 
 def _check_weight_decay(weight_decay: Any) -> None:
@@ -71,9 +72,19 @@ def _check_not_schedule(name: str, value: Any, why: str) -> None:
         raise TypeError(f"{name} must be a number or an array ({why}), got {name}={value!r}")
 
 
+def _decays(weight_decay: Any) -> bool:
+    """Whether a weight decay is applied: anything but a Python zero (traced values do)."""
+    return not (_core.is_python_number(weight_decay) and weight_decay == 0)
+
+
 def _need_params(params: Any, name: str) -> None:
     if params is None:
         raise ValueError(f"{name} needs the params: call update(updates, state, params)")
+
+
+def _add_in_dtype(update: jax.Array, decay: jax.Array) -> jax.Array:
+    """``update + decay`` in the update's dtype."""
+    return (update + decay).astype(update.dtype)
 
 
 def _torch_weight_decay(grads, params, learning_rate, weight_decay, decoupled):
@@ -127,7 +138,7 @@ def radam(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """RAdam (Liu et al. 2020) as ``torch.optim.RAdam``: same defaults, same numbers.
 
     .. math::
@@ -144,7 +155,9 @@ def radam(
     Where the numbers differ from ``optax.radam``: torch adds ``eps`` to ``sqrt(v_t)``
     before the bias correction ``sqrt(1 - b2^t)`` is applied, optax after it (the
     effective eps differs by that factor), and torch's default learning rate is 1e-3.
-    The state is optax's ``ScaleByAdamState(count, mu, nu)``.
+    The state is optax's ``ScaleByAdamState(count, mu, nu)``. Complex parameters take
+    ``|g|^2`` in ``v_t``, as optax's Adam family does (torch steps the real and
+    imaginary parts as separate coordinates).
 
     Args:
       learning_rate: the step size ``alpha`` (a number, array or schedule).
@@ -157,7 +170,7 @@ def radam(
       decoupled_weight_decay: decay the weights directly instead of through the gradient.
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params`` when
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params`` when
       ``weight_decay`` is nonzero.
 
     Example:
@@ -177,23 +190,27 @@ def radam(
     _core.check_decay("b2", b2)
     _core.check_nonnegative("eps", eps)
     _check_weight_decay(weight_decay)
+    _core.check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    decays = _decays(weight_decay)
 
     def init_fn(params):
         return optax.ScaleByAdamState(
             count=_core.zero_count(),
             mu=_core.tree_zeros_like(params),
-            nu=_core.tree_zeros_like(params),
+            nu=_core.tree_second_moment_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         count = _core.safe_increment(state.count)
         lr = _core.evaluate(learning_rate, state.count)
-        if weight_decay != 0:
+        grads = updates
+        if decays:
             _need_params(params, "radam with weight_decay")
-            updates, decay = _torch_weight_decay(
-                updates, params, lr, weight_decay, decoupled_weight_decay)
-        mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+            grads, decay = _torch_weight_decay(
+                grads, params, lr, weight_decay, decoupled_weight_decay)
+        mu = _core.tree_cast_like(_core.tree_ema(grads, state.mu, b1), state.mu)
+        nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
         t = count.astype(jnp.float32)
         correction1 = 1 - b1**t
         correction2 = 1 - b2**t
@@ -203,17 +220,17 @@ def radam(
             (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
         rectified = rho_t > 5
 
-        def step(m, v):
+        def step(g, m, v):
             m_hat = m / correction1
             adaptive = jnp.sqrt(correction2) / (jnp.sqrt(v) + eps)
-            return -lr * jnp.where(rectified, m_hat * adaptive * rect, m_hat)
+            return (-lr * jnp.where(rectified, m_hat * adaptive * rect, m_hat)).astype(g.dtype)
 
-        new_updates = jax.tree.map(step, mu, nu)
-        if weight_decay != 0:
-            new_updates = jax.tree.map(jnp.add, new_updates, decay)
+        new_updates = jax.tree.map(step, updates, mu, nu)
+        if decays:
+            new_updates = jax.tree.map(_add_in_dtype, new_updates, decay)
         return new_updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def rprop(
@@ -222,7 +239,7 @@ def rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """Rprop (Riedmiller & Braun 1993) as ``torch.optim.Rprop``: same defaults and numbers.
 
     Per coordinate, a step size that grows by ``eta_plus`` while the gradient keeps its
@@ -251,7 +268,7 @@ def rprop(
       max_step_size: the largest step size, at least ``min_step_size``.
 
     Returns:
-      A ``GradientTransformation``.
+      A ``GradientTransformationExtraArgs``.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -274,8 +291,8 @@ def rprop(
             prev_updates=_core.tree_zeros_like(params),
         )
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
 
         def one(g, prev, step_size):
             product = g * prev
@@ -290,7 +307,7 @@ def rprop(
             outer, jax.tree.structure((0, 0, 0)), triples)
         return new_updates, optax.ScaleByRpropState(step_sizes=step_sizes, prev_updates=prev)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _check_rprop(a: dict) -> None:
@@ -327,7 +344,7 @@ def asgd(
     alpha: float = 0.75,
     t0: float = 1e6,
     weight_decay: float = 0.0,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """Averaged SGD (Polyak & Juditsky 1992) as ``torch.optim.ASGD``: same defaults and numbers.
 
     .. math::
@@ -351,7 +368,7 @@ def asgd(
         ``weight_decay``), non-negative.
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params``.
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -380,16 +397,19 @@ def asgd(
             ax=_core.tree_zeros_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         _need_params(params, "asgd")
         count = _core.safe_increment(state.count)
         eta, mu = state.eta, state.mu
-        if weight_decay != 0:
-            updates = jax.tree.map(lambda g, p: g + weight_decay * p, updates, params)
+        grads = updates
+        if _decays(weight_decay):
+            grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
         new_params = jax.tree.map(
-            lambda p, g: p * (1 - lambd * eta) - eta * g, params, updates)
+            lambda p, g: p * (1 - lambd * eta) - eta * g, params, grads)
         ax = jax.tree.map(
-            lambda a, p: jnp.where(mu == 1, p, a + (p - a) * mu), state.ax, new_params)
+            lambda a, p: jnp.where(mu == 1, p, a + (p - a) * mu).astype(a.dtype),
+            state.ax, new_params)
         t = count.astype(jnp.float32)
         new_state = ASGDState(
             count=count,
@@ -397,9 +417,11 @@ def asgd(
             mu=(1 / jnp.maximum(1.0, t - t0)).astype(jnp.float32),
             ax=ax,
         )
-        return jax.tree.map(jnp.subtract, new_params, params), new_state
+        return jax.tree.map(
+            lambda g, new, old: (new - old).astype(g.dtype), updates, new_params, params
+        ), new_state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def asgd_average(state: Any) -> Any:
@@ -443,7 +465,7 @@ def torch_nadam(
     weight_decay: float = 0.0,
     momentum_decay: float = 4e-3,
     decoupled_weight_decay: bool = False,
-) -> GradientTransformation:
+) -> GradientTransformationExtraArgs:
     """NAdam (Dozat 2016) as ``torch.optim.NAdam``, with its momentum-decay schedule.
 
     .. math::
@@ -469,7 +491,7 @@ def torch_nadam(
       decoupled_weight_decay: decay the weights as ``theta (1 - alpha wd)`` (NAdamW).
 
     Returns:
-      A ``GradientTransformation`` whose ``update`` needs ``params`` when
+      A ``GradientTransformationExtraArgs`` whose ``update`` needs ``params`` when
       ``weight_decay`` is nonzero.
 
     Example:
@@ -491,6 +513,8 @@ def torch_nadam(
     _check_weight_decay(weight_decay)
     _core.check_nonnegative("momentum_decay", momentum_decay)
     _core.check_finite("momentum_decay", momentum_decay)
+    _core.check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    decays = _decays(weight_decay)
 
     def schedule(t):
         return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
@@ -500,34 +524,37 @@ def torch_nadam(
             count=_core.zero_count(),
             mu_product=jnp.ones([], jnp.float32),
             mu=_core.tree_zeros_like(params),
-            nu=_core.tree_zeros_like(params),
+            nu=_core.tree_second_moment_like(params),
         )
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         count = _core.safe_increment(state.count)
         lr = _core.evaluate(learning_rate, state.count)
-        if weight_decay != 0:
+        grads = updates
+        if decays:
             _need_params(params, "torch_nadam with weight_decay")
-            updates, decay = _torch_weight_decay(
-                updates, params, lr, weight_decay, decoupled_weight_decay)
+            grads, decay = _torch_weight_decay(
+                grads, params, lr, weight_decay, decoupled_weight_decay)
         t = count.astype(jnp.float32)
         mu_t, mu_next = schedule(t), schedule(t + 1)
         mu_product = state.mu_product * mu_t
         correction2 = 1 - b2**t
-        mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - b1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+        mu = jax.tree.map(
+            lambda g, m: (m + (g - m) * (1 - b1)).astype(m.dtype), grads, state.mu)
+        nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
 
-        def step(g, m, v):
+        def step(u, g, m, v):
             denom = jnp.sqrt(v / correction2) + eps
-            return (-lr * (1 - mu_t) / (1 - mu_product)) * g / denom + (
-                -lr * mu_next / (1 - mu_product * mu_next)) * m / denom
+            return ((-lr * (1 - mu_t) / (1 - mu_product)) * g / denom + (
+                -lr * mu_next / (1 - mu_product * mu_next)) * m / denom).astype(u.dtype)
 
-        new_updates = jax.tree.map(step, updates, mu, nu)
-        if weight_decay != 0:
-            new_updates = jax.tree.map(jnp.add, new_updates, decay)
+        new_updates = jax.tree.map(step, updates, grads, mu, nu)
+        if decays:
+            new_updates = jax.tree.map(_add_in_dtype, new_updates, decay)
         return new_updates, TorchNAdamState(count, mu_product, mu, nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 # --------------------------------------------------------------------------
@@ -670,6 +697,8 @@ def lars(
     for name, value in (("weight_decay", weight_decay), ("trust_coefficient", trust_coefficient),
                         ("eps", eps)):
         _core.check_nonnegative(name, value)
+    _core.check_given("trust_ratio_mask", trust_ratio_mask, "a pytree of booleans or a function")
+    _core.check_bool("nesterov", nesterov)
     return optax.lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient,
                       eps, trust_ratio_mask, momentum, nesterov)
 
@@ -718,7 +747,11 @@ def sam(
       Foret et al. 2021, Sharpness-Aware Minimization for Efficiently Improving
       Generalization; ``optax.contrib.sam``.
     """
-    _check_positive_int("sync_period", sync_period)
+    _core.check_transform("optimizer", optimizer)
+    _core.check_transform("adv_optimizer", adv_optimizer)
+    sync_period = _count("sync_period", sync_period)
+    _core.check_bool("reset_state", reset_state)
+    _core.check_bool("opaque_mode", opaque_mode)
     return optax.contrib.sam(optimizer, adv_optimizer, sync_period, reset_state, opaque_mode,
                              batch_axis_name)
 
@@ -760,8 +793,10 @@ def lookahead(
       Zhang et al. 2019, Lookahead Optimizer: k steps forward, 1 step back;
       ``optax.lookahead``.
     """
-    _check_positive_int("sync_period", sync_period)
+    _core.check_transform("fast_optimizer", fast_optimizer)
+    sync_period = _count("sync_period", sync_period)
     _core.check_in_range("slow_step_size", slow_step_size, 0.0, 1.0)
+    _core.check_bool("reset_state", reset_state)
     return optax.lookahead(fast_optimizer, sync_period, slow_step_size, reset_state)
 
 
@@ -788,7 +823,7 @@ def schedule_free_sgd(
     Args:
       learning_rate: the step size ``gamma`` (a number or array).
       warmup_steps: linear warmup of ``gamma`` over this many steps (positive) or None.
-      b1: the interpolation ``beta``, in [0, 1).
+      b1: the interpolation ``beta``, in (0, 1).
       weight_decay: decoupled weight decay, non-negative, or None.
       weight_lr_power: the power of the rate in the averaging weights ``c_t``.
       state_dtype: dtype of the ``z`` state.
@@ -807,19 +842,23 @@ def schedule_free_sgd(
     References:
       Defazio et al. 2024, The Road Less Scheduled; ``optax.contrib.schedule_free_sgd``.
     """
-    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
+    warmup_steps = _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power)
+    if weight_decay is not None:
+        _check_weight_decay(weight_decay)
     return optax.contrib.schedule_free_sgd(
         learning_rate, warmup_steps, b1, weight_decay, weight_lr_power, state_dtype)
 
 
-def _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power):
+def _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power):
+    """Check the arguments both schedule-free methods share; returns ``warmup_steps``.
+
+    ``b1`` must be positive: the average ``x`` is recovered as ``(y - (1 - b1) z) / b1``.
+    """
     _core.check_learning_rate(learning_rate)
-    if warmup_steps is not None:
-        _check_positive_int("warmup_steps", warmup_steps)
     _core.check_decay("b1", b1)
-    if weight_decay is not None:
-        _check_weight_decay(weight_decay)
+    _core.check_positive("b1", b1)
     _core.check_nonnegative("weight_lr_power", weight_lr_power)
+    return None if warmup_steps is None else _count("warmup_steps", warmup_steps)
 
 
 def schedule_free_adamw(
@@ -841,7 +880,7 @@ def schedule_free_adamw(
     Args:
       learning_rate: the step size (a number or array).
       warmup_steps: linear warmup over this many steps (positive) or None.
-      b1: the interpolation ``beta``, in [0, 1).
+      b1: the interpolation ``beta``, in (0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the root, non-negative.
       weight_decay: decoupled weight decay, non-negative.
@@ -859,7 +898,8 @@ def schedule_free_adamw(
       Defazio et al. 2024, The Road Less Scheduled;
       ``optax.contrib.schedule_free_adamw``.
     """
-    _check_schedule_free(learning_rate, warmup_steps, b1, weight_decay, weight_lr_power)
+    warmup_steps = _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power)
+    _check_weight_decay(weight_decay)
     _core.check_decay("b2", b2)
     _core.check_nonnegative("eps", eps)
     return optax.contrib.schedule_free_adamw(
@@ -942,7 +982,10 @@ def muon(
     _core.check_learning_rate(learning_rate)
     if adam_learning_rate is not None:
         _core.check_learning_rate(adam_learning_rate, "adam_learning_rate")
-    _check_positive_int("ns_steps", ns_steps)
+    _core.check_given("ns_coeffs", ns_coeffs, "coefficients (a, b, c) or an (n, 3) array")
+    ns_steps = _count("ns_steps", ns_steps)
+    _core.check_bool("nesterov", nesterov)
+    _core.check_bool("adaptive", adaptive)
     for name, value in (("beta", beta), ("adam_b1", adam_b1), ("adam_b2", adam_b2)):
         _core.check_decay(name, value)
     for name, value in (("eps", eps), ("weight_decay", weight_decay),
@@ -1045,10 +1088,10 @@ def param_averaging(
     """
     _core.check_choice("mode", mode, AVERAGING_MODES)
     _core.check_decay("decay", decay)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got start={start!r}")
+    _core.check_transform("optimizer", optimizer)
+    start = _count("start", start, 0)
     if overwrite_every is not None:
-        _check_positive_int("overwrite_every", overwrite_every)
+        overwrite_every = _count("overwrite_every", overwrite_every)
     inner = optax.with_extra_args_support(optimizer)
 
     def init_fn(params):

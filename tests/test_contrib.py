@@ -294,3 +294,124 @@ def test_needs_params():
     opt = jdl.asgd()
     with pytest.raises(ValueError, match="needs the params"):
         opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
+
+
+def test_bad_counts_and_schedule_free_b1_zero_raise_naming_argument_and_value():
+    cases = [
+        (lambda: jdl.lookahead(jdl.sgd(0.1), sync_period=float("nan")), "sync_period=nan"),
+        (lambda: jdl.muon(0.02, ns_steps=float("inf")), "ns_steps=inf"),
+        (lambda: jdl.param_averaging(jdl.sgd(0.1), start=float("inf")), "start=inf"),
+        (lambda: jdl.schedule_free_adamw(warmup_steps=float("nan")), "warmup_steps=nan"),
+    ]
+    for build, message in cases:
+        with pytest.raises(ValueError, match="must be finite") as error:
+            build()
+        assert message in str(error.value)
+    # b1 = 0 would divide by zero when the average x is recovered from y and z.
+    for factory in (jdl.schedule_free_sgd, jdl.schedule_free_adamw):
+        with pytest.raises(ValueError, match="b1=0"):
+            factory(b1=0)
+
+
+MISTYPED = [
+    (lambda: jdl.lookahead(None), "fast_optimizer=None"),
+    (lambda: jdl.sam(None, jdl.sgd(0.1)), "optimizer=None"),
+    (lambda: jdl.sam(jdl.sgd(0.1), None), "adv_optimizer=None"),
+    (lambda: jdl.param_averaging(None), "optimizer=None"),
+    (lambda: jdl.sam(jdl.sgd(0.1), jdl.sgd(0.1), opaque_mode=1), "opaque_mode=1"),
+    (lambda: jdl.lars(0.1, trust_ratio_mask=None), "trust_ratio_mask=None"),
+    (lambda: jdl.muon(0.02, ns_coeffs=None), "ns_coeffs=None"),
+    (lambda: jdl.schedule_free_adamw(weight_decay=None), "weight_decay=None"),
+    (lambda: jdl.radam(decoupled_weight_decay="yes"), "decoupled_weight_decay='yes'"),
+]
+
+
+@pytest.mark.parametrize("build,message", MISTYPED, ids=[m for _, m in MISTYPED])
+def test_mistyped_arguments_raise_type_error_naming_them(build, message):
+    with pytest.raises(TypeError) as error:
+        build()
+    assert message in str(error.value)
+
+
+def test_integral_float_counts_build_the_same_optimizer():
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.full(2, -0.5)}
+    for make in (lambda n: jdl.muon(0.02, ns_steps=n),
+                 lambda n: jdl.schedule_free_sgd(0.1, warmup_steps=n)):
+        as_int, as_float = make(5), make(5.0)
+        chex.assert_trees_all_equal(
+            as_int.update(grads, as_int.init(params), params)[0],
+            as_float.update(grads, as_float.init(params), params)[0])
+
+
+TORCH_STYLE = {
+    "radam": (jdl.radam, {"learning_rate": 0.02, "weight_decay": 0.1}),
+    "radamw": (jdl.radam, {"learning_rate": 0.02, "weight_decay": 0.1,
+                           "decoupled_weight_decay": True}),
+    "rprop": (jdl.rprop, {"learning_rate": 0.05}),
+    "asgd": (jdl.asgd, {"learning_rate": 0.05, "weight_decay": 0.1, "t0": 1}),
+    "torch_nadam": (jdl.torch_nadam, {"learning_rate": 0.01, "weight_decay": 0.1}),
+    "torch_nadamw": (jdl.torch_nadam, {"learning_rate": 0.01, "weight_decay": 0.1,
+                                       "decoupled_weight_decay": True}),
+}
+PARAMS2 = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -2.0])}
+
+
+def _three_steps(opt, params=PARAMS2, **extra_args):
+    """Updates and final state of three jitted steps on the quadratic ``sum(w^2 + w)``."""
+    state = opt.init(params)
+    step = jax.jit(lambda g, s, p: opt.update(g, s, p, **extra_args))
+    out = []
+    for _ in range(3):
+        grads = jax.tree.map(lambda p: 2 * p + 1, params)
+        updates, state = step(grads, state, params)
+        params = jdl.apply_updates(params, updates)
+        out.append(updates)
+    return out, state
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_STYLE))
+def test_torch_style_methods_accept_and_ignore_extra_update_args(name):
+    factory, kwargs = TORCH_STYLE[name]
+    plain, _ = _three_steps(factory(**kwargs))
+    extra, _ = _three_steps(factory(**kwargs), loss=jnp.array(1.0), unexpected_argument=1)
+    chex.assert_trees_all_equal(extra, plain)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_STYLE))
+def test_torch_style_methods_under_inject_hyperparams_match_the_plain_ones(name):
+    """Every number traced (weight decay included) gives the numbers of the constants
+    (to float32 rounding of the traced ``1 - b2``, as in optax's own test)."""
+    factory, kwargs = TORCH_STYLE[name]
+    plain, plain_state = _three_steps(factory(**kwargs))
+    traced, traced_state = _three_steps(jdl.inject_hyperparams(factory)(**kwargs))
+    chex.assert_trees_all_close(traced, plain, rtol=1e-4)
+    chex.assert_trees_all_close(traced_state.inner_state, plain_state, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("name", sorted(TORCH_STYLE))
+def test_torch_style_methods_keep_the_gradients_dtype_and_their_state_dtypes(name, dtype):
+    factory, kwargs = TORCH_STYLE[name]
+    opt = factory(**kwargs)
+    params = jax.tree.map(lambda p: p.astype(dtype), PARAMS2)
+    state = opt.init(params)
+    updates, new_state = _three_steps(opt, params)
+    assert {u.dtype for u in jax.tree.leaves(updates)} == {jnp.dtype(dtype)}
+    assert jax.tree.map(lambda x: x.dtype, new_state) == jax.tree.map(lambda x: x.dtype, state)
+
+
+def test_radam_on_complex_gradients_of_one_phase_is_the_real_step_turned_by_that_phase():
+    """With ``|g|^2`` in the second moment (as optax), a gradient ``|g| e^{i phi}`` of
+    fixed phase moves the params by the real step for ``|g|``, turned by ``e^{i phi}``."""
+    opt = jdl.radam(0.01)
+    magnitudes = jnp.linspace(0.5, 2.0, 3)
+    phase = jnp.exp(1j * jnp.array([0.3, -1.2, 2.5], jnp.float32)).astype(jnp.complex64)
+    real_state = opt.init(jnp.zeros(3))
+    complex_state = opt.init(jnp.zeros(3, jnp.complex64))
+    for t in range(8):  # rho_t > 5 from step 6 on: both branches are exercised
+        g = magnitudes * (1.0 + 0.1 * t)
+        real_update, real_state = opt.update(g, real_state)
+        complex_update, complex_state = opt.update(g * phase, complex_state)
+        assert complex_update.dtype == jnp.complex64
+        np.testing.assert_allclose(complex_update, real_update * phase, rtol=1e-5, atol=1e-9)
