@@ -22,6 +22,8 @@ $(DEMO_STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc | $(VENV)
 	touch $(DEMO_STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: $(DEMO_STAMP)

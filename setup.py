@@ -22,9 +22,17 @@ setup(
             include_dirs=[jax.ffi.include_dir()],
             language="c++",
             extra_compile_args=(
-                ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-pthread",
-                 "-Wno-attributes", "-Wno-return-type"]
-                if _UNIX else ["/O2", "/std:c++17", "/fp:precise"]
+                [
+                    "-O3",
+                    "-std=c++17",
+                    "-ffp-contract=off",
+                    "-fno-math-errno",
+                    "-pthread",
+                    "-Wno-attributes",
+                    "-Wno-return-type",
+                ]
+                if _UNIX
+                else ["/O2", "/std:c++17", "/fp:precise"]
             ),
             extra_link_args=["-pthread"] if _UNIX else [],
             optional=True,

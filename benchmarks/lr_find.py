@@ -35,8 +35,9 @@ NUM, STEPS, RAMP_STEPS, MIN_LR, MAX_LR, BATCH = 24, 100, 100, 1e-5, 1.0, 64
 
 
 def vmapped(model, data):
-    res = jdl.lr_find(model, data, jdl.adam, min_lr=MIN_LR, max_lr=MAX_LR, num=NUM,
-                      steps=STEPS, batch_size=BATCH)
+    res = jdl.lr_find(
+        model, data, jdl.adam, min_lr=MIN_LR, max_lr=MAX_LR, num=NUM, steps=STEPS, batch_size=BATCH
+    )
     return res.suggestion, res
 
 
@@ -49,14 +50,16 @@ def sequential(model, data):
     finals = []
     for lr in np.geomspace(MIN_LR, MAX_LR, NUM):
         _, final, _, _ = jax.device_get(
-            program(jnp.asarray([lr], jnp.float32), key_data, x, y, x, y, indices))
+            program(jnp.asarray([lr], jnp.float32), key_data, x, y, x, y, indices)
+        )
         finals.append(float(final[0]))
     return lr_finder.suggest_learning_rate(np.geomspace(MIN_LR, MAX_LR, NUM), finals), finals
 
 
 def ramp(model, data):
-    res = jdl.lr_ramp(model, data, jdl.adam, min_lr=MIN_LR, max_lr=MAX_LR, num=RAMP_STEPS,
-                      batch_size=BATCH)
+    res = jdl.lr_ramp(
+        model, data, jdl.adam, min_lr=MIN_LR, max_lr=MAX_LR, num=RAMP_STEPS, batch_size=BATCH
+    )
     return res.suggestion, res
 
 
@@ -79,15 +82,26 @@ def main():
         cold, (suggestion, detail) = timed(fn, model, data)
         warm, _ = timed(fn, model, data)
         taken = len(detail.losses) if name.startswith("Lightning") else steps
-        row = {"method": name, "runs": runs, "steps_per_run": taken,
-               "train_steps": runs * taken, "cold_s": round(cold, 3), "warm_s": round(warm, 3),
-               "suggested_lr": suggestion}
+        row = {
+            "method": name,
+            "runs": runs,
+            "steps_per_run": taken,
+            "train_steps": runs * taken,
+            "cold_s": round(cold, 3),
+            "warm_s": round(warm, 3),
+            "suggested_lr": suggestion,
+        }
         print(row, flush=True)
         rows.append(row)
     result = {
         "model": "MLP(hidden=(128, 64)) on the digits (1437 training examples), Adam",
-        "grid": {"num": NUM, "min_lr": MIN_LR, "max_lr": MAX_LR, "steps": STEPS,
-                 "batch_size": BATCH},
+        "grid": {
+            "num": NUM,
+            "min_lr": MIN_LR,
+            "max_lr": MAX_LR,
+            "steps": STEPS,
+            "batch_size": BATCH,
+        },
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
         "jax": jax.__version__,
@@ -103,8 +117,10 @@ def main():
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['runs']} x {r['steps_per_run']} | {r['train_steps']} "
-                     f"| {r['cold_s']:.2f} | {r['warm_s']:.2f} | {r['suggested_lr']:.2g} |")
+        lines.append(
+            f"| {r['method']} | {r['runs']} x {r['steps_per_run']} | {r['train_steps']} "
+            f"| {r['cold_s']:.2f} | {r['warm_s']:.2f} | {r['suggested_lr']:.2g} |"
+        )
     (out / "lr_find.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -45,14 +45,22 @@ def child(epochs: int, rounds: int) -> dict:
         model = jdl.models.MLP(hidden=hidden)
 
         def swept():
-            return training.sweep(make_tx, {"learning_rate": lrs}, [0], model, (x, y),
-                                  epochs=epochs, batch_size=batch, val_data=test, eval_every_epoch=False)
+            return training.sweep(
+                make_tx,
+                {"learning_rate": lrs},
+                [0],
+                model,
+                (x, y),
+                epochs=epochs,
+                batch_size=batch,
+                val_data=test,
+                eval_every_epoch=False,
+            )
 
         state0 = training.create_train_state(model, jdl.adam(1e-3), jax.random.key(0), x[:1])
 
         def one_run():  # a warm fit run: 16 sequential runs cost 16 of these
-            state, _ = training.fit(state0, (x, y), epochs=epochs, batch_size=batch,
-                                    progress=False)
+            state, _ = training.fit(state0, (x, y), epochs=epochs, batch_size=batch, progress=False)
             jax.block_until_ready(state.params)
 
         swept()
@@ -69,8 +77,9 @@ def child(epochs: int, rounds: int) -> dict:
         row = {f"{k}_s": statistics.median(v) for k, v in times.items()}
         if "one_run_s" in row:
             row["sixteen_sequential_s"] = SETTINGS * row["one_run_s"]
-        out["configs"].append({"hidden": list(hidden), "batch_size": batch, "epochs": epochs,
-                               **row})
+        out["configs"].append(
+            {"hidden": list(hidden), "batch_size": batch, "epochs": epochs, **row}
+        )
     out["load_avg_at_end"] = os.getloadavg()[0]
     return out
 
@@ -80,17 +89,30 @@ def measure(quick: bool) -> dict:
     results = {}
     for devices in (1, 2):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        proc = subprocess.run([sys.executable, __file__, "--child", *(["--quick"] * quick)],
-                              env=env, capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", *(["--quick"] * quick)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = []
     for one, two in zip(results[1]["configs"], results[2]["configs"]):
         two_s = two["sweep_s"]
-        rows.append({**one, "sweep_2_devices_s": two_s,
-                     "speedup_2_devices_vs_1": one["sweep_s"] / two_s,
-                     "speedup_2_devices_vs_sequential": one["sixteen_sequential_s"] / two_s})
-    return {"settings": SETTINGS, "rows": rows,
-            "load_avg": [results[1]["load_avg_at_start"], results[2]["load_avg_at_end"]]}
+        rows.append(
+            {
+                **one,
+                "sweep_2_devices_s": two_s,
+                "speedup_2_devices_vs_1": one["sweep_s"] / two_s,
+                "speedup_2_devices_vs_sequential": one["sixteen_sequential_s"] / two_s,
+            }
+        )
+    return {
+        "settings": SETTINGS,
+        "rows": rows,
+        "load_avg": [results[1]["load_avg_at_start"], results[2]["load_avg_at_end"]],
+    }
 
 
 def main(argv=None):

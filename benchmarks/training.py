@@ -33,10 +33,9 @@ import json
 import os
 import re
 import statistics
-import time
-
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -67,22 +66,33 @@ def accuracy_run(model, tx, epochs, seed=0, standardize="global"):
     (x, y), test = jdl.data.load_digits(seed=seed, standardize=standardize)
     state = training.create_train_state(model, tx, jax.random.key(seed), x[:1])
     start = time.perf_counter()
-    state, history = training.fit(state, (x, y), epochs=epochs, batch_size=BATCH, seed=seed,
-                                  progress=False)
+    state, history = training.fit(
+        state, (x, y), epochs=epochs, batch_size=BATCH, seed=seed, progress=False
+    )
     loss, acc = training.evaluate(state, test)
     state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state.opt_state))
-    return {"test_accuracy": acc, "test_loss": loss, "final_train_loss": history.train_loss[-1],
-            "epochs": epochs, "seconds": time.perf_counter() - start, "seed": seed,
-            "opt_state_bytes": int(state_bytes)}
+    return {
+        "test_accuracy": acc,
+        "test_loss": loss,
+        "final_train_loss": history.train_loss[-1],
+        "epochs": epochs,
+        "seconds": time.perf_counter() - start,
+        "seed": seed,
+        "opt_state_bytes": int(state_bytes),
+    }
 
 
 def accuracy_over_seeds(make, epochs, seeds, **kwargs):
     """``make() -> (model, tx)``; seed s sets the split, the init and the shuffles."""
     runs = [accuracy_run(*make(), epochs, seed=s, **kwargs) for s in seeds]
     accs = [r["test_accuracy"] for r in runs]
-    return {"seeds": list(seeds), "test_accuracy": accs, "min": min(accs),
-            "mean": float(np.mean(accs)), "seconds_per_run": float(np.mean(
-                [r["seconds"] for r in runs]))}
+    return {
+        "seeds": list(seeds),
+        "test_accuracy": accs,
+        "min": min(accs),
+        "mean": float(np.mean(accs)),
+        "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
+    }
 
 
 def hand_written_loop(model, x, y, epochs, batch_size, seed):
@@ -126,8 +136,9 @@ def overhead(reps):
     state0 = training.create_train_state(model, jdl.adam(1e-3), jax.random.key(0), x[:1])
 
     def trainer():
-        state, history = training.fit(state0, (x, y), epochs=epochs, batch_size=batch,
-                                      progress=False)
+        state, history = training.fit(
+            state0, (x, y), epochs=epochs, batch_size=batch, progress=False
+        )
         jax.block_until_ready(state.params)
         return len(history.step_loss)
 
@@ -164,14 +175,23 @@ def sweep_cost(epochs, hidden, batch_size, rounds=3):
     state0 = training.create_train_state(model, make_tx(1e-3), jax.random.key(0), x[:1])
 
     def one():
-        state, _ = training.fit(state0, (x, y), epochs=epochs, batch_size=batch_size,
-                                progress=False)
+        state, _ = training.fit(
+            state0, (x, y), epochs=epochs, batch_size=batch_size, progress=False
+        )
         jax.block_until_ready(state.params)
 
     def swept():
-        return training.sweep(make_tx, {"learning_rate": lrs}, [0], model, (x, y),
-                              epochs=epochs, batch_size=batch_size, val_data=test,
-                              eval_every_epoch=False)
+        return training.sweep(
+            make_tx,
+            {"learning_rate": lrs},
+            [0],
+            model,
+            (x, y),
+            epochs=epochs,
+            batch_size=batch_size,
+            val_data=test,
+            eval_every_epoch=False,
+        )
 
     one()
     start = time.perf_counter()
@@ -206,14 +226,23 @@ def sweep_cost(epochs, hidden, batch_size, rounds=3):
 def torch_model(name: str) -> nn.Module:
     """The torch twin of ``jdl.models`` ``MLP()``, ``CNN()`` and ``ResNet()`` (defaults)."""
     if name == "MLP":
-        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                             nn.Linear(64, 10))
+        return nn.Sequential(
+            nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
     if name == "CNN":
         return nn.Sequential(
             nn.Unflatten(1, (1, 8, 8)),
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, 10))
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 2 * 2, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
+        )
 
     class Block(nn.Module):
         def __init__(self, c_in, c_out, stride):
@@ -224,18 +253,27 @@ def torch_model(name: str) -> nn.Module:
             self.bn2 = nn.BatchNorm2d(c_out, momentum=0.1, eps=1e-5)
             self.project = None
             if stride != 1 or c_in != c_out:
-                self.project = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                             nn.BatchNorm2d(c_out, momentum=0.1, eps=1e-5))
+                self.project = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                    nn.BatchNorm2d(c_out, momentum=0.1, eps=1e-5),
+                )
 
         def forward(self, x):
             y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
             return torch.relu(y + (x if self.project is None else self.project(x)))
 
     return nn.Sequential(
-        nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16, momentum=0.1, eps=1e-5), nn.ReLU(),
-        Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16, momentum=0.1, eps=1e-5),
+        nn.ReLU(),
+        Block(16, 16, 1),
+        Block(16, 32, 2),
+        Block(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
 
 
 def epoch_vs_torch(name: str, epochs: int, reps: int, batch: int = BATCH) -> dict:
@@ -258,7 +296,7 @@ def epoch_vs_torch(name: str, epochs: int, reps: int, batch: int = BATCH) -> dic
         for epoch in range(epochs):
             perm = torch.as_tensor(np.random.default_rng([0, epoch]).permutation(len(xt)))
             for i in range(len(xt) // batch):
-                idx = perm[i * batch:(i + 1) * batch]
+                idx = perm[i * batch : (i + 1) * batch]
                 opt.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
                 loss.backward()
@@ -272,31 +310,44 @@ def epoch_vs_torch(name: str, epochs: int, reps: int, batch: int = BATCH) -> dic
             fn()
             times[key].append((time.perf_counter() - start) / epochs)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"model": name, "batch_size": batch, "steps_per_epoch": len(x) // batch,
-            "fit_epoch_s": med["fit"], "torch_epoch_s": med["torch"],
-            "ratio": med["fit"] / med["torch"], "fused_step": jdl.fused.fusable(
-                state0.tx, state0.opt_state, state0.params),
-            "load_avg": os.getloadavg()[0]}
+    return {
+        "model": name,
+        "batch_size": batch,
+        "steps_per_epoch": len(x) // batch,
+        "fit_epoch_s": med["fit"],
+        "torch_epoch_s": med["torch"],
+        "ratio": med["fit"] / med["torch"],
+        "fused_step": jdl.fused.fusable(state0.tx, state0.opt_state, state0.params),
+        "load_avg": os.getloadavg()[0],
+    }
 
 
 def sweep_devices(quick: bool) -> dict:
     script = os.path.join(HERE, "sweep_devices.py")
-    proc = subprocess.run([sys.executable, script, *(["--quick"] * quick)], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, script, *(["--quick"] * quick)], capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="one seed, no ResNet accuracy run, fewer repetitions (a few minutes)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one seed, no ResNet accuracy run, fewer repetitions (a few minutes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    results = {"device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-               "load_avg_at_start": os.getloadavg()[0]}
-    results["epoch_vs_torch"] = [epoch_vs_torch(name, 1 if args.quick else 3,
-                                                2 if args.quick else 5)
-                                 for name in ("MLP", "CNN", "ResNet")]
+    results = {
+        "device": jax.devices()[0].device_kind,
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0],
+    }
+    results["epoch_vs_torch"] = [
+        epoch_vs_torch(name, 1 if args.quick else 3, 2 if args.quick else 5)
+        for name in ("MLP", "CNN", "ResNet")
+    ]
     print("epoch vs torch", results["epoch_vs_torch"], flush=True)
     seeds = (0,) if args.quick else (0, 1, 2)
     results["quick"] = args.quick
@@ -319,8 +370,7 @@ def main():
             return jdl.models.ResNet(), tx
 
         results["resnet_bn"] = accuracy_over_seeds(resnet, resnet_epochs, (0,))
-        results["resnet_bn"].update(optimizer="adam, warmup-cosine peak 3e-3",
-                                    epochs=resnet_epochs)
+        results["resnet_bn"].update(optimizer="adam, warmup-cosine peak 3e-3", epochs=resnet_epochs)
         print("resnet", results["resnet_bn"], flush=True)
     results["overhead"] = overhead(3 if args.quick else 5)
     print("overhead", results["overhead"], flush=True)
@@ -344,61 +394,110 @@ def _accs(run):
 def write_markdown(r):
     m = r["mlp_adam"]
     rows = [
-        (f"MLP(256,128)+dropout 0.2, Adam warmup-cosine 3e-3, {MLP_EPOCHS} epochs, global "
-         f"standardization: test accuracy (seeds {m['seeds']})", ">= 0.97",
-         f"{_accs(m)} (min {m['min']:.4f})", m["min"] >= 0.97),
-        ("previous recipe: MLP(128,64), Adam 1e-3, per-pixel standardization (seed 0)",
-         "(reference)", _accs(r["mlp_adam_old"]), None),
+        (
+            f"MLP(256,128)+dropout 0.2, Adam warmup-cosine 3e-3, {MLP_EPOCHS} epochs, global "
+            f"standardization: test accuracy (seeds {m['seeds']})",
+            ">= 0.97",
+            f"{_accs(m)} (min {m['min']:.4f})",
+            m["min"] >= 0.97,
+        ),
+        (
+            "previous recipe: MLP(128,64), Adam 1e-3, per-pixel standardization (seed 0)",
+            "(reference)",
+            _accs(r["mlp_adam_old"]),
+            None,
+        ),
     ]
     f32, bf16 = r["bf16_moments"]["float32"], r["bf16_moments"]["bfloat16"]
-    rows.append(("same MLP, Adam with bf16 mu/nu vs f32 (seed 0): test accuracy, final "
-                 "train loss, Adam state bytes", "(cost)",
-                 f"{bf16['test_accuracy']:.4f} vs {f32['test_accuracy']:.4f}; "
-                 f"{bf16['final_train_loss']:.4f} vs {f32['final_train_loss']:.4f}; "
-                 f"{bf16['opt_state_bytes']} vs {f32['opt_state_bytes']} B", None))
+    rows.append(
+        (
+            "same MLP, Adam with bf16 mu/nu vs f32 (seed 0): test accuracy, final "
+            "train loss, Adam state bytes",
+            "(cost)",
+            f"{bf16['test_accuracy']:.4f} vs {f32['test_accuracy']:.4f}; "
+            f"{bf16['final_train_loss']:.4f} vs {f32['final_train_loss']:.4f}; "
+            f"{bf16['opt_state_bytes']} vs {f32['opt_state_bytes']} B",
+            None,
+        )
+    )
     if "resnet_bn" in r:
         res = r["resnet_bn"]
-        rows.append((f"ResNet + BN ({res['optimizer']}, {res['epochs']} epochs, global "
-                     "standardization): test accuracy", ">= 0.98", _accs(res),
-                     res["min"] >= 0.98))
+        rows.append(
+            (
+                f"ResNet + BN ({res['optimizer']}, {res['epochs']} epochs, global "
+                "standardization): test accuracy",
+                ">= 0.98",
+                _accs(res),
+                res["min"] >= 0.98,
+            )
+        )
     o = r["overhead"]
-    rows.append(("fit vs hand-written flax+optax loop (MLP, steps/s)", "<= +10%",
-                 f"{o['fit_steps_per_s']:.0f} vs {o['hand_written_steps_per_s']:.0f} steps/s "
-                 f"({o['overhead']:+.1%})", o["overhead"] <= 0.10))
+    rows.append(
+        (
+            "fit vs hand-written flax+optax loop (MLP, steps/s)",
+            "<= +10%",
+            f"{o['fit_steps_per_s']:.0f} vs {o['hand_written_steps_per_s']:.0f} steps/s "
+            f"({o['overhead']:+.1%})",
+            o["overhead"] <= 0.10,
+        )
+    )
     for s in r["sweep"]:
-        rows.append((f"sweep of 16 lrs / (one run x 16 / 8): MLP{tuple(s['hidden'])}, batch "
-                     f"{s['batch_size']}, {s['epochs']} epochs", "<= 1.5",
-                     f"{s['ratio_to_single_x16_over_8']:.2f} (sweep {s['sweep_s']:.2f} s, one run "
-                     f"{s['single_run_s']:.2f} s; {s['speedup_vs_sequential']:.1f}x faster than "
-                     "16 sequential)", s["ratio_to_single_x16_over_8"] <= 1.5))
+        rows.append(
+            (
+                f"sweep of 16 lrs / (one run x 16 / 8): MLP{tuple(s['hidden'])}, batch "
+                f"{s['batch_size']}, {s['epochs']} epochs",
+                "<= 1.5",
+                f"{s['ratio_to_single_x16_over_8']:.2f} (sweep {s['sweep_s']:.2f} s, one run "
+                f"{s['single_run_s']:.2f} s; {s['speedup_vs_sequential']:.1f}x faster than "
+                "16 sequential)",
+                s["ratio_to_single_x16_over_8"] <= 1.5,
+            )
+        )
     for e in r["epoch_vs_torch"]:
-        rows.append((f"fit epoch / plain torch loop epoch (Adam, fused=True): {e['model']}, batch "
-                     f"{e['batch_size']}, {e['steps_per_epoch']} steps", "<= 1.0",
-                     f"{e['ratio']:.2f} ({e['fit_epoch_s'] * 1e3:.1f} vs "
-                     f"{e['torch_epoch_s'] * 1e3:.1f} ms; fused step: {e['fused_step']})",
-                     e["ratio"] <= 1.0))
+        rows.append(
+            (
+                f"fit epoch / plain torch loop epoch (Adam, fused=True): {e['model']}, batch "
+                f"{e['batch_size']}, {e['steps_per_epoch']} steps",
+                "<= 1.0",
+                f"{e['ratio']:.2f} ({e['fit_epoch_s'] * 1e3:.1f} vs "
+                f"{e['torch_epoch_s'] * 1e3:.1f} ms; fused step: {e['fused_step']})",
+                e["ratio"] <= 1.0,
+            )
+        )
     for s in r["sweep_devices"]["rows"]:
-        rows.append((f"sweep of 16 lrs on 2 host devices vs 1 device vs 16 sequential runs: "
-                     f"MLP{tuple(s['hidden'])}, batch {s['batch_size']}, {s['epochs']} epochs",
-                     ">= 1.7 (2 vs 1 device)",
-                     f"{s['speedup_2_devices_vs_1']:.2f}x (2 devices "
-                     f"{s['sweep_2_devices_s']:.2f} s, 1 device {s['sweep_s']:.2f} s, "
-                     f"16 sequential {s['sixteen_sequential_s']:.2f} s)",
-                     s["speedup_2_devices_vs_1"] >= 1.7))
-    lines = ["## Training", "",
-             f"`python benchmarks/training.py{' --quick' if r.get('quick') else ''}` on "
-             f"{r['device']} ({r['cpu_count']} cores); compile time excluded from the speed rows; "
-             f"load average {r['load_avg_at_start']:.1f} at start, {r['load_avg_at_end']:.1f} at "
-             "the end (shared machine: compare ratios).", "",
-             "| target | required | measured | met |", "|---|---|---|---|"]
+        rows.append(
+            (
+                f"sweep of 16 lrs on 2 host devices vs 1 device vs 16 sequential runs: "
+                f"MLP{tuple(s['hidden'])}, batch {s['batch_size']}, {s['epochs']} epochs",
+                ">= 1.7 (2 vs 1 device)",
+                f"{s['speedup_2_devices_vs_1']:.2f}x (2 devices "
+                f"{s['sweep_2_devices_s']:.2f} s, 1 device {s['sweep_s']:.2f} s, "
+                f"16 sequential {s['sixteen_sequential_s']:.2f} s)",
+                s["speedup_2_devices_vs_1"] >= 1.7,
+            )
+        )
+    lines = [
+        "## Training",
+        "",
+        f"`python benchmarks/training.py{' --quick' if r.get('quick') else ''}` on "
+        f"{r['device']} ({r['cpu_count']} cores); compile time excluded from the speed rows; "
+        f"load average {r['load_avg_at_start']:.1f} at start, {r['load_avg_at_end']:.1f} at "
+        "the end (shared machine: compare ratios).",
+        "",
+        "| target | required | measured | met |",
+        "|---|---|---|---|",
+    ]
     met = {True: "yes", False: "NO", None: "-"}
     lines += [f"| {a} | {b} | {c} | {met[d]} |" for a, b, c, d in rows]
     section = "\n".join(lines) + "\n"
     path = os.path.join(HERE, "RESULTS.md")
     text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
     pattern = re.compile(r"## Training\n.*?(?=\n## |\n<!-- |\Z)", re.S)
-    text = pattern.sub(section.rstrip("\n") + "\n", text) if pattern.search(text) else (
-        text.rstrip("\n") + "\n\n" + section)
+    text = (
+        pattern.sub(section.rstrip("\n") + "\n", text)
+        if pattern.search(text)
+        else (text.rstrip("\n") + "\n\n" + section)
+    )
     with open(path, "w") as f:
         f.write(text)
     print(section)

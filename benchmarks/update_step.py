@@ -60,8 +60,9 @@ def described(alias, reference, **hyperparams):
     tx = alias(**hyperparams)
     if _core.metadata(tx).get("optimizer"):
         return tx
-    return _core.with_metadata(reference(**hyperparams), optimizer=alias.__name__,
-                               hyperparams=hyperparams)
+    return _core.with_metadata(
+        reference(**hyperparams), optimizer=alias.__name__, hyperparams=hyperparams
+    )
 
 
 # ---------------------------------------------------------------- JAX methods
@@ -105,11 +106,15 @@ def _methods():
     return {  # name -> (algorithm, step function, init function)
         "jdl.adam, default step": ("adam", *_default_step(adam)),
         f"jdl.adam, default step in a scan (per step of {SCAN_STEPS})": (
-            "adam", *_scanned_step(adam)),
+            "adam",
+            *_scanned_step(adam),
+        ),
         "jdl.adam bf16 moments, default step": ("adam_bf16", *_default_step(adam_bf16)),
         "jdl.adam, plain": ("adam", *_plain_step(jdl.adam(LR))),
-        "jdl.adam bf16 moments, plain": ("adam_bf16", *_plain_step(
-            jdl.adam(LR, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16))),
+        "jdl.adam bf16 moments, plain": (
+            "adam_bf16",
+            *_plain_step(jdl.adam(LR, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+        ),
         "optax.adam": ("adam", *_plain_step(optax.adam(LR))),
         "jdl.sgd momentum, default step": ("sgdm", *_default_step(sgdm)),
         "optax.sgd momentum": ("sgdm", *_plain_step(optax.sgd(LR, momentum=0.9))),
@@ -124,8 +129,10 @@ OPTAX_TWIN = {"adam": "optax.adam", "adam_bf16": "optax.adam", "sgdm": "optax.sg
 class JaxRunner:
     def __init__(self, step, init, shapes, seed=0):
         key = jax.random.PRNGKey(seed)
-        self.p = [jax.random.normal(jax.random.fold_in(key, i), s, jnp.float32) * 0.1
-                  for i, s in enumerate(shapes)]
+        self.p = [
+            jax.random.normal(jax.random.fold_in(key, i), s, jnp.float32) * 0.1
+            for i, s in enumerate(shapes)
+        ]
         self.g = [jnp.full(s, 1e-3, jnp.float32) for s in shapes]
         self.s = init(self.p)
         self.state_bytes = sum(x.nbytes for x in jax.tree.leaves(self.s) if x.ndim > 0)
@@ -145,8 +152,11 @@ class TorchRunner:
         self.opt = torch.optim.Adam(self.params, lr=LR, **kwargs)
         self()  # creates the state
         self.state_bytes = sum(
-            t.numel() * t.element_size() for st in self.opt.state.values() for t in st.values()
-            if t.dim() > 0)
+            t.numel() * t.element_size()
+            for st in self.opt.state.values()
+            for t in st.values()
+            if t.dim() > 0
+        )
 
     def __call__(self):
         self.opt.step()
@@ -190,8 +200,12 @@ def measure(shapes, rounds, iters, progress, torch_methods):
         twin = OPTAX_TWIN[JAX_METHODS[name][0]] if name in JAX_METHODS else "optax.adam"
         results[name]["x_optax"] = results[name]["ms"] / results[twin]["ms"]
         results[name]["x_torch_fused"] = results[name]["ms"] / results["torch Adam fused"]["ms"]
-    return {"leaves": len(shapes), "params": n, "methods": results,
-            "load_avg_at_end": os.getloadavg()[0]}
+    return {
+        "leaves": len(shapes),
+        "params": n,
+        "methods": results,
+        "load_avg_at_end": os.getloadavg()[0],
+    }
 
 
 def machine():
@@ -200,35 +214,50 @@ def machine():
         cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
     except (OSError, AttributeError):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "optax": optax.__version__,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "load_avg_at_start": os.getloadavg()[0],
-            "gpu": any(d.platform == "gpu" for d in jax.devices())}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "load_avg_at_start": os.getloadavg()[0],
+        "gpu": any(d.platform == "gpu" for d in jax.devices()),
+    }
 
 
 def markdown(report):
     m = report["machine"]
-    lines = [f"### update step, {'quick' if report['quick'] else 'full'} run, {m['date']}", "",
-             f"{m['cpu']}, {m['cores']} cores, jax {m['jax']}, optax {m['optax']}, torch "
-             f"{m['torch']} ({m['torch_threads']} threads); median of {report['rounds']} "
-             f"interleaved rounds x {report['iters']} steps; load average at start "
-             f"{m['load_avg_at_start']:.1f} (shared machine: absolute times move 20-30%, "
-             "compare ratios); fused kernel available: " + str(report["kernel"]) + ". "
-             "\"default step\": `jdl.fused.apply_gradients`, what "
-             "`TrainState.apply_gradients` runs; \"plain\": `update` + `apply_updates`; "
-             "\"x optax\": against optax's same algorithm."
-             + ("" if m.get("gpu") else " No GPU was available to this run, so there is no GPU "
-                "table."), ""]
+    lines = [
+        f"### update step, {'quick' if report['quick'] else 'full'} run, {m['date']}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, jax {m['jax']}, optax {m['optax']}, torch "
+        f"{m['torch']} ({m['torch_threads']} threads); median of {report['rounds']} "
+        f"interleaved rounds x {report['iters']} steps; load average at start "
+        f"{m['load_avg_at_start']:.1f} (shared machine: absolute times move 20-30%, "
+        "compare ratios); fused kernel available: " + str(report["kernel"]) + ". "
+        '"default step": `jdl.fused.apply_gradients`, what '
+        '`TrainState.apply_gradients` runs; "plain": `update` + `apply_updates`; '
+        '"x optax": against optax\'s same algorithm.'
+        + ("" if m.get("gpu") else " No GPU was available to this run, so there is no GPU table."),
+        "",
+    ]
     for tree, r in report["trees"].items():
-        lines += [f"**tree {tree}** ({r['leaves']} leaves, {r['params'] / 1e6:.2f}M params; "
-                  f"load average when done {r.get('load_avg_at_end', float('nan')):.1f})", "",
-                  "| method | ms | x optax (same algorithm) | x torch fused | GB/s | compile s "
-                  "| state B/param |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**tree {tree}** ({r['leaves']} leaves, {r['params'] / 1e6:.2f}M params; "
+            f"load average when done {r.get('load_avg_at_end', float('nan')):.1f})",
+            "",
+            "| method | ms | x optax (same algorithm) | x torch fused | GB/s | compile s "
+            "| state B/param |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, v in r["methods"].items():
             comp = "—" if v["compile_s"] is None else f"{v['compile_s']:.2f}"
-            lines.append(f"| {name} | {v['ms']:.2f} | {v['x_optax']:.2f} | {v['x_torch_fused']:.2f}"
-                         f" | {v['gb_per_s']:.1f} | {comp} | {v['state_bytes_per_param']:.1f} |")
+            lines.append(
+                f"| {name} | {v['ms']:.2f} | {v['x_optax']:.2f} | {v['x_torch_fused']:.2f}"
+                f" | {v['gb_per_s']:.1f} | {comp} | {v['state_bytes_per_param']:.1f} |"
+            )
         lines.append("")
     return "\n".join(lines + ["**Targets (issue 17)**", ""] + targets(report))
 
@@ -256,8 +285,9 @@ def targets(report) -> list[str]:
     c = t["c: 2000 x 1000"]["methods"]["jdl.adam, plain"]["compile_s"]
     rows.append(("4: compile s, plain jdl.adam, tree c", "<= 3", c, c <= 3))
     lines = ["| target | required | measured | met |", "|---|---|---|---|"]
-    lines += [f"| {name} | {req} | {val:.2f} | {'yes' if ok else 'NO'} |"
-              for name, req, val, ok in rows]
+    lines += [
+        f"| {name} | {req} | {val:.2f} | {'yes' if ok else 'NO'} |" for name, req, val, ok in rows
+    ]
     return lines + [""]
 
 
@@ -267,7 +297,7 @@ def update_results_md(path: Path, table: str, quick: bool):
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"
     block = f"{begin}\n{table}\n{end}"
     if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
@@ -275,12 +305,16 @@ def update_results_md(path: Path, table: str, quick: bool):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="5 rounds of 2 steps, no torch foreach (a few minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="5 rounds of 2 steps, no torch foreach (a few minutes)"
+    )
     parser.add_argument("--out", default=str(Path(__file__).with_name("out")))
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default=None,
-                        help="measure only the trees whose name contains this (no RESULTS.md)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="measure only the trees whose name contains this (no RESULTS.md)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     rounds = args.rounds or (5 if args.quick else 7)
@@ -288,8 +322,14 @@ def main(argv=None):
     torch_methods = {k: v for k, v in TORCH_METHODS.items() if not (args.quick and "foreach" in k)}
     all_trees = {k: v for k, v in trees().items() if args.only is None or args.only in k}
     total = len(all_trees) * (len(JAX_METHODS) + len(torch_methods) + rounds)
-    report = {"quick": args.quick, "rounds": rounds, "iters": iters, "machine": machine(),
-              "kernel": jdl.fused.kernel_available(), "trees": {}}
+    report = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "iters": iters,
+        "machine": machine(),
+        "kernel": jdl.fused.kernel_available(),
+        "trees": {},
+    }
     with tqdm(total=total, desc="update_step") as progress:
         for tree, shapes in all_trees.items():
             progress.set_postfix_str(tree)

@@ -88,7 +88,7 @@ def make_train_step(model: nn.Module, tx, shardings=None):
 def process_rows(batch):
     """This process's contiguous share of a global batch (all of it in one process)."""
     count, index = jax.process_count(), jax.process_index()
-    return jax.tree.map(lambda a: a[index * len(a) // count:(index + 1) * len(a) // count], batch)
+    return jax.tree.map(lambda a: a[index * len(a) // count : (index + 1) * len(a) // count], batch)
 
 
 def init_params(seed: int = 0):

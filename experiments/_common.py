@@ -77,8 +77,11 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"mean", "ci95": [lo, hi], "n"}``, JSON-ready."""
-        return {"mean": _jsonable(self.mean), "ci95": [_jsonable(self.lo), _jsonable(self.hi)],
-                "n": self.n}
+        return {
+            "mean": _jsonable(self.mean),
+            "ci95": [_jsonable(self.lo), _jsonable(self.hi)],
+            "n": self.n,
+        }
 
 
 def mean_ci(samples: Any, level: float = 0.95) -> Estimate:
@@ -140,7 +143,9 @@ def judge(estimate: Estimate, bar: float, claim_holds_when: str) -> str:
     """
     if claim_holds_when not in ("above", "below"):
         raise ValueError(f"claim_holds_when must be 'above' or 'below', got {claim_holds_when!r}")
-    lo, hi = (estimate.lo, estimate.hi) if claim_holds_when == "above" else (-estimate.hi, -estimate.lo)
+    lo, hi = (
+        (estimate.lo, estimate.hi) if claim_holds_when == "above" else (-estimate.hi, -estimate.lo)
+    )
     bar = bar if claim_holds_when == "above" else -bar
     if lo > bar:
         return "reproduced"
@@ -192,6 +197,7 @@ def criteria_commit() -> dict[str, Any]:
     Returns:
       ``{"commit": hash or None, "uncommitted_changes": bool}``.
     """
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", HERE, *args], capture_output=True, text=True)
 
@@ -440,7 +446,7 @@ def verdict_notes(
         entry = criteria(claim_id)
         if entry.get("quote"):
             lecture = entry["lecture"]
-            lines.append(f"> {entry['quote']}\n>\n> — {lecture['author']}, \"{lecture['title']}\"")
+            lines.append(f'> {entry["quote"]}\n>\n> — {lecture["author"]}, "{lecture["title"]}"')
     lines += [
         f"**Claim {module_globals['CLAIM']}** ({seeds}): {module_globals['TITLE']}",
         f"**Setup:** {setup}",

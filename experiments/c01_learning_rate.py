@@ -18,12 +18,12 @@ chosen on tuning seeds; all verdicts read fresh seeds (one vmapped ``lax.scan``)
 
 from __future__ import annotations
 
+import _common
 import jax
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c01_learning_rate"
 CLAIM = 1
@@ -44,8 +44,10 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
 
     def paths(keys):
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.asarray(_common.toy_trajectories(jdl.sgd, LRS, surface.noisy_grad, W0,
-                                                       STEPS, keys), np.float64)
+            return np.asarray(
+                _common.toy_trajectories(jdl.sgd, LRS, surface.noisy_grad, W0, STEPS, keys),
+                np.float64,
+            )
 
     tune = paths(jax.random.split(jax.random.key(1), n_seeds))
     ws = paths(jax.random.split(jax.random.key(1001), n_seeds))  # (lr, seed, t, 2)
@@ -67,38 +69,62 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     with np.errstate(over="ignore", invalid="ignore"):
         blowup = _common.mean_ci(np.log10(w2[at(DIVERGE), :, -1]))
     good = _common.mean_ci(w1[best, :, -1])
-    verdict = _common.combine([
-        _common.judge(crawl, 0.9, "above"),
-        _common.judge(flips, 0.9, "above"),
-        _common.judge(osc_size, 0.5, "above"),
-        _common.judge(blowup, 1.0, "above"),
-        _common.judge(good, 0.5, "below"),
-        _common.judge(good, 0.01, "above"),
-    ])
+    verdict = _common.combine(
+        [
+            _common.judge(crawl, 0.9, "above"),
+            _common.judge(flips, 0.9, "above"),
+            _common.judge(osc_size, 0.5, "above"),
+            _common.judge(blowup, 1.0, "above"),
+            _common.judge(good, 0.5, "below"),
+            _common.judge(good, 0.01, "above"),
+        ]
+    )
     edge = best in (grid_idx[0], grid_idx[-1])
 
     t = np.arange(STEPS + 1)
-    shown = {f"lr {SMALL:g} (too small)": (at(SMALL), "tab:blue"),
-             f"lr {LRS[best]:.3g} (best on tuning seeds)": (best, "tab:green"),
-             f"lr {OSCILLATE:g} = 2/λmax": (at(OSCILLATE), "tab:orange"),
-             f"lr {DIVERGE:g} (> 2/λmax)": (at(DIVERGE), "tab:red")}
+    shown = {
+        f"lr {SMALL:g} (too small)": (at(SMALL), "tab:blue"),
+        f"lr {LRS[best]:.3g} (best on tuning seeds)": (best, "tab:green"),
+        f"lr {OSCILLATE:g} = 2/λmax": (at(OSCILLATE), "tab:orange"),
+        f"lr {DIVERGE:g} (> 2/λmax)": (at(DIVERGE), "tab:red"),
+    }
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     for label, (i, color) in shown.items():
         if i != at(DIVERGE):
             _common.band(axes[0], t, w1[i], label, color)
         _common.band(axes[1], t[1:], w2[i, :, 1:], label, color, geometric=True)
-    _common.finish_axes(axes[0], "SGD step", "|w1(t)| / |w1(0)|  (slow direction)",
-                        "Slow coordinate w1 (curvature 0.02)", logy=False, legend_size=7)
-    _common.finish_axes(axes[1], "SGD step", "|w2(t)| / |w2(0)|  (fast direction)",
-                        "Fast coordinate w2 (curvature 2)", logy=True, legend_size=7)
+    _common.finish_axes(
+        axes[0],
+        "SGD step",
+        "|w1(t)| / |w1(0)|  (slow direction)",
+        "Slow coordinate w1 (curvature 0.02)",
+        logy=False,
+        legend_size=7,
+    )
+    _common.finish_axes(
+        axes[1],
+        "SGD step",
+        "|w2(t)| / |w2(0)|  (fast direction)",
+        "Fast coordinate w2 (curvature 2)",
+        logy=True,
+        legend_size=7,
+    )
     for s in range(min(n_seeds, 3)):
-        axes[2].plot(t[:30], w2_osc[s, :30], ".-", ms=3, lw=0.8,
-                     label=f"lr {OSCILLATE:g}, seed {s}")
-    _common.finish_axes(axes[2], "SGD step", "w2(t)",
-                        f"lr = 2/λmax: w2 flips sign every step and does not decay",
-                        logy=False, legend_size=7)
-    fig.suptitle(f"SGD on L = (0.1 w1)^2 + w2^2, noise N(0, 0.03^2), from {W0}, {STEPS} steps, "
-                 f"{n_seeds} fresh seeds")
+        axes[2].plot(
+            t[:30], w2_osc[s, :30], ".-", ms=3, lw=0.8, label=f"lr {OSCILLATE:g}, seed {s}"
+        )
+    _common.finish_axes(
+        axes[2],
+        "SGD step",
+        "w2(t)",
+        "lr = 2/λmax: w2 flips sign every step and does not decay",
+        logy=False,
+        legend_size=7,
+    )
+    fig.suptitle(
+        f"SGD on L = (0.1 w1)^2 + w2^2, noise N(0, 0.03^2), from {W0}, {STEPS} steps, "
+        f"{n_seeds} fresh seeds"
+    )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
@@ -125,16 +151,32 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "(divergence), and the best stable η ≈ 1 keeps (1 - 0.02)^100 ≈ 13% of w1; a "
             "sub-criterion that fails measures something this arithmetic does not predict."
         )
-    rows = [{"lr": float(lr), "|w1(T)|/|w1(0)|": _common.mean_ci(w1[i, :, -1]),
-             "|w2(T)|/|w2(0)|": _common.mean_ci(w2[i, :, -1]),
-             "tuning: log10 |w(T)|": float(np.mean(np.log10(tune_dist[i])))}
-            for i, lr in enumerate(LRS)]
-    setup = (f"{n_seeds} tuning and {n_seeds} evaluation noise seeds, {STEPS} steps, lr grid "
-             f"{', '.join(f'{lr:.3g}' for lr in GRID)} (plus {SMALL:g}).")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {
+            "lr": float(lr),
+            "|w1(T)|/|w1(0)|": _common.mean_ci(w1[i, :, -1]),
+            "|w2(T)|/|w2(0)|": _common.mean_ci(w2[i, :, -1]),
+            "tuning: log10 |w(T)|": float(np.mean(np.log10(tune_dist[i]))),
+        }
+        for i, lr in enumerate(LRS)
+    ]
+    setup = (
+        f"{n_seeds} tuning and {n_seeds} evaluation noise seeds, {STEPS} steps, lr grid "
+        f"{', '.join(f'{lr:.3g}' for lr in GRID)} (plus {SMALL:g})."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import itertools
 
+import _common
 import jax
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c02_lr_decay"
 CLAIM = 2
@@ -55,29 +55,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     grid = np.array(list(itertools.product(ETAS, T0S)), np.float32)
 
     def sq_dist(make, params, keys):
-        ws = np.asarray(_common.toy_trajectories(make, params, surface.noisy_grad, W0, steps,
-                                                 keys), np.float64)
+        ws = np.asarray(
+            _common.toy_trajectories(make, params, surface.noisy_grad, W0, steps, keys), np.float64
+        )
         with np.errstate(over="ignore", invalid="ignore"):
             return np.nan_to_num(np.sum(ws**2, -1), nan=np.inf)  # (config, seed, t)
 
     def window(d, end):
-        return d[..., end - last:end].mean(-1)
+        return d[..., end - last : end].mean(-1)
 
     with np.errstate(divide="ignore"):
         tune_fixed = np.log10(window(sq_dist(jdl.sgd, FIXED_LRS, tune_keys), steps + 1))
         tune_decay = np.log10(window(sq_dist(decayed, grid, tune_keys), steps + 1))
     best_fixed = int(np.argmin(tune_fixed.mean(1)))
     best_decay = int(np.argmin(tune_decay.mean(1)))
-    d_fixed = sq_dist(jdl.sgd, FIXED_LRS[best_fixed:best_fixed + 1], eval_keys)[0]
-    d_decay = sq_dist(decayed, grid[best_decay:best_decay + 1], eval_keys)[0]
-    final = _common.paired_ci(np.log10(window(d_fixed, steps + 1)),
-                              np.log10(window(d_decay, steps + 1)))
-    shrink = _common.mean_ci(np.log10(window(d_decay, quarter + 1))
-                             - np.log10(window(d_decay, steps + 1)))
-    fixed_shrink = _common.mean_ci(np.log10(window(d_fixed, quarter + 1))
-                                   - np.log10(window(d_fixed, steps + 1)))
-    verdict = _common.combine([_common.judge(final, BAR_FINAL, "above"),
-                               _common.judge(shrink, BAR_SHRINK, "above")])
+    d_fixed = sq_dist(jdl.sgd, FIXED_LRS[best_fixed : best_fixed + 1], eval_keys)[0]
+    d_decay = sq_dist(decayed, grid[best_decay : best_decay + 1], eval_keys)[0]
+    final = _common.paired_ci(
+        np.log10(window(d_fixed, steps + 1)), np.log10(window(d_decay, steps + 1))
+    )
+    shrink = _common.mean_ci(
+        np.log10(window(d_decay, quarter + 1)) - np.log10(window(d_decay, steps + 1))
+    )
+    fixed_shrink = _common.mean_ci(
+        np.log10(window(d_fixed, quarter + 1)) - np.log10(window(d_fixed, steps + 1))
+    )
+    verdict = _common.combine(
+        [_common.judge(final, BAR_FINAL, "above"), _common.judge(shrink, BAR_SHRINK, "above")]
+    )
     eta, t0 = grid[best_decay]
     i_eta, i_t0 = list(ETAS).index(eta), list(T0S).index(t0)
     edges = []
@@ -91,29 +96,53 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     t = np.arange(steps + 1)
     lr_fixed = FIXED_LRS[best_fixed]
-    _common.band(axes[0], t[1:], d_fixed[:, 1:], f"fixed lr {lr_fixed:g}", "tab:red",
-                 geometric=True)
-    _common.band(axes[0], t[1:], d_decay[:, 1:], f"lr {eta:g} / (1 + t/{t0:g})", "tab:green",
-                 geometric=True)
-    _common.finish_axes(axes[0], "SGD step", "squared distance to w*  |w_t - w*|^2",
-                        f"Fresh noise seeds at the tuned settings", logx=True, logy=True)
+    _common.band(
+        axes[0], t[1:], d_fixed[:, 1:], f"fixed lr {lr_fixed:g}", "tab:red", geometric=True
+    )
+    _common.band(
+        axes[0], t[1:], d_decay[:, 1:], f"lr {eta:g} / (1 + t/{t0:g})", "tab:green", geometric=True
+    )
+    _common.finish_axes(
+        axes[0],
+        "SGD step",
+        "squared distance to w*  |w_t - w*|^2",
+        "Fresh noise seeds at the tuned settings",
+        logx=True,
+        logy=True,
+    )
     est = [_common.mean_ci(row) for row in tune_fixed]
-    axes[1].errorbar(FIXED_LRS, [e.mean for e in est],
-                     yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
-                     fmt="o-", ms=4, capsize=3, color="tab:red",
-                     label=f"fixed lr (mean of {n_seeds} tuning seeds, 95% CI)")
+    axes[1].errorbar(
+        FIXED_LRS,
+        [e.mean for e in est],
+        yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+        fmt="o-",
+        ms=4,
+        capsize=3,
+        color="tab:red",
+        label=f"fixed lr (mean of {n_seeds} tuning seeds, 95% CI)",
+    )
     axes[1].plot(lr_fixed, tune_fixed[best_fixed].mean(), "k*", ms=12, label="chosen")
-    _common.finish_axes(axes[1], "learning rate",
-                        f"log10 squared distance, last {last} steps",
-                        "Fixed-lr grid", logx=True, logy=False)
+    _common.finish_axes(
+        axes[1],
+        "learning rate",
+        f"log10 squared distance, last {last} steps",
+        "Fixed-lr grid",
+        logx=True,
+        logy=False,
+    )
     scores = tune_decay.mean(1).reshape(len(ETAS), len(T0S))
     for i, e in enumerate(ETAS):
         axes[2].plot(T0S, scores[i], "o-", ms=4, label=f"η = {e:g}")
     axes[2].plot(t0, scores[i_eta, i_t0], "k*", ms=12, label="chosen")
-    _common.finish_axes(axes[2], "t0 (steps)", f"log10 squared distance, last {last} steps",
-                        f"1/t grid (mean of {n_seeds} tuning seeds)", logx=True, logy=False)
-    fig.suptitle(f"L = (0.1 w1)^2 + w2^2, gradient noise N(0, 0.03^2), from {W0}, "
-                 f"{steps} steps")
+    _common.finish_axes(
+        axes[2],
+        "t0 (steps)",
+        f"log10 squared distance, last {last} steps",
+        f"1/t grid (mean of {n_seeds} tuning seeds)",
+        logx=True,
+        logy=False,
+    )
+    fig.suptitle(f"L = (0.1 w1)^2 + w2^2, gradient noise N(0, 0.03^2), from {W0}, {steps} steps")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
@@ -145,19 +174,41 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "(Robbins & Monro 1951; Bottou, Curtis & Nocedal 2018, Thm 4.7). On a horizon "
             "short against 1/(σ² h) the two end within a small factor of each other."
         )
-    rows = ([{"arm": "fixed", "lr / η": lr, "t0": "-",
-              "tuning mean log10 D": float(tune_fixed[i].mean())}
-             for i, lr in enumerate(FIXED_LRS)]
-            + [{"arm": "1/t", "lr / η": float(e), "t0": float(s),
-                "tuning mean log10 D": float(tune_decay[i].mean())}
-               for i, (e, s) in enumerate(grid)])
-    setup = (f"{steps} steps from {W0}; fixed lr {FIXED_LRS[0]:g} .. {FIXED_LRS[-1]:g} (x2); "
-             f"1/t: η {ETAS[0]:g} .. {ETAS[-1]:g} x t0 {T0S[0]:g} .. {T0S[-1]:g} (x2 each); "
-             f"{n_seeds} tuning and {n_seeds} evaluation noise seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {
+            "arm": "fixed",
+            "lr / η": lr,
+            "t0": "-",
+            "tuning mean log10 D": float(tune_fixed[i].mean()),
+        }
+        for i, lr in enumerate(FIXED_LRS)
+    ] + [
+        {
+            "arm": "1/t",
+            "lr / η": float(e),
+            "t0": float(s),
+            "tuning mean log10 D": float(tune_decay[i].mean()),
+        }
+        for i, (e, s) in enumerate(grid)
+    ]
+    setup = (
+        f"{steps} steps from {W0}; fixed lr {FIXED_LRS[0]:g} .. {FIXED_LRS[-1]:g} (x2); "
+        f"1/t: η {ETAS[0]:g} .. {ETAS[-1]:g} x t0 {T0S[0]:g} .. {T0S[-1]:g} (x2 each); "
+        f"{n_seeds} tuning and {n_seeds} evaluation noise seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

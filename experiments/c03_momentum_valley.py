@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import itertools
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c03_momentum_valley"
 CLAIM = 3
@@ -52,6 +52,7 @@ METHODS = {
 
 def surfaces(quick: bool, smoke: bool):
     """name -> (surface, lr grid, cap, start sampler)."""
+
     def ellipse(key, n):  # start loss 1 on the quadratic, random direction
         theta = jax.random.uniform(key, (n,), maxval=2 * np.pi)
         return np.stack([10 * np.cos(theta), np.sin(theta)], 1)
@@ -60,10 +61,18 @@ def surfaces(quick: bool, smoke: bool):
         return np.array([-1.2, 1.0]) + 0.3 * np.asarray(jax.random.normal(key, (n, 2)))
 
     return {
-        "quadratic": (jdl.data.noisy_quadratic(0.0), 2.0 ** np.arange(-8, 2.01, 0.5),
-                      _common.pick(quick, smoke, 3000, 3000, 300), ellipse),
-        "Rosenbrock": (jdl.data.rosenbrock(2), 2.0 ** np.arange(-16, -3.99, 0.5),
-                       _common.pick(quick, smoke, 20000, 20000, 300), banana),
+        "quadratic": (
+            jdl.data.noisy_quadratic(0.0),
+            2.0 ** np.arange(-8, 2.01, 0.5),
+            _common.pick(quick, smoke, 3000, 3000, 300),
+            ellipse,
+        ),
+        "Rosenbrock": (
+            jdl.data.rosenbrock(2),
+            2.0 ** np.arange(-16, -3.99, 0.5),
+            _common.pick(quick, smoke, 20000, 20000, 300),
+            banana,
+        ),
     }
 
 
@@ -73,6 +82,7 @@ def steps_to_stay(make, params, surface, starts, cap: int) -> np.ndarray:
     The target is ``min + 1e-4 (f(start) - min)``; one ``lax.scan`` that tracks the last
     step at or above it (NaN counts as above), ``vmap`` over configs and starts.
     """
+
     def one(p, w0):
         opt = make(p)
         target = surface.min_value + THRESHOLD * (surface.fun(w0) - surface.min_value)
@@ -84,8 +94,7 @@ def steps_to_stay(make, params, surface, starts, cap: int) -> np.ndarray:
             above = ~(surface.fun(w) < target)
             return (w, state, jnp.where(above, t, last_above)), None
 
-        (_, _, last_above), _ = jax.lax.scan(step, (w0, opt.init(w0), 0),
-                                             jnp.arange(1, cap + 1))
+        (_, _, last_above), _ = jax.lax.scan(step, (w0, opt.init(w0), 0), jnp.arange(1, cap + 1))
         return jnp.where(last_above == cap, cap + 1, last_above + 1)
 
     run = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
@@ -101,27 +110,35 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         tune_starts = sampler(jax.random.key(3), n_tune)
         eval_starts = sampler(jax.random.key(1003), n_eval)
         for mname, make in METHODS.items():
-            grid = (np.stack([lrs, np.zeros_like(lrs)], 1) if mname == "SGD"
-                    else np.array(list(itertools.product(lrs, betas))))
+            grid = (
+                np.stack([lrs, np.zeros_like(lrs)], 1)
+                if mname == "SGD"
+                else np.array(list(itertools.product(lrs, betas)))
+            )
             tune = steps_to_stay(make, grid, surface, tune_starts, cap)
             score = np.log10(tune).mean(1)
             chosen = int(np.argmin(score))
-            steps = steps_to_stay(make, grid[chosen:chosen + 1], surface, eval_starts, cap)[0]
+            steps = steps_to_stay(make, grid[chosen : chosen + 1], surface, eval_starts, cap)[0]
             lr_i = int(np.argmin(np.abs(lrs - grid[chosen, 0])))
             beta_i = int(np.argmin(np.abs(betas - grid[chosen, 1])))
             edge = lr_i in (0, len(lrs) - 1) or (mname != "SGD" and beta_i in (0, len(betas) - 1))
-            found[sname, mname] = dict(grid=grid, score=score, chosen=chosen, steps=steps,
-                                       cap=cap, lrs=lrs, edge=edge)
-        ratio = _common.paired_ci(np.log10(found[sname, "SGD"]["steps"]),
-                                  np.log10(found[sname, "momentum"]["steps"]))
+            found[sname, mname] = dict(
+                grid=grid, score=score, chosen=chosen, steps=steps, cap=cap, lrs=lrs, edge=edge
+            )
+        ratio = _common.paired_ci(
+            np.log10(found[sname, "SGD"]["steps"]), np.log10(found[sname, "momentum"]["steps"])
+        )
         found[sname, "ratio"] = ratio
         verdicts.append(_common.judge(ratio, BAR, "above"))
     verdict = _common.combine(verdicts)
     rho_gd, rho_hb = (KAPPA - 1) / (KAPPA + 1), (np.sqrt(KAPPA) - 1) / (np.sqrt(KAPPA) + 1)
     predicted = np.log(rho_hb) / np.log(rho_gd)
-    nesterov = {s: _common.paired_ci(np.log10(found[s, "momentum"]["steps"]),
-                                     np.log10(found[s, "Nesterov"]["steps"]))
-                for s in ("quadratic", "Rosenbrock")}
+    nesterov = {
+        s: _common.paired_ci(
+            np.log10(found[s, "momentum"]["steps"]), np.log10(found[s, "Nesterov"]["steps"])
+        )
+        for s in ("quadratic", "Rosenbrock")
+    }
 
     colors = {"SGD": "tab:blue", "momentum": "tab:orange", "Nesterov": "tab:green"}
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
@@ -130,29 +147,60 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             r = found[sname, mname]
             lrs = r["lrs"]
             per_lr = r["score"].reshape(len(lrs), -1).min(1)  # best β per lr
-            ax.plot(lrs, 10**per_lr, "o-", ms=3, color=colors[mname],
-                    label=f"{mname} (best β per lr; mean of {n_tune} tuning starts, "
-                          "geometric)" if mname != "SGD" else
-                          f"SGD (geometric mean of {n_tune} tuning starts)")
+            ax.plot(
+                lrs,
+                10**per_lr,
+                "o-",
+                ms=3,
+                color=colors[mname],
+                label=f"{mname} (best β per lr; mean of {n_tune} tuning starts, geometric)"
+                if mname != "SGD"
+                else f"SGD (geometric mean of {n_tune} tuning starts)",
+            )
             ax.plot(r["grid"][r["chosen"], 0], 10 ** r["score"][r["chosen"]], "k*", ms=10)
-        ax.plot(lrs, np.full(len(lrs), r["cap"] + 1), color="0.5", ls=":",
-                label=f"cap + 1 = {r['cap'] + 1} (never reached)")
-        _common.finish_axes(ax, "learning rate", "steps to stay below the target",
-                            f"{sname}: lr grid (star: chosen)", logx=True, logy=True,
-                            legend_size=7)
+        ax.plot(
+            lrs,
+            np.full(len(lrs), r["cap"] + 1),
+            color="0.5",
+            ls=":",
+            label=f"cap + 1 = {r['cap'] + 1} (never reached)",
+        )
+        _common.finish_axes(
+            ax,
+            "learning rate",
+            "steps to stay below the target",
+            f"{sname}: lr grid (star: chosen)",
+            logx=True,
+            logy=True,
+            legend_size=7,
+        )
     names = [f"{s}\n{m}" for s in ("quadratic", "Rosenbrock") for m in METHODS]
     for i, (s, m) in enumerate((s, m) for s in ("quadratic", "Rosenbrock") for m in METHODS):
         est = _common.mean_ci(np.log10(found[s, m]["steps"]))
-        axes[2].errorbar([i], [10**est.mean], yerr=[[10**est.mean - 10**est.lo],
-                                                     [10**est.hi - 10**est.mean]],
-                         fmt="o", capsize=4, color=colors[m],
-                         label=f"{m} (geometric mean of {n_eval} fresh starts, 95% CI)"
-                         if s == "quadratic" else None)
+        axes[2].errorbar(
+            [i],
+            [10**est.mean],
+            yerr=[[10**est.mean - 10**est.lo], [10**est.hi - 10**est.mean]],
+            fmt="o",
+            capsize=4,
+            color=colors[m],
+            label=f"{m} (geometric mean of {n_eval} fresh starts, 95% CI)"
+            if s == "quadratic"
+            else None,
+        )
     axes[2].set_xticks(range(len(names)), names, fontsize=8)
-    _common.finish_axes(axes[2], "surface and method (tuned)", "steps to stay below the target",
-                        "Fresh starts at the tuned settings", logy=True, legend_size=7)
-    fig.suptitle("Ill-conditioned valleys: steps until the loss stays below "
-                 "min + 1e-4 (start - min), exact gradients")
+    _common.finish_axes(
+        axes[2],
+        "surface and method (tuned)",
+        "steps to stay below the target",
+        "Fresh starts at the tuned settings",
+        logy=True,
+        legend_size=7,
+    )
+    fig.suptitle(
+        "Ill-conditioned valleys: steps until the loss stays below "
+        "min + 1e-4 (start - min), exact gradients"
+    )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
@@ -161,15 +209,19 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         for m in METHODS:
             r = found[s, m]
             lr, beta = r["grid"][r["chosen"]]
-            measured[f"{s} {m}: chosen lr, β"] = (f"{lr:.3g}, {beta:.2f}" if m != "SGD"
-                                                 else f"{lr:.3g}")
+            measured[f"{s} {m}: chosen lr, β"] = (
+                f"{lr:.3g}, {beta:.2f}" if m != "SGD" else f"{lr:.3g}"
+            )
             measured[f"{s} {m}: steps"] = _common.mean_ci(r["steps"])
         measured[f"{s}: log10(steps SGD / momentum), paired"] = found[s, "ratio"]
         measured[f"{s}: log10(steps momentum / Nesterov), paired"] = nesterov[s]
     measured["quadratic: predicted SGD/momentum ratio ln ρ_HB / ln ρ_GD"] = float(predicted)
-    measured["chosen setting at the grid's edge"] = ", ".join(
-        f"{s} {m}" for s in ("quadratic", "Rosenbrock") for m in METHODS
-        if found[s, m]["edge"]) or "none"
+    measured["chosen setting at the grid's edge"] = (
+        ", ".join(
+            f"{s} {m}" for s in ("quadratic", "Rosenbrock") for m in METHODS if found[s, m]["edge"]
+        )
+        or "none"
+    )
     q, rb = found["quadratic", "ratio"], found["Rosenbrock", "ratio"]
     conclusion = (
         f"tuned momentum needs 10^{q.mean:.2f} [10^{q.lo:.2f}, 10^{q.hi:.2f}] times fewer steps "
@@ -192,17 +244,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         for m in METHODS:
             r = found[s, m]
             lr, beta = r["grid"][r["chosen"]]
-            rows.append({"surface": s, "method": m, "chosen lr": lr,
-                         "chosen β": beta if m != "SGD" else "-",
-                         "steps (fresh starts)": _common.mean_ci(r["steps"]),
-                         "cap": r["cap"]})
-    setup = (f"lr grids x√2 (quadratic 2^-8 .. 2^2, Rosenbrock 2^-16 .. 2^-4), "
-             f"1 - β in {ONE_MINUS_BETA}; {n_tune} tuning and {n_eval} evaluation starts "
-             "(quadratic: random points with loss 1; Rosenbrock: (-1.2, 1) + N(0, 0.3^2)).")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+            rows.append(
+                {
+                    "surface": s,
+                    "method": m,
+                    "chosen lr": lr,
+                    "chosen β": beta if m != "SGD" else "-",
+                    "steps (fresh starts)": _common.mean_ci(r["steps"]),
+                    "cap": r["cap"],
+                }
+            )
+    setup = (
+        f"lr grids x√2 (quadratic 2^-8 .. 2^2, Rosenbrock 2^-16 .. 2^-4), "
+        f"1 - β in {ONE_MINUS_BETA}; {n_tune} tuning and {n_eval} evaluation starts "
+        "(quadratic: random points with loss 1; Rosenbrock: (-1.2, 1) + N(0, 0.3^2))."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ seeds; the verdict reads fresh noise seeds, paired. One compiled program per met
 
 from __future__ import annotations
 
+import _common
 import jax
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c04_adagrad_rmsprop"
 CLAIM = 4
@@ -59,26 +59,38 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     found = {}
     for name, make in METHODS.items():
         with np.errstate(over="ignore", invalid="ignore"):
-            tune = np.asarray(f_all(_common.toy_trajectories(make, LRS, grad, W0, steps,
-                                                             tune_keys)), np.float64)
+            tune = np.asarray(
+                f_all(_common.toy_trajectories(make, LRS, grad, W0, steps, tune_keys)), np.float64
+            )
             tune_f = np.nan_to_num(tune[:, :, -tail:].mean(-1), nan=np.inf)
             score = np.log10(tune_f).mean(axis=1)
         chosen = int(np.argmin(score))
-        ws = np.asarray(_common.toy_trajectories(make, LRS[chosen:chosen + 1], grad, W0, steps,
-                                                 eval_keys)[0], np.float64)
+        ws = np.asarray(
+            _common.toy_trajectories(make, LRS[chosen : chosen + 1], grad, W0, steps, eval_keys)[0],
+            np.float64,
+        )
         with np.errstate(over="ignore", invalid="ignore"):
             curve = np.asarray(f_all(ws[None]), np.float64)[0]
         step_len = np.linalg.norm(np.diff(ws, axis=1), axis=-1)
-        found[name] = dict(chosen=chosen, score=score, tune_f=tune_f, curve=curve,
-                           final=curve[:, -tail:].mean(-1), step=step_len,
-                           end_dist=np.linalg.norm(ws[:, -tail:].mean(1) - 1.0, axis=-1))
+        found[name] = dict(
+            chosen=chosen,
+            score=score,
+            tune_f=tune_f,
+            curve=curve,
+            final=curve[:, -tail:].mean(-1),
+            step=step_len,
+            end_dist=np.linalg.norm(ws[:, -tail:].mean(1) - 1.0, axis=-1),
+        )
     ada, rms = found.values()
     ratio = _common.paired_ci(np.log10(ada["final"]), np.log10(rms["final"]))
     verdict = _common.judge(ratio, BAR, "above")
     edges = [n for n, r in found.items() if r["chosen"] in (0, len(LRS) - 1)]
-    shrink = {n: _common.mean_ci(np.log10(r["step"][:, -tail:].mean(1)
-                                          / r["step"][:, tail:2 * tail].mean(1)))
-              for n, r in found.items()}
+    shrink = {
+        n: _common.mean_ci(
+            np.log10(r["step"][:, -tail:].mean(1) / r["step"][:, tail : 2 * tail].mean(1))
+        )
+        for n, r in found.items()
+    }
 
     colors = dict(zip(found, ("tab:orange", "tab:purple")))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
@@ -90,22 +102,48 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         _common.band(axes[0], t, r["curve"][:, ::every], label, colors[name], geometric=True)
         ok = np.isfinite(r["score"])
         est = [_common.mean_ci(np.log10(r["tune_f"][i])) for i in np.flatnonzero(ok)]
-        axes[1].errorbar(LRS[ok], [e.mean for e in est],
-                         yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
-                         fmt="o-", ms=4, capsize=3, color=colors[name],
-                         label=f"{name} (mean of {n_tune} tuning seeds, 95% CI)")
+        axes[1].errorbar(
+            LRS[ok],
+            [e.mean for e in est],
+            yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+            fmt="o-",
+            ms=4,
+            capsize=3,
+            color=colors[name],
+            label=f"{name} (mean of {n_tune} tuning seeds, 95% CI)",
+        )
         axes[1].plot(LRS[r["chosen"]], r["score"][r["chosen"]], "k*", ms=12)
         smooth = r["step"][:, : steps // window * window].reshape(n_eval, -1, window).mean(-1)
-        _common.band(axes[2], (np.arange(smooth.shape[1]) + 0.5) * window, smooth, label,
-                     colors[name], geometric=True)
-    _common.finish_axes(axes[0], "step", "f(w_t) (Rosenbrock, minimum 0)",
-                        f"Loss on {n_eval} fresh noise seeds at the chosen lrs", logy=True)
-    _common.finish_axes(axes[1], "learning rate",
-                        f"log10 f, mean over the last {tail} steps",
-                        "lr grid on tuning seeds (star: chosen; diverged lrs omitted)",
-                        logx=True, logy=False)
-    _common.finish_axes(axes[2], "step", f"step length |w_t+1 - w_t| (mean per {window} steps)",
-                        "How far each method still moves", logy=True)
+        _common.band(
+            axes[2],
+            (np.arange(smooth.shape[1]) + 0.5) * window,
+            smooth,
+            label,
+            colors[name],
+            geometric=True,
+        )
+    _common.finish_axes(
+        axes[0],
+        "step",
+        "f(w_t) (Rosenbrock, minimum 0)",
+        f"Loss on {n_eval} fresh noise seeds at the chosen lrs",
+        logy=True,
+    )
+    _common.finish_axes(
+        axes[1],
+        "learning rate",
+        f"log10 f, mean over the last {tail} steps",
+        "lr grid on tuning seeds (star: chosen; diverged lrs omitted)",
+        logx=True,
+        logy=False,
+    )
+    _common.finish_axes(
+        axes[2],
+        "step",
+        f"step length |w_t+1 - w_t| (mean per {window} steps)",
+        "How far each method still moves",
+        logy=True,
+    )
     fig.suptitle(f"Rosenbrock from {W0}, gradient noise N(0, {NOISE:g}^2), {steps} steps")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -121,8 +159,11 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         "RMSProp: log10 step length, last 10% / second 10%": shrink[r_name],
         "chosen lr at the grid's edge": ", ".join(edges) or "none",
     }
-    word = {"reproduced": "higher than", "not reproduced": "not 2x above",
-            "inconclusive": "within noise of 2x"}[verdict]
+    word = {
+        "reproduced": "higher than",
+        "not reproduced": "not 2x above",
+        "inconclusive": "within noise of 2x",
+    }[verdict]
     conclusion = (
         f"each at its tuned lr, AdaGrad ends {word} RMSProp: f ratio 10^{ratio.mean:.2f} "
         f"[10^{ratio.lo:.2f}, 10^{ratio.hi:.2f}]; AdaGrad's steps shrink "
@@ -142,18 +183,33 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "the remaining distance (Duchi, Hazan & Singer 2011; Tieleman & Hinton 2012)."
         )
     rows = [
-        {"method": name, "lr": LRS[i],
-         "tuning: mean log10 f (last 10%)": r["score"][i],
-         "chosen": "yes" if i == r["chosen"] else ""}
-        for name, r in found.items() for i in range(len(LRS))
+        {
+            "method": name,
+            "lr": LRS[i],
+            "tuning: mean log10 f (last 10%)": r["score"][i],
+            "chosen": "yes" if i == r["chosen"] else "",
+        }
+        for name, r in found.items()
+        for i in range(len(LRS))
     ]
-    setup = (f"{steps} steps, noise N(0, {NOISE:g}^2), lr grid {LRS[0]:g} .. {LRS[-1]:g} (x2), "
-             f"{n_tune} tuning seeds, {n_eval} evaluation seeds, f averaged over the last "
-             f"{tail} steps.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"{steps} steps, noise N(0, {NOISE:g}^2), lr grid {LRS[0]:g} .. {LRS[-1]:g} (x2), "
+        f"{n_tune} tuning seeds, {n_eval} evaluation seeds, f averaged over the last "
+        f"{tail} steps."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ streams of m_t / E[g] and v_t / E[g^2], with 95% intervals, against the claimed 
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 import _common
-import jaxopt_dl as jdl
+import jax
+import numpy as np
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c05_bias_correction"
 CLAIM = 5
@@ -46,8 +45,9 @@ def ema_outputs(beta: float, debias: bool, series: jax.Array) -> np.ndarray:
         out, state = tx.update(g, state)
         return state, out
 
-    return np.asarray(jax.jit(lambda s: jax.lax.scan(step, tx.init(s[0]), s)[1])(series),
-                      np.float64)
+    return np.asarray(
+        jax.jit(lambda s: jax.lax.scan(step, tx.init(s[0]), s)[1])(series), np.float64
+    )
 
 
 def first_steps(debias: bool, grads: jax.Array) -> np.ndarray:
@@ -58,8 +58,7 @@ def first_steps(debias: bool, grads: jax.Array) -> np.ndarray:
         out, state = tx.update(g, state)
         return state, out
 
-    return np.asarray(jax.jit(lambda s: jax.lax.scan(step, tx.init(s[0]), s)[1])(grads),
-                      np.float64)
+    return np.asarray(jax.jit(lambda s: jax.lax.scan(step, tx.init(s[0]), s)[1])(grads), np.float64)
 
 
 def band_verdict(estimates, lo: float, hi: float) -> str:
@@ -100,17 +99,44 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             _common.band(ax, t, ratios[f"{moment} {kind}"].T, f"{moment} {kind}", color)
         ax.plot(t, 1 - beta**t, "k--", lw=1, label=f"claimed bias 1 - β^t (β = {beta})")
         ax.plot(t, np.ones_like(t, dtype=float), color="0.5", ls=":", lw=1, label="unbiased")
-    _common.finish_axes(axes[0], "step t", "m_t / E[g]  (mean over streams)",
-                        f"First moment m (β1 = {B1}), {n} streams", logy=False)
-    _common.finish_axes(axes[1], "step t", "v_t / E[g^2]  (mean over streams)",
-                        f"Second moment v (β2 = {B2}), {n} streams", logy=True)
-    _common.band(axes[2], t, (without / with_bc).T, "uncorrected / corrected Adam step",
-                 "tab:red", geometric=True)
-    axes[2].plot(t, (1 - B1**t) / np.sqrt(1 - B2**t), "k--", lw=1,
-                 label="(1 - β1^t)/√(1 - β2^t) (constant gradient)")
+    _common.finish_axes(
+        axes[0],
+        "step t",
+        "m_t / E[g]  (mean over streams)",
+        f"First moment m (β1 = {B1}), {n} streams",
+        logy=False,
+    )
+    _common.finish_axes(
+        axes[1],
+        "step t",
+        "v_t / E[g^2]  (mean over streams)",
+        f"Second moment v (β2 = {B2}), {n} streams",
+        logy=True,
+    )
+    _common.band(
+        axes[2],
+        t,
+        (without / with_bc).T,
+        "uncorrected / corrected Adam step",
+        "tab:red",
+        geometric=True,
+    )
+    axes[2].plot(
+        t,
+        (1 - B1**t) / np.sqrt(1 - B2**t),
+        "k--",
+        lw=1,
+        label="(1 - β1^t)/√(1 - β2^t) (constant gradient)",
+    )
     axes[2].plot(t, 1 - B1**t, "b:", lw=1, label="1 - β1^t (if only m were biased)")
-    _common.finish_axes(axes[2], "step t", "|update| ratio, uncorrected / corrected",
-                        "Finding: uncorrected Adam steps are larger", logy=True, legend_size=7)
+    _common.finish_axes(
+        axes[2],
+        "step t",
+        "|update| ratio, uncorrected / corrected",
+        "Finding: uncorrected Adam steps are larger",
+        logy=True,
+        legend_size=7,
+    )
     fig.suptitle(f"Bias of EWAs started at 0, gradients g ~ N({MEAN:g}, {STD:g}^2)")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -140,18 +166,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "expectation, so a failure here comes from the number of streams (the interval) "
             "or a non-stationary stream, not from the correction."
         )
-    rows = [{"t": int(i + 1),
-             **{k: est[k][i] for k in est},
-             "claimed 1 - β1^t": 1 - B1 ** (i + 1), "claimed 1 - β2^t": 1 - B2 ** (i + 1)}
-            for i in range(FIRST)]
-    setup = (f"{n} streams of {SHOWN} gradients g ~ N({MEAN:g}, {STD:g}^2); m: EWA of g, "
-             f"β1 = {B1}; v: EWA of g^2, β2 = {B2}; Adam lr {LR:g}. Finding, not judged: "
-             f"uncorrected Adam's first step is lr (1 - β1)/√(1 - β2) = {theory_ratio:.2f} lr "
-             "for a constant gradient.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {
+            "t": int(i + 1),
+            **{k: est[k][i] for k in est},
+            "claimed 1 - β1^t": 1 - B1 ** (i + 1),
+            "claimed 1 - β2^t": 1 - B2 ** (i + 1),
+        }
+        for i in range(FIRST)
+    ]
+    setup = (
+        f"{n} streams of {SHOWN} gradients g ~ N({MEAN:g}, {STD:g}^2); m: EWA of g, "
+        f"β1 = {B1}; v: EWA of g^2, β2 = {B2}; Adam lr {LR:g}. Finding, not judged: "
+        f"uncorrected Adam's first step is lr (1 - β1)/√(1 - β2) = {theory_ratio:.2f} lr "
+        "for a constant gradient."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ program per arm: ``vmap`` over learning rates and seeds, ``lax.scan`` over steps
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c06_clipping_cliff"
 CLAIM = 6
@@ -49,8 +49,9 @@ ARMS = {
 
 
 def model() -> jdl.models.RNN:
-    return jdl.models.RNN(hidden=HIDDEN, num_classes=1,
-                          recurrent_init=jdl.initializers.orthogonal(SCALE))
+    return jdl.models.RNN(
+        hidden=HIDDEN, num_classes=1, recurrent_init=jdl.initializers.orthogonal(SCALE)
+    )
 
 
 def sequences(key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
@@ -84,9 +85,12 @@ def train_arm(make_opt, seeds: jax.Array, steps: int, val, test):
 
         keys = jax.random.split(k_data, steps).reshape(steps // EVAL_EVERY, EVAL_EVERY)
         (p, _), (loss, gnorm, val_curve) = jax.lax.scan(block, (params, opt.init(params)), keys)
-        return (loss.reshape(-1), gnorm.reshape(-1), jnp.concatenate([mse(params, *val)[None],
-                                                                       val_curve]),
-                mse(p, *test))
+        return (
+            loss.reshape(-1),
+            gnorm.reshape(-1),
+            jnp.concatenate([mse(params, *val)[None], val_curve]),
+            mse(p, *test),
+        )
 
     run = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
     out = run(jnp.asarray(LRS, jnp.float32), seeds)
@@ -108,16 +112,32 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             chosen = int(np.argmin(np.mean(final_val, axis=1)))
         stable = np.all(final_val < STABLE_RATIO * val_curve[:, :, 0], axis=1)
         largest_stable = float(LRS[stable].max()) if stable.any() else 0.0
-        found[name] = dict(loss=loss, gnorm=gnorm, val=val_curve, test=test_loss,
-                           final_val=final_val, chosen=chosen, largest_stable=largest_stable)
+        found[name] = dict(
+            loss=loss,
+            gnorm=gnorm,
+            val=val_curve,
+            test=test_loss,
+            final_val=final_val,
+            chosen=chosen,
+            largest_stable=largest_stable,
+        )
     plain, clipped = found.values()
-    test_ratio = _common.paired_ci(np.log10(plain["test"][plain["chosen"]]),
-                                   np.log10(clipped["test"][clipped["chosen"]]))
+    test_ratio = _common.paired_ci(
+        np.log10(plain["test"][plain["chosen"]]), np.log10(clipped["test"][clipped["chosen"]])
+    )
     v_test = _common.judge(test_ratio, 0.0, "above")
-    factor = (clipped["largest_stable"] / plain["largest_stable"]
-              if plain["largest_stable"] > 0 else np.inf)
-    v_range = ("reproduced" if factor >= CLIP_FACTOR
-               else "inconclusive" if factor > 1 else "not reproduced")
+    factor = (
+        clipped["largest_stable"] / plain["largest_stable"]
+        if plain["largest_stable"] > 0
+        else np.inf
+    )
+    v_range = (
+        "reproduced"
+        if factor >= CLIP_FACTOR
+        else "inconclusive"
+        if factor > 1
+        else "not reproduced"
+    )
     verdict = _common.combine([v_test, v_range])
     edges = [name for name, r in found.items() if r["chosen"] in (0, len(LRS) - 1)]
 
@@ -126,27 +146,63 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     t_eval = np.arange(0, steps + 1, EVAL_EVERY)
     for name, r in found.items():
         lr = LRS[r["chosen"]]
-        _common.band(axes[0], t_eval, r["val"][r["chosen"]], f"{name}, lr {lr:g}",
-                     colors[name], geometric=True)
-        kept = [i for i in range(len(LRS))
-                if np.all(r["final_val"][i] < DIVERGED * r["val"][i, :, 0])]
+        _common.band(
+            axes[0],
+            t_eval,
+            r["val"][r["chosen"]],
+            f"{name}, lr {lr:g}",
+            colors[name],
+            geometric=True,
+        )
+        kept = [
+            i for i in range(len(LRS)) if np.all(r["final_val"][i] < DIVERGED * r["val"][i, :, 0])
+        ]
         est = [_common.mean_ci(np.log10(r["final_val"][i])) for i in kept]
         mean = np.array([10**e.mean for e in est])
-        axes[1].errorbar(LRS[kept], mean,
-                         yerr=[mean - [10**e.lo for e in est], [10**e.hi for e in est] - mean],
-                         fmt="o-", ms=4, capsize=3, color=colors[name],
-                         label=f"{name} (geometric mean of {n_seeds}, 95% CI)")
-        _common.band(axes[2], np.arange(1, steps + 1), r["gnorm"][plain["chosen"]],
-                     f"{name}, lr {LRS[plain['chosen']]:g}", colors[name], geometric=True)
-    axes[1].plot(LRS, np.full(len(LRS), np.mean(plain["val"][0, :, 0])), color="0.5", ls=":",
-                 label="validation MSE at initialisation")
-    _common.finish_axes(axes[0], "SGD step", "validation MSE",
-                        "Validation loss at each arm's chosen lr", logy=True)
-    _common.finish_axes(axes[1], "learning rate", f"validation MSE after {steps} steps",
-                        f"lr grid (tuning on validation; lrs where a seed ends above "
-                        f"{DIVERGED:g}x its start are omitted)", logx=True, logy=True)
-    _common.finish_axes(axes[2], "SGD step", "gradient norm before clipping",
-                        "Gradient norm at the unclipped arm's lr", logy=True)
+        axes[1].errorbar(
+            LRS[kept],
+            mean,
+            yerr=[mean - [10**e.lo for e in est], [10**e.hi for e in est] - mean],
+            fmt="o-",
+            ms=4,
+            capsize=3,
+            color=colors[name],
+            label=f"{name} (geometric mean of {n_seeds}, 95% CI)",
+        )
+        _common.band(
+            axes[2],
+            np.arange(1, steps + 1),
+            r["gnorm"][plain["chosen"]],
+            f"{name}, lr {LRS[plain['chosen']]:g}",
+            colors[name],
+            geometric=True,
+        )
+    axes[1].plot(
+        LRS,
+        np.full(len(LRS), np.mean(plain["val"][0, :, 0])),
+        color="0.5",
+        ls=":",
+        label="validation MSE at initialisation",
+    )
+    _common.finish_axes(
+        axes[0], "SGD step", "validation MSE", "Validation loss at each arm's chosen lr", logy=True
+    )
+    _common.finish_axes(
+        axes[1],
+        "learning rate",
+        f"validation MSE after {steps} steps",
+        f"lr grid (tuning on validation; lrs where a seed ends above "
+        f"{DIVERGED:g}x its start are omitted)",
+        logx=True,
+        logy=True,
+    )
+    _common.finish_axes(
+        axes[2],
+        "SGD step",
+        "gradient norm before clipping",
+        "Gradient norm at the unclipped arm's lr",
+        logy=True,
+    )
     fig.suptitle(f"tanh RNN, recurrent weights orthogonal x {SCALE}, {LENGTH}-step memory task")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -161,8 +217,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         "clipped: largest lr stable on every seed": clipped["largest_stable"],
         "stable-range factor (clipped / SGD)": factor,
         "chosen lr at the grid's edge": ", ".join(edges) or "none",
-        "SGD: largest gradient norm (median over seeds)":
-            float(np.median(plain["gnorm"][plain["chosen"]].max(axis=1))),
+        "SGD: largest gradient norm (median over seeds)": float(
+            np.median(plain["gnorm"][plain["chosen"]].max(axis=1))
+        ),
     }
     conclusion = (
         f"clipping widens the stable lr range {factor:g}x (up to lr {clipped['largest_stable']:g} "
@@ -181,20 +238,37 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "(Pascanu, Mikolov & Bengio 2013)."
         )
     rows = [
-        {"arm": name, "lr": LRS[i],
-         "final validation MSE": _common.mean_ci(r["final_val"][i]),
-         "stable on every seed": bool(np.all(r["final_val"][i] < r["val"][i, :, 0])),
-         "test MSE": _common.mean_ci(r["test"][i])}
-        for name, r in found.items() for i in range(len(LRS))
+        {
+            "arm": name,
+            "lr": LRS[i],
+            "final validation MSE": _common.mean_ci(r["final_val"][i]),
+            "stable on every seed": bool(np.all(r["final_val"][i] < r["val"][i, :, 0])),
+            "test MSE": _common.mean_ci(r["test"][i]),
+        }
+        for name, r in found.items()
+        for i in range(len(LRS))
     ]
-    setup = (f"{n_seeds} seeds, {steps} SGD steps, batch {BATCH}, lr grid {LRS[0]:g} .. "
-             f"{LRS[-1]:g} (x2), validation and test sets of 512 sequences.")
+    setup = (
+        f"{n_seeds} seeds, {steps} SGD steps, batch {BATCH}, lr grid {LRS[0]:g} .. "
+        f"{LRS[-1]:g} (x2), validation and test sets of 512 sequences."
+    )
     table = _common.write_table(
-        rows, out_dir, NAME, TITLE,
+        rows,
+        out_dir,
+        NAME,
+        TITLE,
         notes=_common.verdict_notes(globals(), verdict, setup, theory),
     )
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c07_saddle_points"
 CLAIM = 7
@@ -82,8 +82,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     runs = {
         f"GD from (1, {far_y[0]:.2g})": path(gd, exact, (1.0, float(far_y[0])), one_key)[0],
         f"GD from (1, {near_y[0]:.2g})": path(gd, exact, (1.0, float(near_y[0])), one_key)[0],
-        f"momentum 0.9 from (1, {near_y[0]:.2g})": path(mom, exact, (1.0, float(near_y[0])),
-                                                         one_key)[0],
+        f"momentum 0.9 from (1, {near_y[0]:.2g})": path(
+            mom, exact, (1.0, float(near_y[0])), one_key
+        )[0],
         "GD from (1, 0)": path(gd, exact, ON, one_key)[0],
     }
     noisy_runs = path(gd, noisy, ON, keys)
@@ -126,8 +127,13 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     axes[0].contour(xx, yy, zz.reshape(xx.shape), levels=30, colors="0.8", linewidths=0.5)
     for (label, ws), color in zip(runs.items(), ("tab:blue", "tab:orange", "tab:green", "k")):
         axes[0].plot(ws[:, 0], ws[:, 1], ".-", ms=2, lw=0.8, color=color, label=label)
-    axes[0].plot(noisy_runs[0, :, 0], noisy_runs[0, :, 1], lw=0.6, color="tab:red",
-                 label="noisy GD from (1, 0), one run")
+    axes[0].plot(
+        noisy_runs[0, :, 0],
+        noisy_runs[0, :, 1],
+        lw=0.6,
+        color="tab:red",
+        label="noisy GD from (1, 0), one run",
+    )
     axes[0].plot(0, 0, "kx", ms=10, label="saddle")
     axes[0].set_xlabel("x")
     axes[0].set_ylabel("y")
@@ -135,18 +141,33 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     axes[0].legend(fontsize=7, loc="lower left")
     for (label, curve), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "k")):
         axes[1].plot(curve, color=color, label=label)
-    axes[1].plot(np.median(noisy_losses, axis=0), color="tab:red",
-                 label=f"noisy GD from (1, 0), median of {n_keys} keys")
+    axes[1].plot(
+        np.median(noisy_losses, axis=0),
+        color="tab:red",
+        label=f"noisy GD from (1, 0), median of {n_keys} keys",
+    )
     axes[1].axhline(-0.9, color="0.5", ls=":", lw=0.8, label="f = -0.9")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("f")
     axes[1].set_title("Loss: the plateau at f = 0 is the saddle")
     axes[1].legend(fontsize=7)
     axes[2].scatter(starts[:, 0], starts[:, 1], s=12, c="0.6", label="starts")
-    axes[2].scatter(pure_x[:, 0], pure_x[:, 1], s=60, marker="x", c="tab:red",
-                    label=f"pure Newton ends ({pure_at_saddle:.0%} at the saddle)")
-    axes[2].scatter(damped_x[:, 0], damped_x[:, 1], s=60, marker="+", c="tab:green",
-                    label=f"damped Newton ends ({damped_at_min:.0%} at a minimum)")
+    axes[2].scatter(
+        pure_x[:, 0],
+        pure_x[:, 1],
+        s=60,
+        marker="x",
+        c="tab:red",
+        label=f"pure Newton ends ({pure_at_saddle:.0%} at the saddle)",
+    )
+    axes[2].scatter(
+        damped_x[:, 0],
+        damped_x[:, 1],
+        s=60,
+        marker="+",
+        c="tab:green",
+        label=f"damped Newton ends ({damped_at_min:.0%} at a minimum)",
+    )
     axes[2].set_xlabel("x")
     axes[2].set_ylabel("y")
     axes[2].set_title("Newton: where the iterates end")
@@ -154,27 +175,53 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"run": k + " (drawn)", "steps to f < -0.9": _steps_to(v, -0.9), "final f": v[-1],
-             "final distance to saddle": float(np.linalg.norm(runs[k][-1]))}
-            for k, v in curves.items()]
-    for label, t in ((f"GD, {n_starts} starts (1, y), |y| in [1e-4, 1e-2]", t_near),
-                     (f"GD, {n_starts} starts (1, y), |y| in [0.3, 0.7]", t_far),
-                     (f"momentum 0.9, {n_starts} starts (1, y), |y| in [1e-4, 1e-2]", t_mom)):
-        rows.append({"run": label, "steps to f < -0.9": _common.mean_ci(t), "final f": "-",
-                     "final distance to saddle": "-"})
-    rows.append({"run": f"noisy GD from (1, 0), {n_keys} keys (median)",
-                 "steps to f < -0.9": float(np.median([_steps_to(c, -0.9) for c in noisy_losses])),
-                 "final f": float(np.median(noisy_losses[:, -1])),
-                 "final distance to saddle": float(np.median(
-                     np.linalg.norm(noisy_runs[:, -1], axis=1)))})
+    rows = [
+        {
+            "run": k + " (drawn)",
+            "steps to f < -0.9": _steps_to(v, -0.9),
+            "final f": v[-1],
+            "final distance to saddle": float(np.linalg.norm(runs[k][-1])),
+        }
+        for k, v in curves.items()
+    ]
+    for label, t in (
+        (f"GD, {n_starts} starts (1, y), |y| in [1e-4, 1e-2]", t_near),
+        (f"GD, {n_starts} starts (1, y), |y| in [0.3, 0.7]", t_far),
+        (f"momentum 0.9, {n_starts} starts (1, y), |y| in [1e-4, 1e-2]", t_mom),
+    ):
+        rows.append(
+            {
+                "run": label,
+                "steps to f < -0.9": _common.mean_ci(t),
+                "final f": "-",
+                "final distance to saddle": "-",
+            }
+        )
+    rows.append(
+        {
+            "run": f"noisy GD from (1, 0), {n_keys} keys (median)",
+            "steps to f < -0.9": float(np.median([_steps_to(c, -0.9) for c in noisy_losses])),
+            "final f": float(np.median(noisy_losses[:, -1])),
+            "final distance to saddle": float(np.median(np.linalg.norm(noisy_runs[:, -1], axis=1))),
+        }
+    )
     newton_rows = [
-        {"method": "pure Newton (damping 0)", "starts": len(starts),
-         "fraction ending at the saddle": pure_at_saddle,
-         "fraction ending at a minimum (f < -0.99)":
-             float(np.mean(np.asarray(fun(jnp.asarray(pure_x))) < -0.99))},
-        {"method": "damped Newton (default)", "starts": len(starts),
-         "fraction ending at the saddle": float(np.mean(np.linalg.norm(damped_x, axis=1) < 1e-3)),
-         "fraction ending at a minimum (f < -0.99)": damped_at_min},
+        {
+            "method": "pure Newton (damping 0)",
+            "starts": len(starts),
+            "fraction ending at the saddle": pure_at_saddle,
+            "fraction ending at a minimum (f < -0.99)": float(
+                np.mean(np.asarray(fun(jnp.asarray(pure_x))) < -0.99)
+            ),
+        },
+        {
+            "method": "damped Newton (default)",
+            "starts": len(starts),
+            "fraction ending at the saddle": float(
+                np.mean(np.linalg.norm(damped_x, axis=1) < 1e-3)
+            ),
+            "fraction ending at a minimum (f < -0.99)": damped_at_min,
+        },
     ]
     measured = {
         "GD steps, near starts": _common.mean_ci(t_near),
@@ -182,12 +229,13 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         "log10(GD steps near / far), paired": slow,
         "log10(momentum steps / GD steps), near starts, paired": faster,
         "GD from (1, 0): final distance": gd_on_dist,
-        "noisy GD escaped fraction": est_escape, "pure Newton at saddle": est_pure,
+        "noisy GD escaped fraction": est_escape,
+        "pure Newton at saddle": est_pure,
         "damped Newton at minimum": damped_at_min,
     }
     conclusion = (
-        f"next to the saddle's attracting line GD needs {10 ** slow.mean:.1f}x the steps it needs "
-        f"from further away, momentum {10 ** -faster.mean:.1f}x fewer than GD; noisy GD escapes "
+        f"next to the saddle's attracting line GD needs {10**slow.mean:.1f}x the steps it needs "
+        f"from further away, momentum {10**-faster.mean:.1f}x fewer than GD; noisy GD escapes "
         f"from the saddle itself in {est_escape.mean:.0%} of runs, pure Newton converges to it "
         f"from {pure_at_saddle:.0%} of the starts"
     )
@@ -200,15 +248,30 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "H d = -g, which points at the critical point of the local quadratic model "
             "whatever the sign of its curvature, so it is attracted to the saddle."
         )
-    setup = (f"saddle(quartic={QUARTIC}), lr {LR} (GD and momentum alike, not tuned), {steps} "
-             f"steps; {n_starts} paired starts (1, y) with |y| log-uniform in [1e-4, 1e-2] "
-             f"(near) and uniform in [0.3, 0.7] (far), same sign; noisy GD: {n_keys} keys, noise "
-             f"std {NOISE}; Newton: {len(starts)} grid starts in [-0.5, 0.5]^2, maxiter 100.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory),
-                                extra_tables={"Newton from starts around the saddle": newton_rows})
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"saddle(quartic={QUARTIC}), lr {LR} (GD and momentum alike, not tuned), {steps} "
+        f"steps; {n_starts} paired starts (1, y) with |y| log-uniform in [1e-4, 1e-2] "
+        f"(near) and uniform in [0.3, 0.7] (far), same sign; noisy GD: {n_keys} keys, noise "
+        f"std {NOISE}; Newton: {len(starts)} grid starts in [-0.5, 0.5]^2, maxiter 100."
+    )
+    table = _common.write_table(
+        rows,
+        out_dir,
+        NAME,
+        TITLE,
+        notes=_common.verdict_notes(globals(), verdict, setup, theory),
+        extra_tables={"Newton from starts around the saddle": newton_rows},
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

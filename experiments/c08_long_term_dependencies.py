@@ -21,13 +21,13 @@ mean with its 95% interval.
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c08_long_term_dependencies"
 CLAIM = 8
@@ -53,8 +53,12 @@ def hidden_grad_norms(activation, steps: int, key: jax.Array) -> np.ndarray:
     x = INPUT_STD * jax.random.normal(k_x, (BATCH, steps, HIDDEN))
 
     def norms(scale):
-        model = jdl.models.RNN(hidden=HIDDEN, num_classes=1, activation=activation,
-                               recurrent_init=jdl.initializers.orthogonal(scale))
+        model = jdl.models.RNN(
+            hidden=HIDDEN,
+            num_classes=1,
+            activation=activation,
+            recurrent_init=jdl.initializers.orthogonal(scale),
+        )
         params = dict(model.init(k_init, x)["params"])
         params["input_kernel"] = jnp.eye(HIDDEN)
         params["bias"] = jnp.zeros(HIDDEN)
@@ -80,13 +84,18 @@ def one_seed(seed: int, steps: int) -> dict:
         return jax.lax.scan(step, v, None, length=steps)[1] / jnp.linalg.norm(v)
 
     power_norms = np.asarray(jax.vmap(lambda s: powers(s * q))(jnp.asarray(SCALES)), np.float64)
-    grads = {act: hidden_grad_norms(fn, steps, k_rnn)
-             for act, fn in (("linear", identity), ("tanh", jnp.tanh))}
+    grads = {
+        act: hidden_grad_norms(fn, steps, k_rnn)
+        for act, fn in (("linear", identity), ("tanh", jnp.tanh))
+    }
     span = steps - 2  # from h_{T-1} back to h_1
-    return dict(power_norms=power_norms, power_rate=power_norms[:, -1] ** (1.0 / steps),
-                grads=grads,
-                linear_rate=(grads["linear"][:, 0] / grads["linear"][:, -1]) ** (1.0 / span),
-                tanh_ratio=grads["tanh"][:, 0] / grads["tanh"][:, -1])
+    return dict(
+        power_norms=power_norms,
+        power_rate=power_norms[:, -1] ** (1.0 / steps),
+        grads=grads,
+        linear_rate=(grads["linear"][:, 0] / grads["linear"][:, -1]) ** (1.0 / span),
+        tanh_ratio=grads["tanh"][:, 0] / grads["tanh"][:, -1],
+    )
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
@@ -112,28 +121,52 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     t = np.arange(1, steps + 1)
     for i, s in enumerate(SCALES):
-        _common.band(axes[0], t, np.stack([r["power_norms"][i] for r in runs]), f"s={s}",
-                     colors[s], geometric=True)
+        _common.band(
+            axes[0],
+            t,
+            np.stack([r["power_norms"][i] for r in runs]),
+            f"s={s}",
+            colors[s],
+            geometric=True,
+        )
         axes[0].plot(t, float(s) ** t, ":", color=colors[s], lw=0.8)
         for ax, act in ((axes[1], "linear"), (axes[2], "tanh")):
             g = np.stack([r["grads"][act][i] / r["grads"][act][i, -1] for r in runs])
             _common.band(ax, np.arange(1, steps), g, f"s={s}", colors[s], geometric=True)
-    _common.finish_axes(axes[0], "power t", "||W^t v|| / ||v||  (dotted: s^t)",
-                        "W = s Q: eigenvalue modulus s", logy=True, legend_size=7)
+    _common.finish_axes(
+        axes[0],
+        "power t",
+        "||W^t v|| / ||v||  (dotted: s^t)",
+        "W = s Q: eigenvalue modulus s",
+        logy=True,
+        legend_size=7,
+    )
     for ax, act in ((axes[1], "linear"), (axes[2], "tanh")):
-        _common.finish_axes(ax, "time step t (loss at T)", "||dL/dh_t|| / ||dL/dh_{T-1}||",
-                            f"{act} RNN, recurrent_init = orthogonal(s)", logy=True,
-                            legend_size=7)
+        _common.finish_axes(
+            ax,
+            "time step t (loss at T)",
+            "||dL/dh_t|| / ||dL/dh_{T-1}||",
+            f"{act} RNN, recurrent_init = orthogonal(s)",
+            logy=True,
+            legend_size=7,
+        )
     fig.suptitle(f"{n_seeds} seeds (a fresh Q, v and inputs each): geometric mean and 95% CI")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"s": s, "linear RNN growth/step / s - 1": est_linear[s],
-             "tanh log10(||dL/dh_1|| / ||dL/dh_T-1||)": est_tanh[s]} for s in SCALES]
+    rows = [
+        {
+            "s": s,
+            "linear RNN growth/step / s - 1": est_linear[s],
+            "tanh log10(||dL/dh_1|| / ||dL/dh_T-1||)": est_tanh[s],
+        }
+        for s in SCALES
+    ]
     measured = {"max over s of |(||W^T v||^(1/T)) / s - 1|": est_power}
     measured.update({f"linear RNN growth/step / s - 1 (s={s})": e for s, e in est_linear.items()})
-    measured.update({f"tanh log10 gradient ratio h_1/h_T-1 (s={s})": e
-                     for s, e in est_tanh.items()})
+    measured.update(
+        {f"tanh log10 gradient ratio h_1/h_T-1 (s={s})": e for s, e in est_tanh.items()}
+    )
     conclusion = (
         f"over T = {steps} steps the tanh RNN's gradient ratio ||dL/dh_1|| / ||dL/dh_T-1|| is "
         f"10^{est_tanh[0.8].mean:.1f} at s = 0.8 and 10^{est_tanh[1.2].mean:.1f} at s = 1.2; "
@@ -149,12 +182,23 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "tanh's linear range; once they saturate the factor 1 - h^2 shrinks and the "
             "explosion is bounded (Pascanu et al. 2013)."
         )
-    setup = (f"T = {steps}, hidden {HIDDEN}, batch {BATCH}, inputs N(0, {INPUT_STD}^2), loss = "
-             f"mean read-out at step T; {n_seeds} seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"T = {steps}, hidden {HIDDEN}, batch {BATCH}, inputs N(0, {INPUT_STD}^2), loss = "
+        f"mean read-out at step T; {n_seeds} seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ initialisation seeds (forward pass only, sown intermediates).
 
 from __future__ import annotations
 
+import _common
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c09_initialization_scale"
 CLAIM = 9
@@ -43,8 +43,9 @@ ACTIVATIONS = {"tanh": (jnp.tanh, "normalized_uniform (Glorot)"), "relu": (nn.re
 
 def layer_stds(activation, kernel_init, depth: int, x: jax.Array, seed: int) -> np.ndarray:
     """Standard deviation of each hidden layer's output (over batch and units)."""
-    model = jdl.models.MLP(hidden=(WIDTH,) * depth, num_classes=10, kernel_init=kernel_init,
-                           activation=activation)
+    model = jdl.models.MLP(
+        hidden=(WIDTH,) * depth, num_classes=10, kernel_init=kernel_init, activation=activation
+    )
     variables = model.init(jax.random.key(seed), x)
     _, state = model.apply(variables, x, mutable=["intermediates"])
     acts = state["intermediates"]
@@ -62,13 +63,20 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     depth = _common.pick(quick, smoke, DEPTH, DEPTH, 4)
     n_seeds = _common.pick(quick, smoke, ENTRY["seeds"], ENTRY["seeds"], 2)
     x = jax.random.normal(jax.random.key(0), (BATCH, WIDTH))
-    stds = {(a, i): np.array([layer_stds(fn, init, depth, x, s) for s in range(n_seeds)])
-            for a, (fn, _) in ACTIVATIONS.items() for i, init in INITS.items()}
-    keep = {a: _common.mean_ci(stds[a, right][:, -1] / stds[a, right][:, 0])
-            for a, (_, right) in ACTIVATIONS.items()}
+    stds = {
+        (a, i): np.array([layer_stds(fn, init, depth, x, s) for s in range(n_seeds)])
+        for a, (fn, _) in ACTIVATIONS.items()
+        for i, init in INITS.items()
+    }
+    keep = {
+        a: _common.mean_ci(stds[a, right][:, -1] / stds[a, right][:, 0])
+        for a, (_, right) in ACTIVATIONS.items()
+    }
     small = {a: _common.mean_ci(stds[a, "small_random(0.01)"][:, -1]) for a in ACTIVATIONS}
-    verdict = _common.combine([band_verdict(keep[a], LOW, HIGH) for a in ACTIVATIONS]
-                              + [_common.judge(small[a], VANISHED, "below") for a in ACTIVATIONS])
+    verdict = _common.combine(
+        [band_verdict(keep[a], LOW, HIGH) for a in ACTIVATIONS]
+        + [_common.judge(small[a], VANISHED, "below") for a in ACTIVATIONS]
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     layers = np.arange(1, depth + 1)
@@ -76,30 +84,45 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for ax, a in zip(axes, ACTIVATIONS):
         for i in INITS:
             tag = " (the lecture's choice)" if i == ACTIVATIONS[a][1] else ""
-            _common.band(ax, layers, stds[a, i], f"{i}{tag}", colors[i], geometric=True,
-                         marker="o", ms=3)
+            _common.band(
+                ax, layers, stds[a, i], f"{i}{tag}", colors[i], geometric=True, marker="o", ms=3
+            )
         ax.plot(layers, np.full(depth, LOW), color="0.6", ls=":", lw=1, label=f"{LOW} and {HIGH}")
         ax.plot(layers, np.full(depth, HIGH), color="0.6", ls=":", lw=1)
-        _common.finish_axes(ax, "hidden layer", "activation std (over batch and units)",
-                            f"{a}: {depth} layers x {WIDTH} units, N(0,1) inputs", logy=True,
-                            legend_size=7)
+        _common.finish_axes(
+            ax,
+            "hidden layer",
+            "activation std (over batch and units)",
+            f"{a}: {depth} layers x {WIDTH} units, N(0,1) inputs",
+            logy=True,
+            legend_size=7,
+        )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
     marks = sorted({1, depth // 2, depth})
     rows = [
-        {"activation": a, "init": i,
-         **{f"std layer {m}": _common.mean_ci(stds[a, i][:, m - 1]) for m in marks},
-         "last / first": _common.mean_ci(stds[a, i][:, -1] / stds[a, i][:, 0])}
-        for a in ACTIVATIONS for i in INITS
+        {
+            "activation": a,
+            "init": i,
+            **{f"std layer {m}": _common.mean_ci(stds[a, i][:, m - 1]) for m in marks},
+            "last / first": _common.mean_ci(stds[a, i][:, -1] / stds[a, i][:, 0]),
+        }
+        for a in ACTIVATIONS
+        for i in INITS
     ]
     measured = {}
     for a, (_, right) in ACTIVATIONS.items():
         measured[f"{a} + {right}: last / first std"] = keep[a]
         measured[f"{a} + small_random(0.01): last std"] = small[a]
-    measured.update({f"{a} + {i}: last std (shown, not judged)": _common.mean_ci(stds[a, i][:, -1])
-                     for a, (_, right) in ACTIVATIONS.items() for i in INITS
-                     if i not in (right, "small_random(0.01)")})
+    measured.update(
+        {
+            f"{a} + {i}: last std (shown, not judged)": _common.mean_ci(stds[a, i][:, -1])
+            for a, (_, right) in ACTIVATIONS.items()
+            for i in INITS
+            if i not in (right, "small_random(0.01)")
+        }
+    )
     conclusion = (
         f"through {depth} layers He keeps ReLU's std at {keep['relu'].mean:.2f}x its first "
         f"layer's, Glorot keeps tanh's at {keep['tanh'].mean:.2f}x [{keep['tanh'].lo:.2f}, "
@@ -117,12 +140,23 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "for He + ReLU (which halves the second moment that σ_w^2 = 2 doubles) and only "
             "approximately, decaying slowly, for Glorot + tanh."
         )
-    setup = (f"MLP width {WIDTH}, depth {depth}, zero biases, batch {BATCH} of N(0,1) inputs, "
-             f"{n_seeds} initialisation seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"MLP width {WIDTH}, depth {depth}, zero biases, batch {BATCH} of N(0,1) inputs, "
+        f"{n_seeds} initialisation seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 
+import _common
 import flax.linen as nn
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c10_sparse_init"
 CLAIM = 10
@@ -47,9 +47,16 @@ LRS = 2.0 ** np.arange(-12, 0)
 
 def sweep(model, lrs, seeds, data, val, epochs):
     """Mean-free results: (train loss curves, final val accuracy), ``(lrs, seeds, ...)``."""
-    res = jdl.training.sweep(lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
-                             {"learning_rate": np.asarray(lrs, np.float32)}, seeds, model, data,
-                             epochs=epochs, batch_size=BATCH, val_data=val)
+    res = jdl.training.sweep(
+        lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
+        {"learning_rate": np.asarray(lrs, np.float32)},
+        seeds,
+        model,
+        data,
+        epochs=epochs,
+        batch_size=BATCH,
+        val_data=val,
+    )
     loss = np.asarray(res.train_loss, np.float64)
     loss = np.where(np.isfinite(loss), loss, np.inf)
     return loss, np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))
@@ -72,16 +79,22 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             loss, _ = sweep(model, lrs, tune_seeds, data, val, epochs)
             score = np.log10(loss[:, :, -1]).mean(1)
             best = int(np.argmin(score))
-            curves, acc = sweep(model, lrs[best:best + 1], eval_seeds, data, val, epochs)
-            found[(net, name)] = dict(lr=float(lrs[best]), edge=best in (0, len(lrs) - 1),
-                                      score=score, curves=curves[0], final=curves[0, :, -1],
-                                      acc=acc[0])
+            curves, acc = sweep(model, lrs[best : best + 1], eval_seeds, data, val, epochs)
+            found[(net, name)] = dict(
+                lr=float(lrs[best]),
+                edge=best in (0, len(lrs) - 1),
+                score=score,
+                curves=curves[0],
+                final=curves[0, :, -1],
+                acc=acc[0],
+            )
     sparse, glorot, small = INITS
     vs = {}
     for net in nets:
         for other in (glorot, small):
-            vs[(net, other)] = _common.paired_ci(np.log10(found[(net, other)]["final"]),
-                                                 np.log10(found[(net, sparse)]["final"]))
+            vs[(net, other)] = _common.paired_ci(
+                np.log10(found[(net, other)]["final"]), np.log10(found[(net, sparse)]["final"])
+            )
     verdicts = [_common.judge(e, 0.0, "above") for e in vs.values()]
     verdict = _common.combine(verdicts)
     edges = [f"{n}/{i}" for (n, i), r in found.items() if r["edge"]]
@@ -92,32 +105,60 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for ax, net in zip(axes, nets):
         for name in INITS:
             r = found[(net, name)]
-            _common.band(ax, ep, r["curves"], f"{name}, lr {r['lr']:.3g}", colors[name],
-                         geometric=True)
-        ax.plot(ep, np.full(len(ep), math.log(10)), color="0.5", ls=":",
-                label="log(10): chance")
-        _common.finish_axes(ax, "epoch", "training loss (nats)", f"{net} tanh MLP, tuned lr",
-                            logy=True, legend_size=7)
+            _common.band(
+                ax, ep, r["curves"], f"{name}, lr {r['lr']:.3g}", colors[name], geometric=True
+            )
+        ax.plot(ep, np.full(len(ep), math.log(10)), color="0.5", ls=":", label="log(10): chance")
+        _common.finish_axes(
+            ax,
+            "epoch",
+            "training loss (nats)",
+            f"{net} tanh MLP, tuned lr",
+            logy=True,
+            legend_size=7,
+        )
     for net, ls in zip(nets, ("-", "--")):
         for name in INITS:
             r = found[(net, name)]
-            axes[-1].plot(lrs, 10 ** r["score"], marker="o", ms=3, ls=ls, color=colors[name],
-                          label=f"{net}, {name}")
-    _common.finish_axes(axes[-1], "learning rate (x2 grid)",
-                        "final training loss (nats, geometric mean)",
-                        f"Tuning ({len(tune_seeds)} seeds)", logx=True, logy=True,
-                        legend_size=6)
-    fig.suptitle(f"Digits, SGD + momentum 0.9, batch {BATCH}: {n_eval} seeds at each init's "
-                 "tuned lr (geometric mean, 95% CI)")
+            axes[-1].plot(
+                lrs,
+                10 ** r["score"],
+                marker="o",
+                ms=3,
+                ls=ls,
+                color=colors[name],
+                label=f"{net}, {name}",
+            )
+    _common.finish_axes(
+        axes[-1],
+        "learning rate (x2 grid)",
+        "final training loss (nats, geometric mean)",
+        f"Tuning ({len(tune_seeds)} seeds)",
+        logx=True,
+        logy=True,
+        legend_size=6,
+    )
+    fig.suptitle(
+        f"Digits, SGD + momentum 0.9, batch {BATCH}: {n_eval} seeds at each init's "
+        "tuned lr (geometric mean, 95% CI)"
+    )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"net": n, "init": i, "tuned lr": r["lr"], "lr at grid edge": r["edge"],
-             "final training loss": _common.mean_ci(r["final"]),
-             "final validation accuracy": _common.mean_ci(r["acc"])}
-            for (n, i), r in found.items()]
-    measured = {f"{n}, {i}: final training loss": _common.mean_ci(r["final"])
-                for (n, i), r in found.items()}
+    rows = [
+        {
+            "net": n,
+            "init": i,
+            "tuned lr": r["lr"],
+            "lr at grid edge": r["edge"],
+            "final training loss": _common.mean_ci(r["final"]),
+            "final validation accuracy": _common.mean_ci(r["acc"]),
+        }
+        for (n, i), r in found.items()
+    ]
+    measured = {
+        f"{n}, {i}: final training loss": _common.mean_ci(r["final"]) for (n, i), r in found.items()
+    }
     measured.update({f"{n}: log10(loss {o} / loss sparse), paired": e for (n, o), e in vs.items()})
     measured["tuned lr at a grid edge"] = ", ".join(edges) if edges else "none"
     wide = list(nets)[-1]
@@ -140,14 +181,25 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "1/sqrt(n) is smallest. A scale that ignores the width, N(0, 0.01²), shrinks the "
             "signal by ~0.01 sqrt(n) per layer and stalls."
         )
-    setup = (f"digits: {n_train} train / {len(val[0])} validation (training split); tanh MLPs "
-             f"{', '.join(nets)}; SGD momentum 0.9, batch {BATCH}, {epochs} epochs; lr grid "
-             f"{lrs[0]:g} .. {lrs[-1]:g} (x2) per (net, init) on tuning seeds {tune_seeds} by "
-             f"mean log final training loss; {n_eval} evaluation seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"digits: {n_train} train / {len(val[0])} validation (training split); tanh MLPs "
+        f"{', '.join(nets)}; SGD momentum 0.9, batch {BATCH}, {epochs} epochs; lr grid "
+        f"{lrs[0]:g} .. {lrs[-1]:g} (x2) per (net, init) on tuning seeds {tune_seeds} by "
+        f"mean log final training loss; {n_eval} evaluation seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

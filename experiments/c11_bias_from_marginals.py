@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 
+import _common
 import jax
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c11_bias_from_marginals"
 CLAIM = 11
@@ -63,28 +63,39 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     }
     found = {}
     for name, bias in biases.items():
-        model = jdl.models.MLP(hidden=(64,), kernel_init=jdl.initializers.small_random(0.01),
-                               output_bias_init=bias)
+        model = jdl.models.MLP(
+            hidden=(64,), kernel_init=jdl.initializers.small_random(0.01), output_bias_init=bias
+        )
         initial, curves, first_epoch, final = [], [], [], []
         for seed in seeds:
-            state = jdl.training.create_train_state(model, jdl.adam(LR), jax.random.key(seed),
-                                                    x[:1])
+            state = jdl.training.create_train_state(
+                model, jdl.adam(LR), jax.random.key(seed), x[:1]
+            )
             initial.append(jdl.training.evaluate(state, (x, y))[0])
-            state, hist = jdl.training.fit(state, (x, y), (xt, yt), epochs=epochs,
-                                           batch_size=BATCH, seed=seed, progress=False)
+            state, hist = jdl.training.fit(
+                state, (x, y), (xt, yt), epochs=epochs, batch_size=BATCH, seed=seed, progress=False
+            )
             curves.append(hist.step_loss)
-            first_epoch.append(np.mean(hist.step_loss[:hist.steps_per_epoch[0]]))
+            first_epoch.append(np.mean(hist.step_loss[: hist.steps_per_epoch[0]]))
             final.append(hist.val_loss[-1])
-        found[name] = dict(initial=np.array(initial, float), curve=np.array(curves, float),
-                           first_epoch=np.array(first_epoch, float),
-                           final=np.array(final, float), steps_per_epoch=hist.steps_per_epoch[0])
+        found[name] = dict(
+            initial=np.array(initial, float),
+            curve=np.array(curves, float),
+            first_epoch=np.array(first_epoch, float),
+            final=np.array(final, float),
+            steps_per_epoch=hist.steps_per_epoch[0],
+        )
     marg, zero = found["bias_from_marginals"], found["zero bias"]
     start_marg, start_zero = _common.mean_ci(marg["initial"]), _common.mean_ci(zero["initial"])
     early = _common.paired_ci(zero["first_epoch"], marg["first_epoch"])
     late = _common.paired_ci(marg["final"], zero["final"])
-    verdict = _common.combine([band_verdict(start_marg, entropy - TOL, entropy + TOL),
-                               band_verdict(start_zero, log_c - TOL, log_c + TOL),
-                               _common.judge(early, 0.0, "above")])
+    verdict = _common.combine(
+        [
+            band_verdict(start_marg, entropy - TOL, entropy + TOL),
+            band_verdict(start_zero, log_c - TOL, log_c + TOL),
+            _common.judge(early, 0.0, "above"),
+        ]
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     shown = min(3 * marg["steps_per_epoch"], marg["curve"].shape[1])
@@ -92,10 +103,21 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for (name, r), color in zip(found.items(), ("tab:green", "tab:red")):
         _common.band(axes[0], t, r["curve"][:, :shown], name, color, geometric=True, lw=0.8)
     axes[0].plot(t, np.full(shown, log_c), color="0.4", ls=":", label=f"log(10) = {log_c:.3f}")
-    axes[0].plot(t, np.full(shown, entropy), color="0.4", ls="--",
-                 label=f"label entropy H(c) = {entropy:.3f}")
-    _common.finish_axes(axes[0], "Adam step", "minibatch loss (nats)",
-                        "Start of training (up to three epochs)", logy=True, legend_size=7)
+    axes[0].plot(
+        t,
+        np.full(shown, entropy),
+        color="0.4",
+        ls="--",
+        label=f"label entropy H(c) = {entropy:.3f}",
+    )
+    _common.finish_axes(
+        axes[0],
+        "Adam step",
+        "minibatch loss (nats)",
+        "Start of training (up to three epochs)",
+        logy=True,
+        legend_size=7,
+    )
     axes[1].bar(np.arange(10), freqs, color="tab:blue", label="training marginals c")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("class")
@@ -105,13 +127,20 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"output bias": name, "loss before training": _common.mean_ci(r["initial"]),
-             "mean loss, first epoch": _common.mean_ci(r["first_epoch"]),
-             f"test loss after {epochs} epochs": _common.mean_ci(r["final"])}
-            for name, r in found.items()]
+    rows = [
+        {
+            "output bias": name,
+            "loss before training": _common.mean_ci(r["initial"]),
+            "mean loss, first epoch": _common.mean_ci(r["first_epoch"]),
+            f"test loss after {epochs} epochs": _common.mean_ci(r["final"]),
+        }
+        for name, r in found.items()
+    ]
     measured = {
-        "label entropy H(c)": entropy, "log(10)": log_c,
-        "initial loss, marginals bias": start_marg, "initial loss, zero bias": start_zero,
+        "label entropy H(c)": entropy,
+        "log(10)": log_c,
+        "initial loss, marginals bias": start_marg,
+        "initial loss, zero bias": start_zero,
         "first-epoch loss, zero minus marginals (paired)": early,
         "final test loss, marginals minus zero (paired; reported)": late,
     }
@@ -130,13 +159,24 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "(the bias gradient is softmax(b) - c, large and consistent), so the advantage "
             "is confined to the start and an epoch average can dilute it below the noise."
         )
-    setup = (f"digits subsampled to class frequencies ~ {RATIO}^k ({len(y)} train, {len(yt)} "
-             f"test), MLP(64) with small_random(0.01) kernels, Adam {LR}, batch {BATCH}, "
-             f"{epochs} epochs, {len(seeds)} seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"digits subsampled to class frequencies ~ {RATIO}^k ({len(y)} train, {len(yt)} "
+        f"test), MLP(64) with small_random(0.01) kernels, Adam {LR}, batch {BATCH}, "
+        f"{epochs} epochs, {len(seeds)} seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ as in the table. One compiled program per model: ``vmap`` over learning rates an
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c12_batchnorm"
 CLAIM = 12
@@ -54,8 +54,9 @@ def train(use_bn: bool, lrs, seeds, steps: int, train_data, val_data) -> np.ndar
 
         def loss_fn(p, stats, idx):
             if use_bn:
-                logits, new = model.apply({"params": p, "batch_stats": stats}, x[idx],
-                                          train=True, mutable=["batch_stats"])
+                logits, new = model.apply(
+                    {"params": p, "batch_stats": stats}, x[idx], train=True, mutable=["batch_stats"]
+                )
                 stats = new["batch_stats"]
             else:
                 logits = model.apply({"params": p}, x[idx], train=True)
@@ -109,11 +110,13 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     bn_acc = train(True, rates, eval_seeds, steps, train_data, val_data)
     plain_steps, bn_steps = steps_to_target(plain_acc), steps_to_target(bn_acc)
     cap = steps + EVERY
-    faster = {m: _common.paired_ci(np.log10(plain_steps[0]), np.log10(bn_steps[i]))
-              for i, m in enumerate(MULTIPLES)}
+    faster = {
+        m: _common.paired_ci(np.log10(plain_steps[0]), np.log10(bn_steps[i]))
+        for i, m in enumerate(MULTIPLES)
+    }
     reach = {m: int(np.sum(bn_steps[i] < cap)) for i, m in enumerate(MULTIPLES)}
     verdicts = [_common.judge(faster[1], 0.0, "above")]
-    for i, m in enumerate(MULTIPLES[1:], 1):
+    for m in MULTIPLES[1:]:
         verdicts.append("reproduced" if reach[m] == n_eval else "not reproduced")
         verdicts.append(_common.judge(faster[m], 0.0, "above"))
     verdict = _common.combine(verdicts)
@@ -128,28 +131,47 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         _common.band(axes[1], t, plain_acc[i], f"plain {tag} (lr {rates[i]:.3g})", colors[m])
     for ax in axes[:2]:
         ax.plot(t, np.full(len(t), TARGET), "k:", lw=1, label=f"target {TARGET:.0%}")
-    _common.finish_axes(axes[0], "SGD step", "validation accuracy", "With batch norm",
-                        logy=False, legend_size=7)
-    _common.finish_axes(axes[1], "SGD step", "validation accuracy", "Without batch norm",
-                        logy=False, legend_size=7)
+    _common.finish_axes(
+        axes[0], "SGD step", "validation accuracy", "With batch norm", logy=False, legend_size=7
+    )
+    _common.finish_axes(
+        axes[1], "SGD step", "validation accuracy", "Without batch norm", logy=False, legend_size=7
+    )
     est = [_common.mean_ci(np.log10(row)) for row in tune_steps]
-    axes[2].errorbar(lrs, [10**e.mean for e in est],
-                     yerr=[[10**e.mean - 10**e.lo for e in est],
-                           [10**e.hi - 10**e.mean for e in est]],
-                     fmt="o-", ms=4, capsize=3, color="tab:blue",
-                     label=f"plain net (geometric mean of {n_tune} tuning seeds, 95% CI)")
-    axes[2].plot(lrs, np.full(len(lrs), cap), color="0.5", ls=":",
-                 label=f"cap + {EVERY} = never reached")
+    axes[2].errorbar(
+        lrs,
+        [10**e.mean for e in est],
+        yerr=[[10**e.mean - 10**e.lo for e in est], [10**e.hi - 10**e.mean for e in est]],
+        fmt="o-",
+        ms=4,
+        capsize=3,
+        color="tab:blue",
+        label=f"plain net (geometric mean of {n_tune} tuning seeds, 95% CI)",
+    )
+    axes[2].plot(
+        lrs, np.full(len(lrs), cap), color="0.5", ls=":", label=f"cap + {EVERY} = never reached"
+    )
     axes[2].plot(base, 10 ** score[chosen], "k*", ms=12, label=f"baseline lr {base:g}")
-    _common.finish_axes(axes[2], "learning rate", f"steps to {TARGET:.0%} validation accuracy",
-                        "Tuning the plain net's lr", logx=True, logy=True, legend_size=7)
-    fig.suptitle(f"Digits, MLP {len(HIDDEN)}x{HIDDEN[0]} ReLU, SGD batch {BATCH}: the Inception "
-                 f"table in kind ({n_eval} fresh seeds, mean and 95% CI)")
+    _common.finish_axes(
+        axes[2],
+        "learning rate",
+        f"steps to {TARGET:.0%} validation accuracy",
+        "Tuning the plain net's lr",
+        logx=True,
+        logy=True,
+        legend_size=7,
+    )
+    fig.suptitle(
+        f"Digits, MLP {len(HIDDEN)}x{HIDDEN[0]} ReLU, SGD batch {BATCH}: the Inception "
+        f"table in kind ({n_eval} fresh seeds, mean and 95% CI)"
+    )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    measured = {"baseline lr (plain net, tuned)": base,
-                "baseline lr at the grid's edge": "yes" if edge else "no"}
+    measured = {
+        "baseline lr (plain net, tuned)": base,
+        "baseline lr at the grid's edge": "yes" if edge else "no",
+    }
     for i, m in enumerate(MULTIPLES):
         tag = "baseline" if m == 1 else f"x{m}"
         measured[f"plain {tag}: steps to target"] = _common.mean_ci(plain_steps[i])
@@ -173,15 +195,28 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "the speed-up has little room, and a 30x rate can overshoot before the weight "
             "norms grow enough to damp it."
         )
-    rows = [{"lr": float(lr), "plain: tuning steps to target": _common.mean_ci(tune_steps[i])}
-            for i, lr in enumerate(lrs)]
-    setup = (f"digits: {N_TRAIN} train / {len(val_data[0])} validation (from the training split), "
-             f"{steps} steps, evaluation every {EVERY} steps; plain lr grid {lrs[0]:g} .. "
-             f"{lrs[-1]:g} (x2) on {n_tune} tuning seeds; {n_eval} evaluation seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {"lr": float(lr), "plain: tuning steps to target": _common.mean_ci(tune_steps[i])}
+        for i, lr in enumerate(lrs)
+    ]
+    setup = (
+        f"digits: {N_TRAIN} train / {len(val_data[0])} validation (from the training split), "
+        f"{steps} steps, evaluation every {EVERY} steps; plain lr grid {lrs[0]:g} .. "
+        f"{lrs[-1]:g} (x2) on {n_tune} tuning seeds; {n_eval} evaluation seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

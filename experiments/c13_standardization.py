@@ -21,11 +21,11 @@ paired (the same initialisation and batches for every scaling).
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
-import jaxopt_dl as jdl
+import numpy as np
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c13_standardization"
 CLAIM = 13
@@ -53,8 +53,9 @@ def _smooth(curves: np.ndarray) -> np.ndarray:
 def _steps_below(curves: np.ndarray) -> np.ndarray:
     """Steps until the running mean falls below LEVEL; the run's length + WINDOW if never."""
     hit = _smooth(curves) < LEVEL
-    return np.where(hit.any(-1), np.argmax(hit, -1) + WINDOW,
-                    curves.shape[-1] + WINDOW).astype(float)
+    return np.where(hit.any(-1), np.argmax(hit, -1) + WINDOW, curves.shape[-1] + WINDOW).astype(
+        float
+    )
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
@@ -75,49 +76,95 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     found = {}
     for name, (x, xt) in inputs.items():
         x, ytr = np.asarray(x[:n_train], np.float32), y[:n_train]
-        res = jdl.training.sweep(sgd, {"learning_rate": lrs}, seeds, model, (x, ytr),
-                                 epochs=epochs, batch_size=BATCH,
-                                 val_data=(np.asarray(xt, np.float32), yt))
+        res = jdl.training.sweep(
+            sgd,
+            {"learning_rate": lrs},
+            seeds,
+            model,
+            (x, ytr),
+            epochs=epochs,
+            batch_size=BATCH,
+            val_data=(np.asarray(xt, np.float32), yt),
+        )
         speed = _steps_below(np.asarray(res.step_loss, np.float64))  # (lr, seed)
         final = np.nan_to_num(np.asarray(res.train_loss[..., -1], np.float64), nan=np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.log10(speed[:, :n_tune]).mean(1) + 1e-6 * np.log10(final[:, :n_tune]).mean(1)
         best = int(np.argmin(np.nan_to_num(score, nan=np.inf)))
-        found[name] = dict(best=best, speed=speed[best, n_tune:], final=final[best, n_tune:],
-                           tune=speed[:, :n_tune], curves=_smooth(res.step_loss[best, n_tune:]),
-                           edge=best in (0, len(lrs) - 1))
+        found[name] = dict(
+            best=best,
+            speed=speed[best, n_tune:],
+            final=final[best, n_tune:],
+            tune=speed[:, :n_tune],
+            curves=_smooth(res.step_loss[best, n_tune:]),
+            edge=best in (0, len(lrs) - 1),
+        )
     std, raw = found["standardized"], found["raw pixels 0..16"]
     faster = _common.paired_ci(np.log10(raw["speed"]), np.log10(std["speed"]))
     lower = _common.paired_ci(np.log10(raw["final"]), np.log10(std["final"]))
-    verdict = _common.combine([_common.judge(faster, 0.0, "above"),
-                               _common.judge(lower, 0.0, "above")])
+    verdict = _common.combine(
+        [_common.judge(faster, 0.0, "above"), _common.judge(lower, 0.0, "above")]
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     colors = dict(zip(found, ("tab:red", "tab:orange", "tab:green")))
     for name, r in found.items():
         t = np.arange(WINDOW, WINDOW + r["curves"].shape[-1])
-        _common.band(axes[0], t, r["curves"], f"{name}, lr {lrs[r['best']]:.3g}", colors[name],
-                     geometric=True)
+        _common.band(
+            axes[0],
+            t,
+            r["curves"],
+            f"{name}, lr {lrs[r['best']]:.3g}",
+            colors[name],
+            geometric=True,
+        )
         est = [_common.mean_ci(np.log10(row)) for row in r["tune"]]
-        axes[1].errorbar(lrs, [10**e.mean for e in est],
-                         yerr=[[10**e.mean - 10**e.lo for e in est],
-                               [10**e.hi - 10**e.mean for e in est]],
-                         fmt="o-", ms=3, capsize=2, color=colors[name],
-                         label=f"{name} ({n_tune} tuning seeds, geometric mean, 95% CI)")
-    axes[0].plot([WINDOW, WINDOW + found[name]["curves"].shape[-1]], [LEVEL, LEVEL], "k:",
-                 label=f"loss {LEVEL}")
-    _common.finish_axes(axes[0], "SGD step", f"training loss, running mean of {WINDOW} (nats)",
-                        f"{n_eval} fresh seeds at each scaling's tuned lr", logy=True,
-                        legend_size=7)
-    _common.finish_axes(axes[1], "learning rate", f"steps to loss < {LEVEL} (cap = never)",
-                        "Tuning each scaling's lr", logx=True, logy=True, legend_size=7)
+        axes[1].errorbar(
+            lrs,
+            [10**e.mean for e in est],
+            yerr=[[10**e.mean - 10**e.lo for e in est], [10**e.hi - 10**e.mean for e in est]],
+            fmt="o-",
+            ms=3,
+            capsize=2,
+            color=colors[name],
+            label=f"{name} ({n_tune} tuning seeds, geometric mean, 95% CI)",
+        )
+    axes[0].plot(
+        [WINDOW, WINDOW + found[name]["curves"].shape[-1]],
+        [LEVEL, LEVEL],
+        "k:",
+        label=f"loss {LEVEL}",
+    )
+    _common.finish_axes(
+        axes[0],
+        "SGD step",
+        f"training loss, running mean of {WINDOW} (nats)",
+        f"{n_eval} fresh seeds at each scaling's tuned lr",
+        logy=True,
+        legend_size=7,
+    )
+    _common.finish_axes(
+        axes[1],
+        "learning rate",
+        f"steps to loss < {LEVEL} (cap = never)",
+        "Tuning each scaling's lr",
+        logx=True,
+        logy=True,
+        legend_size=7,
+    )
     fig.suptitle(f"Digits, MLP (64, 64) ReLU, SGD batch {BATCH}, {epochs} epochs")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"inputs": name, "tuned lr": float(lrs[r["best"]]),
-             f"steps to loss < {LEVEL}": _common.mean_ci(r["speed"]),
-             "final training loss": _common.mean_ci(r["final"])} for name, r in found.items()]
+    rows = [
+        {
+            "inputs": name,
+            "tuned lr": float(lrs[r["best"]]),
+            f"steps to loss < {LEVEL}": _common.mean_ci(r["speed"]),
+            "final training loss": _common.mean_ci(r["final"]),
+        }
+        for name, r in found.items()
+    ]
     measured = {}
     for name, r in found.items():
         measured[f"{name}: tuned lr"] = float(lrs[r["best"]])
@@ -125,8 +172,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         measured[f"{name}: final training loss"] = _common.mean_ci(r["final"])
     measured["log10(steps raw / standardized), paired"] = faster
     measured["log10(final loss raw / standardized), paired"] = lower
-    measured["tuned lr at the grid's edge"] = ", ".join(
-        n for n, r in found.items() if r["edge"]) or "none"
+    measured["tuned lr at the grid's edge"] = (
+        ", ".join(n for n, r in found.items() if r["edge"]) or "none"
+    )
     conclusion = (
         f"each at its tuned lr, standardized inputs reach loss {LEVEL} in "
         f"{np.mean(std['speed']):.0f} steps vs {np.mean(raw['speed']):.0f} for raw pixels "
@@ -144,13 +192,24 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "tuned lr absorbs; what remains is the mean offset, which a bias and a few steps "
             "remove, so the difference can fall inside the seeds' noise."
         )
-    setup = (f"digits ({len(y[:n_train])} train), MLP (64, 64) ReLU, plain SGD batch {BATCH}, "
-             f"{epochs} epochs, lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2), {n_tune} tuning and "
-             f"{n_eval} evaluation seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"digits ({len(y[:n_train])} train), MLP (64, 64) ReLU, plain SGD batch {BATCH}, "
+        f"{epochs} epochs, lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2), {n_tune} tuning and "
+        f"{n_eval} evaluation seeds."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -21,14 +21,14 @@ Setup on the digits with a 64-unit ReLU ``jdl.models.MLP``:
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c14_batch_size"
 CLAIM = 14
@@ -82,6 +82,7 @@ def noise_curves(seeds, x, y, batches, draws: int) -> np.ndarray:
 
 def steps_to_target(batch: int, lrs, seeds, cap: int, x, y) -> tuple[np.ndarray, np.ndarray]:
     """``(lr, seed)`` steps until the full training loss < TARGET, and the loss curves."""
+
     def one(lr, seed):
         params = init(seed, x)
         opt = jdl.sgd(lr)
@@ -117,25 +118,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
 
     noise_batches = _common.pick(quick, smoke, NOISE_BATCHES, NOISE_BATCHES, (1, 16))
     noise = noise_curves(range(n_seeds), x, y, noise_batches, draws)
-    slope = _common.mean_ci([np.polyfit(np.log(noise_batches), np.log(row), 1)[0]
-                             for row in noise])
+    slope = _common.mean_ci([np.polyfit(np.log(noise_batches), np.log(row), 1)[0] for row in noise])
     lo, hi = SLOPE_BAND
-    v_noise = ("reproduced" if lo < slope.lo and slope.hi < hi
-               else "not reproduced" if slope.hi < lo or slope.lo > hi else "inconclusive")
+    v_noise = (
+        "reproduced"
+        if lo < slope.lo and slope.hi < hi
+        else "not reproduced"
+        if slope.hi < lo or slope.lo > hi
+        else "inconclusive"
+    )
 
     found = {}
     tune_seeds, eval_seeds = np.arange(100, 100 + n_seeds), np.arange(n_seeds)
     for b in batches:  # one program per B: tuning and evaluation seeds together
-        steps, curves = steps_to_target(b, lrs, np.concatenate([tune_seeds, eval_seeds]), cap,
-                                        x, y)
+        steps, curves = steps_to_target(b, lrs, np.concatenate([tune_seeds, eval_seeds]), cap, x, y)
         tune = steps[:, :n_seeds]
         chosen = int(np.argmin(np.log10(tune).mean(1)))
-        found[b] = dict(lr=float(lrs[chosen]), steps=steps[chosen, n_seeds:],
-                        curves=curves[chosen, n_seeds:], tune=tune,
-                        edge=chosen in (0, len(lrs) - 1))
-    pairs = {(a, b): _common.paired_ci(np.log10(found[a]["steps"]), np.log10(found[b]["steps"]))
-             for a, b in zip(batches[:-1], batches[1:])}
-    v_monotone = ("not reproduced" if any(e.hi < 0 for e in pairs.values()) else "reproduced")
+        found[b] = dict(
+            lr=float(lrs[chosen]),
+            steps=steps[chosen, n_seeds:],
+            curves=curves[chosen, n_seeds:],
+            tune=tune,
+            edge=chosen in (0, len(lrs) - 1),
+        )
+    pairs = {
+        (a, b): _common.paired_ci(np.log10(found[a]["steps"]), np.log10(found[b]["steps"]))
+        for a, b in zip(batches[:-1], batches[1:])
+    }
+    v_monotone = "not reproduced" if any(e.hi < 0 for e in pairs.values()) else "reproduced"
     small, mid, large = batches[0], batches[len(batches) // 2], batches[-1]
     ls = {b: np.log10(found[b]["steps"]) for b in (small, mid, large)}
     flatten = _common.mean_ci((ls[small] - ls[mid]) - (ls[mid] - ls[large]))
@@ -143,32 +153,68 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     verdict = _common.combine([v_noise, v_monotone, v_flat])
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-    _common.band(axes[0], np.array(noise_batches, float), noise,
-                 "measured E||g_B - g||^2", "tab:blue", geometric=True, marker="o")
+    _common.band(
+        axes[0],
+        np.array(noise_batches, float),
+        noise,
+        "measured E||g_B - g||^2",
+        "tab:blue",
+        geometric=True,
+        marker="o",
+    )
     ref = np.exp(np.mean(np.log(noise[:, 0]))) / np.array(noise_batches, float)
     axes[0].plot(noise_batches, ref, "k:", label="1/B reference")
-    _common.finish_axes(axes[0], "batch size B (examples)", "gradient noise E||g_B - g||^2",
-                        f"Gradient noise at init: slope {slope.mean:.3f} "
-                        f"[{slope.lo:.3f}, {slope.hi:.3f}]", logx=True, logy=True)
+    _common.finish_axes(
+        axes[0],
+        "batch size B (examples)",
+        "gradient noise E||g_B - g||^2",
+        f"Gradient noise at init: slope {slope.mean:.3f} [{slope.lo:.3f}, {slope.hi:.3f}]",
+        logx=True,
+        logy=True,
+    )
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(batches)))
     t = np.arange(1, cap // EVERY + 1) * EVERY
     for b, color in zip(batches, colors):
-        _common.band(axes[1], t, found[b]["curves"], f"B = {b}, lr {found[b]['lr']:g}", color,
-                     geometric=True)
+        _common.band(
+            axes[1], t, found[b]["curves"], f"B = {b}, lr {found[b]['lr']:g}", color, geometric=True
+        )
     axes[1].plot(t, np.full(len(t), TARGET), "k:", lw=1, label=f"target loss {TARGET}")
-    _common.finish_axes(axes[1], "SGD step", "full training loss (nats)",
-                        "Loss against steps, lr tuned per B", logx=True, logy=True, legend_size=6)
+    _common.finish_axes(
+        axes[1],
+        "SGD step",
+        "full training loss (nats)",
+        "Loss against steps, lr tuned per B",
+        logx=True,
+        logy=True,
+        legend_size=6,
+    )
     est = [_common.mean_ci(np.log10(found[b]["steps"])) for b in batches]
-    axes[2].errorbar(batches, [10**e.mean for e in est],
-                     yerr=[[10**e.mean - 10**e.lo for e in est],
-                           [10**e.hi - 10**e.mean for e in est]],
-                     fmt="o-", capsize=3, color="tab:green",
-                     label=f"steps (geometric mean of {n_seeds} fresh seeds, 95% CI)")
-    axes[2].plot(batches, [10**e.mean * b / batches[0] for e, b in zip(est, batches)], "s--",
-                 color="tab:gray", ms=3, label=f"examples / {batches[0]} (steps x B / {batches[0]})")
-    _common.finish_axes(axes[2], "batch size B (examples)", f"SGD steps to loss < {TARGET}",
-                        "Steps to the target, lr tuned per B", logx=True, logy=True,
-                        legend_size=7)
+    axes[2].errorbar(
+        batches,
+        [10**e.mean for e in est],
+        yerr=[[10**e.mean - 10**e.lo for e in est], [10**e.hi - 10**e.mean for e in est]],
+        fmt="o-",
+        capsize=3,
+        color="tab:green",
+        label=f"steps (geometric mean of {n_seeds} fresh seeds, 95% CI)",
+    )
+    axes[2].plot(
+        batches,
+        [10**e.mean * b / batches[0] for e, b in zip(est, batches)],
+        "s--",
+        color="tab:gray",
+        ms=3,
+        label=f"examples / {batches[0]} (steps x B / {batches[0]})",
+    )
+    _common.finish_axes(
+        axes[2],
+        "batch size B (examples)",
+        f"SGD steps to loss < {TARGET}",
+        "Steps to the target, lr tuned per B",
+        logx=True,
+        logy=True,
+        legend_size=7,
+    )
     fig.suptitle("Digits, MLP(64) ReLU: minibatch size, gradient noise and steps to converge")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -180,8 +226,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for (a, b), e in pairs.items():
         measured[f"log10(steps B={a} / B={b}), paired"] = e
     measured[f"flattening: log10(s{small}/s{mid}) - log10(s{mid}/s{large})"] = flatten
-    measured["tuned lr at the grid's edge"] = ", ".join(
-        f"B={b}" for b in batches if found[b]["edge"]) or "none"
+    measured["tuned lr at the grid's edge"] = (
+        ", ".join(f"B={b}" for b in batches if found[b]["edge"]) or "none"
+    )
     conclusion = (
         f"gradient noise falls with slope {slope.mean:.2f} [{slope.lo:.2f}, {slope.hi:.2f}]; with "
         f"the lr tuned per B, steps to loss {TARGET} go {np.mean(found[small]['steps']):.0f} "
@@ -198,16 +245,33 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "2018; Shallue et al. 2019). Where the measured steps are not monotone or do not "
             "flatten, the tuned lr grid (x2) or the seeds' spread is coarser than the effect."
         )
-    rows = [{"batch size": b, "tuned lr": found[b]["lr"],
-             "steps to target": _common.mean_ci(found[b]["steps"]),
-             "examples used": _common.mean_ci(found[b]["steps"] * b)} for b in batches]
-    setup = (f"digits ({len(x)} train), MLP(64) ReLU, noise: {draws} draws per B, {n_seeds} "
-             f"seeds; steps: lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2) tuned per B on {n_seeds} "
-             f"tuning seeds, {n_seeds} evaluation seeds, cap {cap} steps.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {
+            "batch size": b,
+            "tuned lr": found[b]["lr"],
+            "steps to target": _common.mean_ci(found[b]["steps"]),
+            "examples used": _common.mean_ci(found[b]["steps"] * b),
+        }
+        for b in batches
+    ]
+    setup = (
+        f"digits ({len(x)} train), MLP(64) ReLU, noise: {draws} draws per B, {n_seeds} "
+        f"seeds; steps: lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2) tuned per B on {n_seeds} "
+        f"tuning seeds, {n_seeds} evaluation seeds, cap {cap} steps."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

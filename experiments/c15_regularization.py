@@ -24,12 +24,12 @@ strengths and with none, on the same 10 seeds.
 
 from __future__ import annotations
 
+import _common
 import jax
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c15_regularization"
 CLAIM = 15
@@ -65,9 +65,17 @@ def shifted(images: np.ndarray) -> np.ndarray:
 
 def sweep(model, hp, seeds, data, val, epochs):
     """``(train accuracy, val accuracy)`` after the last epoch, each ``(settings, seeds)``."""
-    res = jdl.training.sweep(make_tx, {k: np.asarray(v, np.float32) for k, v in hp.items()},
-                             seeds, model, data, epochs=epochs, batch_size=BATCH, val_data=val,
-                             eval_every_epoch=False)
+    res = jdl.training.sweep(
+        make_tx,
+        {k: np.asarray(v, np.float32) for k, v in hp.items()},
+        seeds,
+        model,
+        data,
+        epochs=epochs,
+        batch_size=BATCH,
+        val_data=val,
+        eval_every_epoch=False,
+    )
     return np.asarray(res.train_accuracy[..., -1]), np.asarray(res.val_accuracy[..., -1])
 
 
@@ -76,13 +84,16 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     n_eval = _common.pick(quick, smoke, ENTRY["seeds"], 5, 2)
     n_tune = _common.pick(quick, smoke, N_TUNE, 2, 1)
     hidden = _common.pick(quick, smoke, HIDDEN, HIDDEN, (32,))
-    grids = GRIDS if not smoke else {k: (a[::4], b[::4]) for k, a, b in
-                                     ((k, *v) for k, v in GRIDS.items())}
+    grids = (
+        GRIDS
+        if not smoke
+        else {k: (a[::4], b[::4]) for k, a, b in ((k, *v) for k, v in GRIDS.items())}
+    )
     rates = RATES if not smoke else RATES[::4]
     tune_seeds, eval_seeds = list(range(100, 100 + n_tune)), list(range(n_eval))
     (raw_all, y_all), (raw_xt, yt) = jdl.data.load_digits(standardize=False)
     raw_x, y = raw_all[:N_TRAIN], y_all[:N_TRAIN]
-    raw_v, yv = raw_all[N_TRAIN:N_TRAIN + N_VAL], y_all[N_TRAIN:N_TRAIN + N_VAL]
+    raw_v, yv = raw_all[N_TRAIN : N_TRAIN + N_VAL], y_all[N_TRAIN : N_TRAIN + N_VAL]
     x, xt = jdl.data.standardize(raw_x, raw_xt)
     xv = jdl.data.standardize(raw_x, raw_v)[1]
     aug_raw = shifted(raw_x.reshape(-1, 8, 8)).reshape(-1, 64)
@@ -96,33 +107,60 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for name, (l1, l2) in grids.items():
         _, acc = sweep(plain, {"l1": l1, "l2": l2}, tune_seeds, (x, y), (xv, yv), epochs)
         i = int(np.argmax(acc.mean(1)))
-        tuned[name] = dict(l1=float(l1[i]), l2=float(l2[i]), edge=i in (0, len(l1) - 1),
-                           strength=float(l1[i] if name != "L2" else l2[i]))
+        tuned[name] = dict(
+            l1=float(l1[i]),
+            l2=float(l2[i]),
+            edge=i in (0, len(l1) - 1),
+            strength=float(l1[i] if name != "L2" else l2[i]),
+        )
         tuning[name] = (l1 if name != "L2" else l2, acc.mean(1))
-    drop_acc = np.array([sweep(jdl.models.MLP(hidden=hidden, dropout_rate=r), zero, tune_seeds,
-                               (x, y), (xv, yv), epochs)[1].mean() for r in rates])
+    drop_acc = np.array(
+        [
+            sweep(
+                jdl.models.MLP(hidden=hidden, dropout_rate=r),
+                zero,
+                tune_seeds,
+                (x, y),
+                (xv, yv),
+                epochs,
+            )[1].mean()
+            for r in rates
+        ]
+    )
     i = int(np.argmax(drop_acc))
-    tuned["dropout"] = dict(rate=float(rates[i]), edge=i in (0, len(rates) - 1),
-                            strength=float(rates[i]))
+    tuned["dropout"] = dict(
+        rate=float(rates[i]), edge=i in (0, len(rates) - 1), strength=float(rates[i])
+    )
     tuning["dropout"] = (np.asarray(rates), drop_acc)
 
     # evaluation on fresh seeds, test split
     found = {}
     names = ["none", *grids]
-    hp = {"l1": [0.0] + [tuned[n]["l1"] for n in grids],
-          "l2": [0.0] + [tuned[n]["l2"] for n in grids]}
+    hp = {
+        "l1": [0.0] + [tuned[n]["l1"] for n in grids],
+        "l2": [0.0] + [tuned[n]["l2"] for n in grids],
+    }
     tr, te = sweep(plain, hp, eval_seeds, (x, y), (xt, yt), epochs)
     for i, name in enumerate(names):
         found[name] = dict(train=tr[i], test=te[i])
-    tr, te = sweep(jdl.models.MLP(hidden=hidden, dropout_rate=tuned["dropout"]["rate"]), zero,
-                   eval_seeds, (x, y), (xt, yt), epochs)
+    tr, te = sweep(
+        jdl.models.MLP(hidden=hidden, dropout_rate=tuned["dropout"]["rate"]),
+        zero,
+        eval_seeds,
+        (x, y),
+        (xt, yt),
+        epochs,
+    )
     found["dropout"] = dict(train=tr[0], test=te[0])
     tr, te = sweep(plain, zero, eval_seeds, (x_aug, y_aug), (xt_aug, yt), max(1, epochs // 5))
     found["shift augmentation (x5 data)"] = dict(train=tr[0], test=te[0])
     for r in found.values():
         r["gap"] = r["train"] - r["test"]
-    gap_cut = {n: _common.paired_ci(found["none"]["gap"], r["gap"])
-               for n, r in found.items() if n != "none"}
+    gap_cut = {
+        n: _common.paired_ci(found["none"]["gap"], r["gap"])
+        for n, r in found.items()
+        if n != "none"
+    }
 
     # sparsity of the first layer after a fit, per seed
     small = {n: [] for n in ("none", "L2", "L1")}
@@ -130,10 +168,12 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for name in small:
         l1, l2 = (0.0, 0.0) if name == "none" else (tuned[name]["l1"], tuned[name]["l2"])
         for seed in eval_seeds:
-            state = jdl.training.create_train_state(plain, make_tx(l1, l2),
-                                                    jax.random.key(seed), x[:1])
-            state, _ = jdl.training.fit(state, (x, y), epochs=epochs, batch_size=BATCH,
-                                        seed=seed, progress=False)
+            state = jdl.training.create_train_state(
+                plain, make_tx(l1, l2), jax.random.key(seed), x[:1]
+            )
+            state, _ = jdl.training.fit(
+                state, (x, y), epochs=epochs, batch_size=BATCH, seed=seed, progress=False
+            )
             kernel = np.asarray(state.params["dense_0"]["kernel"]).ravel()
             small[name].append(float(np.mean(np.abs(kernel) < 0.01)))
             kernels.setdefault(name, kernel)
@@ -152,10 +192,15 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     pos = np.arange(len(names))
     for key, off, label in (("train", -0.2, "train"), ("test", 0.2, "test")):
         est = [_common.mean_ci(found[n][key]) for n in names]
-        axes[0].bar(pos + off, [e.mean for e in est], 0.4,
-                    color="0.6" if key == "train" else colors,
-                    yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
-                    capsize=3, label=f"{label} accuracy (mean of {n_eval} seeds, 95% CI)")
+        axes[0].bar(
+            pos + off,
+            [e.mean for e in est],
+            0.4,
+            color="0.6" if key == "train" else colors,
+            yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+            capsize=3,
+            label=f"{label} accuracy (mean of {n_eval} seeds, 95% CI)",
+        )
     for p, n in zip(pos, names):
         axes[0].text(p, 0.03, f"gap\n{np.mean(found[n]['gap']):.3f}", ha="center", fontsize=7)
     axes[0].set_xticks(pos, names, rotation=25, ha="right", fontsize=7)
@@ -166,16 +211,32 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     axes[0].legend(fontsize=7, loc="lower right")
     for (name, (grid, acc)), color in zip(tuning.items(), colors[1:]):
         scale = grid / tuned[name]["strength"]
-        axes[1].plot(scale, acc, "o-", ms=3, color=color,
-                     label=f"{name} (chosen {tuned[name]['strength']:.3g})")
-    _common.finish_axes(axes[1], "strength / chosen strength (x2 grid; dropout: rate ratio)",
-                        "validation accuracy (fraction)",
-                        f"Tuning each strength ({n_tune} seeds)", logx=True, logy=False,
-                        legend_size=7)
+        axes[1].plot(
+            scale,
+            acc,
+            "o-",
+            ms=3,
+            color=color,
+            label=f"{name} (chosen {tuned[name]['strength']:.3g})",
+        )
+    _common.finish_axes(
+        axes[1],
+        "strength / chosen strength (x2 grid; dropout: rate ratio)",
+        "validation accuracy (fraction)",
+        f"Tuning each strength ({n_tune} seeds)",
+        logx=True,
+        logy=False,
+        legend_size=7,
+    )
     bins = np.linspace(-0.4, 0.4, 81)
     for n, color in zip(kernels, ("0.3", "tab:orange", "tab:green")):
-        axes[2].hist(kernels[n], bins=bins, histtype="step", color=color,
-                     label=f"{n}: {np.mean(small[n]):.1%} with |w| < 0.01 (mean of {n_eval})")
+        axes[2].hist(
+            kernels[n],
+            bins=bins,
+            histtype="step",
+            color=color,
+            label=f"{n}: {np.mean(small[n]):.1%} with |w| < 0.01 (mean of {n_eval})",
+        )
     axes[2].set_yscale("log")
     axes[2].set_xlabel("first-layer weight (seed 0)")
     axes[2].set_ylabel("count of weights")
@@ -184,12 +245,18 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"regularizer": n, "strength": tuned[n]["strength"] if n in tuned else "-",
-             "train accuracy": _common.mean_ci(r["train"]),
-             "test accuracy": _common.mean_ci(r["test"]), "gap": _common.mean_ci(r["gap"]),
-             "gap cut vs none, paired": gap_cut.get(n, "-"),
-             "first-layer |w| < 0.01": _common.mean_ci(small[n]) if n in small else "-"}
-            for n, r in found.items()]
+    rows = [
+        {
+            "regularizer": n,
+            "strength": tuned[n]["strength"] if n in tuned else "-",
+            "train accuracy": _common.mean_ci(r["train"]),
+            "test accuracy": _common.mean_ci(r["test"]),
+            "gap": _common.mean_ci(r["gap"]),
+            "gap cut vs none, paired": gap_cut.get(n, "-"),
+            "first-layer |w| < 0.01": _common.mean_ci(small[n]) if n in small else "-",
+        }
+        for n, r in found.items()
+    ]
     measured = {f"{n}: tuned strength": t["strength"] for n, t in tuned.items()}
     measured["tuned strengths at a grid edge"] = ", ".join(edges) if edges else "none"
     measured["gap none"] = _common.mean_ci(found["none"]["gap"])
@@ -213,19 +280,40 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "normalized steps) rather than exactly zero, and with the strength chosen for "
             "accuracy it can be too weak to push a large fraction below 0.01."
         )
-    setup = (f"digits: first {N_TRAIN} training examples, next {N_VAL} validation, all {len(yt)} "
-             f"test; MLP {hidden} ReLU, Adam {LR}, batch {BATCH}, {epochs} epochs "
-             f"({max(1, epochs // 5)} on the x5 augmented set: same steps); tuning seeds "
-             f"{tune_seeds}, evaluation seeds 0..{n_eval - 1}; augmentation's train accuracy "
-             f"is on the augmented set.")
-    tune_rows = [{"regularizer": n, "grid": f"{g[0]:.3g} .. {g[-1]:.3g}",
-                  "chosen": tuned[n]["strength"], "at grid edge": tuned[n]["edge"]}
-                 for n, (g, _) in tuning.items()]
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory),
-                                extra_tables={"Tuned strengths": tune_rows})
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"digits: first {N_TRAIN} training examples, next {N_VAL} validation, all {len(yt)} "
+        f"test; MLP {hidden} ReLU, Adam {LR}, batch {BATCH}, {epochs} epochs "
+        f"({max(1, epochs // 5)} on the x5 augmented set: same steps); tuning seeds "
+        f"{tune_seeds}, evaluation seeds 0..{n_eval - 1}; augmentation's train accuracy "
+        f"is on the augmented set."
+    )
+    tune_rows = [
+        {
+            "regularizer": n,
+            "grid": f"{g[0]:.3g} .. {g[-1]:.3g}",
+            "chosen": tuned[n]["strength"],
+            "at grid edge": tuned[n]["edge"],
+        }
+        for n, (g, _) in tuning.items()
+    ]
+    table = _common.write_table(
+        rows,
+        out_dir,
+        NAME,
+        TITLE,
+        notes=_common.verdict_notes(globals(), verdict, setup, theory),
+        extra_tables={"Tuned strengths": tune_rows},
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ J. Petersen, "Optimization in Deep Learning":
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c16_curriculum_continuation"
 CLAIM = 16
@@ -56,8 +56,9 @@ def continuation_hits(n_sets: int, n_starts: int, stage_steps: int) -> dict:
     for k in range(n_sets):
         starts = jax.random.uniform(jax.random.key(k), (n_starts, 2), minval=-8.0, maxval=8.0)
         for name, sigmas in (("continuation", SIGMAS), ("plain GD", (0.0,) * len(SIGMAS))):
-            res = jdl.training.continuation(total, starts, sigmas, jdl.sgd(LR), stage_steps,
-                                            jax.random.key(100 + k))
+            res = jdl.training.continuation(
+                total, starts, sigmas, jdl.sgd(LR), stage_steps, jax.random.key(100 + k)
+            )
             final = np.asarray(res.x)
             out[name].append(float(np.mean(np.linalg.norm(final, axis=1) < 0.1)))
             if k == 0:
@@ -71,14 +72,21 @@ def train(data, val, lr, seed, epochs, scores):
     x, y = data
     sampler = None
     if scores is not None:
-        sampler = jdl.training.CurriculumSampler(scores, jdl.training.baby_steps(
-            4, max(1, epochs // 8)))
-    state = jdl.training.create_train_state(model, jdl.sgd(float(lr)), jax.random.key(seed),
-                                            x[:1])
+        sampler = jdl.training.CurriculumSampler(
+            scores, jdl.training.baby_steps(4, max(1, epochs // 8))
+        )
+    state = jdl.training.create_train_state(model, jdl.sgd(float(lr)), jax.random.key(seed), x[:1])
     try:
-        _, hist = jdl.training.fit(state, data, val, epochs=epochs, batch_size=BATCH, seed=seed,
-                                   progress=False,
-                                   config=jdl.training.FitConfig(sampler=sampler))
+        _, hist = jdl.training.fit(
+            state,
+            data,
+            val,
+            epochs=epochs,
+            batch_size=BATCH,
+            seed=seed,
+            progress=False,
+            config=jdl.training.FitConfig(sampler=sampler),
+        )
     except jdl.training.NonFiniteError:
         return 0.0
     return float(hist.val_accuracy[-1])
@@ -113,17 +121,24 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         ref, _ = jdl.training.fit(ref, data, epochs=2, batch_size=BATCH, seed=99, progress=False)
         scores = jdl.training.example_scores(ref, data)
         for arm, s in (("curriculum", scores), ("plain", None)):
-            acc = np.array([[train(data, val, lr, seed, tune_budget, s) for seed in tune_seeds]
-                            for lr in lrs])
+            acc = np.array(
+                [[train(data, val, lr, seed, tune_budget, s) for seed in tune_seeds] for lr in lrs]
+            )
             tuning[(cond, arm)] = acc.mean(1)
             i = int(np.argmax(acc.mean(1)))
             chosen[(cond, arm)] = (float(lrs[i]), i in (0, len(lrs) - 1))
             for b in budgets:
                 results[(cond, arm, b)] = np.array(
-                    [train(data, test, chosen[(cond, arm)][0], seed, b, s)
-                     for seed in range(n_eval)])
-    diffs = {(c, b): _common.paired_ci(results[(c, "curriculum", b)], results[(c, "plain", b)])
-             for c in CONDITIONS for b in budgets}
+                    [
+                        train(data, test, chosen[(cond, arm)][0], seed, b, s)
+                        for seed in range(n_eval)
+                    ]
+                )
+    diffs = {
+        (c, b): _common.paired_ci(results[(c, "curriculum", b)], results[(c, "plain", b)])
+        for c in CONDITIONS
+        for b in budgets
+    }
     verdicts = [_common.judge(cont_diff, 0.3, "above")]
     verdicts += [_common.judge(e, 0.0, "above") for e in diffs.values()]
     verdict = _common.combine(verdicts)
@@ -136,8 +151,13 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         starts, final = cont["example"][name]
         ax.contourf(gx, gy, zz.reshape(gx.shape), levels=30, cmap="Greys")
         ax.scatter(*starts.T, s=8, c="tab:blue", label="starts (set 1)")
-        ax.scatter(*final.T, s=30, marker="x", c="tab:red",
-                   label=f"final ({cont[name][0]:.0%} at the global min)")
+        ax.scatter(
+            *final.T,
+            s=30,
+            marker="x",
+            c="tab:red",
+            label=f"final ({cont[name][0]:.0%} at the global min)",
+        )
         ax.set_xlabel("w1")
         ax.set_ylabel("w2")
         title = "continuation (sigma 2 -> 1 -> 0)" if name == "continuation" else "plain GD"
@@ -146,21 +166,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     for ax, cond in zip(axes[2:], CONDITIONS):
         for arm, color, off in (("curriculum", "tab:green", -0.03), ("plain", "tab:gray", 0.03)):
             est = [_common.mean_ci(results[(cond, arm, b)]) for b in budgets]
-            ax.errorbar(np.array(budgets) * (1 + off), [e.mean for e in est],
-                        yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
-                        fmt="o-", capsize=3, color=color,
-                        label=f"{arm} (lr {chosen[(cond, arm)][0]:g}; mean of {n_eval}, 95% CI)")
+            ax.errorbar(
+                np.array(budgets) * (1 + off),
+                [e.mean for e in est],
+                yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+                fmt="o-",
+                capsize=3,
+                color=color,
+                label=f"{arm} (lr {chosen[(cond, arm)][0]:g}; mean of {n_eval}, 95% CI)",
+            )
         ax.set_xticks(budgets, [str(b) for b in budgets])
-        _common.finish_axes(ax, "budget (epochs)", "final test accuracy (fraction)",
-                            f"Curriculum vs plain, digits, {cond}", logx=True, logy=False,
-                            legend_size=7)
+        _common.finish_axes(
+            ax,
+            "budget (epochs)",
+            "final test accuracy (fraction)",
+            f"Curriculum vs plain, digits, {cond}",
+            logx=True,
+            logy=False,
+            legend_size=7,
+        )
         ax.set_xticks(budgets, [str(b) for b in budgets])
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    measured = {"continuation: fraction at global min": _common.mean_ci(cont["continuation"]),
-                "plain GD: fraction at global min": _common.mean_ci(cont["plain GD"]),
-                "continuation - plain GD, paired": cont_diff}
+    measured = {
+        "continuation: fraction at global min": _common.mean_ci(cont["continuation"]),
+        "plain GD: fraction at global min": _common.mean_ci(cont["plain GD"]),
+        "continuation - plain GD, paired": cont_diff,
+    }
     for (cond, arm), (lr, edge) in chosen.items():
         measured[f"{cond}, {arm}: tuned lr"] = lr
         measured[f"{cond}, {arm}: tuned lr at the grid's edge"] = "yes" if edge else "no"
@@ -189,23 +222,45 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         )
     rows = []
     for (cond, arm, b), r in results.items():
-        rows.append({"labels": cond, "arm": arm, "budget (epochs)": b,
-                     "lr (tuned)": chosen[(cond, arm)][0],
-                     "final test accuracy": _common.mean_ci(r)})
-    tune_rows = [{"labels": c, "arm": a, **{f"lr {lr:g}": float(v) for lr, v in zip(lrs, acc)}}
-                 for (c, a), acc in tuning.items()]
-    setup = (f"continuation: {n_sets} sets of {n_starts} starts, {len(SIGMAS)} stages x "
-             f"{stage_steps} GD steps (lr {LR}); curriculum: MLP(64), SGD batch {BATCH}, digits "
-             f"{N_TRAIN} train / {len(val[0])} validation from the training split, test split "
-             f"for the final accuracy; reference model 2 epochs; lr grid {lrs[0]:g} .. "
-             f"{lrs[-1]:g} (x2) tuned per arm and condition on validation at {tune_budget} "
-             f"epochs over seeds {list(tune_seeds)}; budgets {list(budgets)}; {n_eval} seeds.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory),
-                                extra_tables={"Tuning: mean final validation accuracy":
-                                              tune_rows})
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+        rows.append(
+            {
+                "labels": cond,
+                "arm": arm,
+                "budget (epochs)": b,
+                "lr (tuned)": chosen[(cond, arm)][0],
+                "final test accuracy": _common.mean_ci(r),
+            }
+        )
+    tune_rows = [
+        {"labels": c, "arm": a, **{f"lr {lr:g}": float(v) for lr, v in zip(lrs, acc)}}
+        for (c, a), acc in tuning.items()
+    ]
+    setup = (
+        f"continuation: {n_sets} sets of {n_starts} starts, {len(SIGMAS)} stages x "
+        f"{stage_steps} GD steps (lr {LR}); curriculum: MLP(64), SGD batch {BATCH}, digits "
+        f"{N_TRAIN} train / {len(val[0])} validation from the training split, test split "
+        f"for the final accuracy; reference model 2 epochs; lr grid {lrs[0]:g} .. "
+        f"{lrs[-1]:g} (x2) tuned per arm and condition on validation at {tune_budget} "
+        f"epochs over seeds {list(tune_seeds)}; budgets {list(budgets)}; {n_eval} seeds."
+    )
+    table = _common.write_table(
+        rows,
+        out_dir,
+        NAME,
+        TITLE,
+        notes=_common.verdict_notes(globals(), verdict, setup, theory),
+        extra_tables={"Tuning: mean final validation accuracy": tune_rows},
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

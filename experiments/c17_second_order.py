@@ -27,13 +27,13 @@ solvers (``vmap`` over starts) and reads their counts.
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c17_second_order"
 CLAIM = 17
@@ -81,7 +81,8 @@ def evals_to_tol(fun, make_tx, settings, starts, steps: int, tol: float) -> np.n
         return hit
 
     hits = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(
-        jnp.asarray(settings, jnp.float32), jnp.asarray(starts, jnp.float32))
+        jnp.asarray(settings, jnp.float32), jnp.asarray(starts, jnp.float32)
+    )
     hits = np.asarray(hits, np.float64)
     return np.where(hits >= 0, hits + 1, np.inf)
 
@@ -105,8 +106,7 @@ def library_counts(solve, starts, cap: int) -> dict:
     conv = np.asarray(res.converged)
     nfev = np.where(conv, np.asarray(res.nfev, np.float64), cap)
     ngev = np.where(conv, np.asarray(res.ngev, np.float64), cap)
-    return dict(nfev=nfev, ngev=ngev, nit=np.asarray(res.nit), converged=conv,
-                x=np.asarray(res.x))
+    return dict(nfev=nfev, ngev=ngev, nit=np.asarray(res.nit), converged=conv, x=np.asarray(res.x))
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
@@ -141,28 +141,36 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     def minimize(fun, method, tol):
         return lambda x0: jdl.minimize(fun, x0, method=method, maxiter=steps, tol=tol)
 
-    for label, method in (("damped Newton", "newton"), ("BFGS", "bfgs"),
-                          ("L-BFGS (m = 10)", "lbfgs"), ("GD + backtracking", "gd")):
+    for label, method in (
+        ("damped Newton", "newton"),
+        ("BFGS", "bfgs"),
+        ("L-BFGS (m = 10)", "lbfgs"),
+        ("GD + backtracking", "gd"),
+    ):
         rosen[label] = library_counts(minimize(rosen_fun, method, ROSEN_TOL), rosen_eval, cap)
     for name in FIRST_ORDER:
         h = tuned[("rosen", name)][0]
-        rosen[name] = library_counts(minimize(rosen_fun, FIRST_ORDER[name](h), ROSEN_TOL),
-                                     rosen_eval, cap)
+        rosen[name] = library_counts(
+            minimize(rosen_fun, FIRST_ORDER[name](h), ROSEN_TOL), rosen_eval, cap
+        )
     fit["Levenberg-Marquardt"] = library_counts(
-        lambda x0: jdl.least_squares(residual, x0, maxiter=steps, tol=FIT_TOL), fit_eval, cap)
+        lambda x0: jdl.least_squares(residual, x0, maxiter=steps, tol=FIT_TOL), fit_eval, cap
+    )
     fit["BFGS"] = library_counts(minimize(half_sq, "bfgs", FIT_TOL), fit_eval, cap)
     for name in ("GD (tuned lr)", "Adam (tuned lr)"):
         h = tuned[("fit", name)][0]
-        fit[name] = library_counts(minimize(half_sq, FIRST_ORDER[name](h), FIT_TOL), fit_eval,
-                                   cap)
+        fit[name] = library_counts(minimize(half_sq, FIRST_ORDER[name](h), FIT_TOL), fit_eval, cap)
 
     first = ["GD + backtracking", *FIRST_ORDER]
     second = ["damped Newton", "BFGS", "L-BFGS (m = 10)"]
-    ratio = {m: _common.paired_ci(np.log10(rosen[m]["ngev"]), np.log10(rosen["BFGS"]["ngev"]))
-             for m in first}
-    lm_ratio = {m: _common.paired_ci(np.log10(fit[m]["ngev"]),
-                                     np.log10(fit["Levenberg-Marquardt"]["ngev"]))
-                for m in ("GD (tuned lr)", "Adam (tuned lr)")}
+    ratio = {
+        m: _common.paired_ci(np.log10(rosen[m]["ngev"]), np.log10(rosen["BFGS"]["ngev"]))
+        for m in first
+    }
+    lm_ratio = {
+        m: _common.paired_ci(np.log10(fit[m]["ngev"]), np.log10(fit["Levenberg-Marquardt"]["ngev"]))
+        for m in ("GD (tuned lr)", "Adam (tuned lr)")
+    }
     all_conv = {m: int(rosen[m]["converged"].sum()) for m in second}
     lm_conv = int(fit["Levenberg-Marquardt"]["converged"].sum())
     verdicts = ["reproduced" if all_conv[m] == n_eval else "not reproduced" for m in second]
@@ -173,22 +181,30 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     edges = [f"{p}/{n}" for (p, n), v in tuned.items() if v[4]]
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
-    for ax, (rows, title) in zip(axes[:2], ((rosen, "Rosenbrock, ||g|| <= 1e-3"),
-                                            (fit, "Curve fit, ||J^T r|| <= 1e-4"))):
+    for ax, (rows, title) in zip(
+        axes[:2], ((rosen, "Rosenbrock, ||g|| <= 1e-3"), (fit, "Curve fit, ||J^T r|| <= 1e-4"))
+    ):
         names = list(rows)
         pos = np.arange(len(names))
-        for j, (key, color, off) in enumerate((("nfev", "tab:blue", -0.2),
-                                               ("ngev", "tab:orange", 0.2))):
+        for key, color, off in (("nfev", "tab:blue", -0.2), ("ngev", "tab:orange", 0.2)):
             est = [_common.mean_ci(np.log10(rows[n][key])) for n in names]
             mid = np.array([10**e.mean for e in est])
             err = [mid - [10**e.lo for e in est], [10**e.hi for e in est] - mid]
             what = "objective" if key == "nfev" else "gradient (LM: Jacobian)"
-            ax.bar(pos + off, mid, 0.4, color=color, yerr=err, capsize=3,
-                   label=f"{what} evaluations (geometric mean of {n_eval} starts, 95% CI)")
+            ax.bar(
+                pos + off,
+                mid,
+                0.4,
+                color=color,
+                yerr=err,
+                capsize=3,
+                label=f"{what} evaluations (geometric mean of {n_eval} starts, 95% CI)",
+            )
         ax.plot(pos, np.full(len(pos), cap), "k:", lw=1, label=f"cap {cap} = not converged")
         ax.set_xticks(pos, names, rotation=25, ha="right", fontsize=8)
-        _common.finish_axes(ax, "method", "evaluations to the tolerance (count)", title,
-                            logy=True, legend_size=7)
+        _common.finish_axes(
+            ax, "method", "evaluations to the tolerance (count)", title, logy=True, legend_size=7
+        )
         ax.set_ylim(1, cap * 3)
     for name, color in zip(FIRST_ORDER, ("tab:blue", "tab:green", "tab:red")):
         _, i, settings, score, _ = tuned[("rosen", name)]
@@ -201,13 +217,26 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             label = name
         axes[2].plot(settings[keep, 0], 10 ** score[keep], "o-", ms=3, color=color, label=label)
         axes[2].plot(settings[i, 0], 10 ** score[i], "*", ms=12, color=color)
-    axes[2].plot(LR_ADAM, np.full(len(LR_ADAM), 10 * steps), "k:", lw=1,
-                 label=f"never converged (scored {10 * steps})")
-    _common.finish_axes(axes[2], "learning rate", "gradient evaluations (geometric mean)",
-                        f"Rosenbrock: tuning on {n_tune} starts (star: chosen)", logx=True,
-                        logy=True, legend_size=7)
-    fig.suptitle(f"Evaluations to converge, {n_eval} random starts per problem (first-order "
-                 "methods tuned on other starts)")
+    axes[2].plot(
+        LR_ADAM,
+        np.full(len(LR_ADAM), 10 * steps),
+        "k:",
+        lw=1,
+        label=f"never converged (scored {10 * steps})",
+    )
+    _common.finish_axes(
+        axes[2],
+        "learning rate",
+        "gradient evaluations (geometric mean)",
+        f"Rosenbrock: tuning on {n_tune} starts (star: chosen)",
+        logx=True,
+        logy=True,
+        legend_size=7,
+    )
+    fig.suptitle(
+        f"Evaluations to converge, {n_eval} random starts per problem (first-order "
+        "methods tuned on other starts)"
+    )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
@@ -216,7 +245,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         measured[f"Rosenbrock {m}: converged"] = f"{all_conv[m]}/{n_eval}"
         measured[f"Rosenbrock {m}: gradient evaluations"] = _common.mean_ci(rosen[m]["ngev"])
     measured["Rosenbrock damped Newton: Hessian evaluations"] = _common.mean_ci(
-        rosen["damped Newton"]["nit"])
+        rosen["damped Newton"]["nit"]
+    )
     for m in first:
         measured[f"Rosenbrock {m}: gradient evaluations"] = _common.mean_ci(rosen[m]["ngev"])
         measured[f"Rosenbrock log10(ngev {m} / ngev BFGS), paired"] = ratio[m]
@@ -250,24 +280,51 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     rows = []
     for problem, table in (("Rosenbrock", rosen), ("curve fit", fit)):
         for m, r in table.items():
-            rows.append({"problem": problem, "method": m,
-                         "converged": f"{int(r['converged'].sum())}/{n_eval}",
-                         "objective evaluations": _common.mean_ci(r["nfev"]),
-                         "gradient evaluations": _common.mean_ci(r["ngev"]),
-                         "iterations": _common.mean_ci(r["nit"])})
-    tune_rows = [{"problem": p, "method": n, "chosen lr": float(v[0][0]),
-                  "chosen beta": float(v[0][1]), "at grid edge": v[4]}
-                 for (p, n), v in tuned.items()]
-    setup = (f"float32; cap {steps} steps (a start that does not converge counts {cap} "
-             f"evaluations: a lower bound); Rosenbrock starts uniform in [-2, 2] x [-1, 3]; "
-             f"curve fit: 50 points, t in [0, 4], a=2.5, b=1.3, c=0.5, noise 0.02, starts "
-             f"uniform in [0.5, 4] x [0.3, 3] x [-1, 1]; {n_tune} tuning and {n_eval} "
-             f"evaluation starts; lr grids x2, 1 - beta on a x2 grid 2^-1 .. 2^-7.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory),
-                                extra_tables={"Tuned first-order settings": tune_rows})
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+            rows.append(
+                {
+                    "problem": problem,
+                    "method": m,
+                    "converged": f"{int(r['converged'].sum())}/{n_eval}",
+                    "objective evaluations": _common.mean_ci(r["nfev"]),
+                    "gradient evaluations": _common.mean_ci(r["ngev"]),
+                    "iterations": _common.mean_ci(r["nit"]),
+                }
+            )
+    tune_rows = [
+        {
+            "problem": p,
+            "method": n,
+            "chosen lr": float(v[0][0]),
+            "chosen beta": float(v[0][1]),
+            "at grid edge": v[4],
+        }
+        for (p, n), v in tuned.items()
+    ]
+    setup = (
+        f"float32; cap {steps} steps (a start that does not converge counts {cap} "
+        f"evaluations: a lower bound); Rosenbrock starts uniform in [-2, 2] x [-1, 3]; "
+        f"curve fit: 50 points, t in [0, 4], a=2.5, b=1.3, c=0.5, noise 0.02, starts "
+        f"uniform in [0.5, 4] x [0.3, 3] x [-1, 1]; {n_tune} tuning and {n_eval} "
+        f"evaluation starts; lr grids x2, 1 - beta on a x2 grid 2^-1 .. 2^-7."
+    )
+    table = _common.write_table(
+        rows,
+        out_dir,
+        NAME,
+        TITLE,
+        notes=_common.verdict_notes(globals(), verdict, setup, theory),
+        extra_tables={"Tuned first-order settings": tune_rows},
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ Setup with a 64-unit ReLU ``jdl.models.MLP`` on the digits:
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c18_overfit_small_batch"
 CLAIM = 18
@@ -54,6 +54,7 @@ def loss(params, x, y) -> jax.Array:
 
 def overfit(seeds, x, y, broken: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per seed: the loss curve on its 10 examples and the final training accuracy."""
+
     def one(seed):
         k_init, k_pick = jax.random.split(jax.random.key(seed))
         idx = jax.random.choice(k_pick, x.shape[0], (N_SMALL,), replace=False)
@@ -93,8 +94,9 @@ def sgd_runs(lrs, seeds, steps: int, train_data, val_data):
             kernels = jnp.stack([v for name, v in ratios.items() if name.endswith("kernel")])
             return (jdl.apply_updates(p, updates), state), jnp.median(kernels)
 
-        (p, _), ratio = jax.lax.scan(step, (params, opt.init(params)),
-                                     jax.random.split(k_data, steps))
+        (p, _), ratio = jax.lax.scan(
+            step, (params, opt.init(params)), jax.random.split(k_data, steps)
+        )
         return ratio, loss(p, xv, yv)
 
     run = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
@@ -113,11 +115,13 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     good_curve, good_acc = overfit(seeds, x, y, broken=False)
     bad_curve, _ = overfit(seeds, x, y, broken=True)
     good_final, bad_final = _common.mean_ci(good_curve[:, -1]), _common.mean_ci(bad_curve[:, -1])
-    v_overfit = _common.combine([
-        "reproduced" if np.all(good_acc == 1.0) else "not reproduced",
-        _common.judge(good_final, 0.05, "below"),
-        _common.judge(bad_final, 0.5, "above"),
-    ])
+    v_overfit = _common.combine(
+        [
+            "reproduced" if np.all(good_acc == 1.0) else "not reproduced",
+            _common.judge(good_final, 0.05, "below"),
+            _common.judge(bad_final, 0.5, "above"),
+        ]
+    )
 
     train_data, val_data = (x[:N_TRAIN], y[:N_TRAIN]), (x[N_TRAIN:], y[N_TRAIN:])
     tune_seeds = np.arange(100, 100 + _common.pick(quick, smoke, N_TUNE, N_TUNE, 2))
@@ -125,40 +129,72 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     with np.errstate(invalid="ignore"):
         score = tune_val.mean(1)
     chosen = int(np.argmin(score))
-    ratio, _ = sgd_runs(lrs[chosen:chosen + 1], seeds, steps, train_data, val_data)
+    ratio, _ = sgd_runs(lrs[chosen : chosen + 1], seeds, steps, train_data, val_data)
     ratio = ratio[0]
     tail = max(steps // 10, 1)
     late = _common.mean_ci(np.log10(ratio[:, -tail:].mean(1)))
     lo, hi = RATIO_BAND
-    v_ratio = ("reproduced" if lo < late.lo and late.hi < hi
-               else "not reproduced" if late.hi < lo or late.lo > hi else "inconclusive")
+    v_ratio = (
+        "reproduced"
+        if lo < late.lo and late.hi < hi
+        else "not reproduced"
+        if late.hi < lo or late.lo > hi
+        else "inconclusive"
+    )
     verdict = _common.combine([v_overfit, v_ratio])
     edge = chosen in (0, len(lrs) - 1)
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     t = np.arange(1, SMALL_STEPS + 1)
     _common.band(axes[0], t, good_curve, "correct labels", "tab:green", geometric=True)
-    _common.band(axes[0], t, bad_curve, "broken: labels rolled every step", "tab:red",
-                 geometric=True)
-    _common.finish_axes(axes[0], "full-batch Adam step", f"loss on the {N_SMALL} examples (nats)",
-                        f"Overfit {N_SMALL} examples first", logy=True)
+    _common.band(
+        axes[0], t, bad_curve, "broken: labels rolled every step", "tab:red", geometric=True
+    )
+    _common.finish_axes(
+        axes[0],
+        "full-batch Adam step",
+        f"loss on the {N_SMALL} examples (nats)",
+        f"Overfit {N_SMALL} examples first",
+        logy=True,
+    )
     ok = np.isfinite(score)
     est = [_common.mean_ci(np.log10(tune_val[i])) for i in np.flatnonzero(ok)]
-    axes[1].errorbar(lrs[ok], [10**e.mean for e in est],
-                     yerr=[[10**e.mean - 10**e.lo for e in est],
-                           [10**e.hi - 10**e.mean for e in est]],
-                     fmt="o-", ms=4, capsize=3, color="tab:purple",
-                     label=f"geometric mean of {len(tune_seeds)} tuning seeds, 95% CI")
-    axes[1].plot(lrs[chosen], 10 ** np.mean(np.log10(tune_val[chosen])), "k*", ms=12,
-                 label=f"chosen lr {lrs[chosen]:g}")
-    _common.finish_axes(axes[1], "learning rate (SGD)",
-                        f"validation loss after {steps} steps (nats)",
-                        "lr chosen on validation at the full budget", logx=True, logy=True)
-    _common.band(axes[2], np.arange(1, steps + 1), ratio, f"lr {lrs[chosen]:g}", "tab:blue",
-                 geometric=True)
+    axes[1].errorbar(
+        lrs[ok],
+        [10**e.mean for e in est],
+        yerr=[[10**e.mean - 10**e.lo for e in est], [10**e.hi - 10**e.mean for e in est]],
+        fmt="o-",
+        ms=4,
+        capsize=3,
+        color="tab:purple",
+        label=f"geometric mean of {len(tune_seeds)} tuning seeds, 95% CI",
+    )
+    axes[1].plot(
+        lrs[chosen],
+        10 ** np.mean(np.log10(tune_val[chosen])),
+        "k*",
+        ms=12,
+        label=f"chosen lr {lrs[chosen]:g}",
+    )
+    _common.finish_axes(
+        axes[1],
+        "learning rate (SGD)",
+        f"validation loss after {steps} steps (nats)",
+        "lr chosen on validation at the full budget",
+        logx=True,
+        logy=True,
+    )
+    _common.band(
+        axes[2], np.arange(1, steps + 1), ratio, f"lr {lrs[chosen]:g}", "tab:blue", geometric=True
+    )
     axes[2].plot([1, steps], [1e-3, 1e-3], "k:", label="1e-3 (the lecture)")
-    _common.finish_axes(axes[2], "SGD step", "median kernel ||ΔW|| / ||W||",
-                        f"Update/weight ratio, {n_seeds} fresh seeds", logy=True)
+    _common.finish_axes(
+        axes[2],
+        "SGD step",
+        "median kernel ||ΔW|| / ||W||",
+        f"Update/weight ratio, {n_seeds} fresh seeds",
+        logy=True,
+    )
     fig.suptitle(f"Digits, MLP(64) ReLU: overfit {N_SMALL} examples; update/weight ratio")
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -187,15 +223,28 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "small MLP that a validation-chosen rate trains to a low loss can sit a decade "
             "away from it."
         )
-    rows = [{"lr": float(lr), "validation loss (tuning seeds)": _common.mean_ci(tune_val[i])}
-            for i, lr in enumerate(lrs)]
-    setup = (f"overfit: {N_SMALL} examples, {SMALL_STEPS} full-batch Adam 1e-2 steps, {n_seeds} "
-             f"seeds; ratio: {N_TRAIN} train / {len(val_data[0])} validation, SGD batch {BATCH}, "
-             f"{steps} steps, lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2).")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    rows = [
+        {"lr": float(lr), "validation loss (tuning seeds)": _common.mean_ci(tune_val[i])}
+        for i, lr in enumerate(lrs)
+    ]
+    setup = (
+        f"overfit: {N_SMALL} examples, {SMALL_STEPS} full-batch Adam 1e-2 steps, {n_seeds} "
+        f"seeds; ratio: {N_TRAIN} train / {len(val_data[0])} validation, SGD batch {BATCH}, "
+        f"{steps} steps, lr grid {lrs[0]:g} .. {lrs[-1]:g} (x2)."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ choice.
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
-import jaxopt_dl as jdl
+import numpy as np
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "c19_optimizer_comparison"
 CLAIM = 19
@@ -56,8 +56,9 @@ def grid(name: str) -> np.ndarray:
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
     epochs = _common.pick(quick, smoke, 20, 8, 1)
     seeds = list(range(_common.pick(quick, smoke, ENTRY["seeds"], 3, 2)))
-    names = _common.pick(quick, smoke, list(OPTIMIZERS), list(OPTIMIZERS),
-                         ["SGD", "Adadelta", "Adam"])
+    names = _common.pick(
+        quick, smoke, list(OPTIMIZERS), list(OPTIMIZERS), ["SGD", "Adadelta", "Adam"]
+    )
     (x_all, y_all), test = jdl.data.load_digits()
     n_train = _common.pick(quick, smoke, N_TRAIN, N_TRAIN, 256)
     x, y = x_all[:n_train], y_all[:n_train]
@@ -66,19 +67,41 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     found = {}
     for name in names:
         lrs = grid(name) if not smoke else grid(name)[::6]
-        res = jdl.training.sweep(OPTIMIZERS[name], {"learning_rate": lrs.astype(np.float32)},
-                                 seeds, model, (x, y), epochs=epochs, batch_size=BATCH,
-                                 val_data=val, eval_every_epoch=False)
+        res = jdl.training.sweep(
+            OPTIMIZERS[name],
+            {"learning_rate": lrs.astype(np.float32)},
+            seeds,
+            model,
+            (x, y),
+            epochs=epochs,
+            batch_size=BATCH,
+            val_data=val,
+            eval_every_epoch=False,
+        )
         acc = np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))  # (lrs, seeds)
         best = int(np.argmax(acc.mean(1)))
         width = np.sum(acc >= acc.max(0, keepdims=True) - NEAR, axis=0).astype(float)
-        found[name] = dict(lrs=lrs, acc=acc, best=best, lr=float(lrs[best]), width=width,
-                           edge=best in (0, len(lrs) - 1))
+        found[name] = dict(
+            lrs=lrs,
+            acc=acc,
+            best=best,
+            lr=float(lrs[best]),
+            width=width,
+            edge=best in (0, len(lrs) - 1),
+        )
     # test accuracy at the chosen rate, fresh runs on the same seeds
     for name, r in found.items():
-        res = jdl.training.sweep(OPTIMIZERS[name], {"learning_rate": np.float32([r["lr"]])},
-                                 seeds, model, (x, y), epochs=epochs, batch_size=BATCH,
-                                 val_data=test, eval_every_epoch=False)
+        res = jdl.training.sweep(
+            OPTIMIZERS[name],
+            {"learning_rate": np.float32([r["lr"]])},
+            seeds,
+            model,
+            (x, y),
+            epochs=epochs,
+            batch_size=BATCH,
+            val_data=test,
+            eval_every_epoch=False,
+        )
         r["test"] = np.nan_to_num(np.asarray(res.val_accuracy[0, :, -1], np.float64))
 
     judged = [n for n in JUDGED if n in found and n != "Adam"]
@@ -94,14 +117,25 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     colors = plt.cm.tab10(np.arange(len(found)))
     for (name, r), color in zip(found.items(), colors):
         _common.band(axes[0], r["lrs"], r["acc"].T, name, color, marker="o", ms=2)
-    _common.finish_axes(axes[0], "learning rate (x2 grid)", "final validation accuracy (fraction)",
-                        f"Validation accuracy across the lr grid, {epochs} epochs", logx=True,
-                        logy=False, legend_size=6)
+    _common.finish_axes(
+        axes[0],
+        "learning rate (x2 grid)",
+        "final validation accuracy (fraction)",
+        f"Validation accuracy across the lr grid, {epochs} epochs",
+        logx=True,
+        logy=False,
+        legend_size=6,
+    )
     pos = np.arange(len(found))
     est = [_common.mean_ci(r["width"]) for r in found.values()]
-    axes[1].bar(pos, [e.mean for e in est], color=colors,
-                yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=3,
-                label=f"lrs within {NEAR:.0%} of the best (mean of {len(seeds)} seeds, 95% CI)")
+    axes[1].bar(
+        pos,
+        [e.mean for e in est],
+        color=colors,
+        yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+        capsize=3,
+        label=f"lrs within {NEAR:.0%} of the best (mean of {len(seeds)} seeds, 95% CI)",
+    )
     axes[1].set_xticks(pos, list(found), rotation=30, ha="right", fontsize=7)
     axes[1].set_ylim(0, max(e.hi for e in est) * 1.15 + 0.5)
     axes[1].set_xlabel("optimizer")
@@ -109,9 +143,14 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     axes[1].set_title("Robustness: width of the near-optimal lr range")
     axes[1].legend(fontsize=7)
     est = [_common.mean_ci(r["test"]) for r in found.values()]
-    axes[2].bar(pos, [e.mean for e in est], color=colors,
-                yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]], capsize=3,
-                label=f"test accuracy at the chosen lr (mean of {len(seeds)}, 95% CI)")
+    axes[2].bar(
+        pos,
+        [e.mean for e in est],
+        color=colors,
+        yerr=[[e.mean - e.lo for e in est], [e.hi - e.mean for e in est]],
+        capsize=3,
+        label=f"test accuracy at the chosen lr (mean of {len(seeds)}, 95% CI)",
+    )
     axes[2].set_xticks(pos, list(found), rotation=30, ha="right", fontsize=7)
     axes[2].set_ylim(0, 1.05)
     axes[2].set_xlabel("optimizer")
@@ -121,12 +160,20 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
 
-    rows = [{"optimizer": n, "lr grid": f"{r['lrs'][0]:.3g} .. {r['lrs'][-1]:.3g}",
-             "chosen lr": r["lr"], "chosen at grid edge": r["edge"],
-             "near-optimal range (octaves)": _common.mean_ci(r["width"]),
-             "test accuracy": _common.mean_ci(r["test"])} for n, r in found.items()]
-    measured = {f"{n}: near-optimal range (octaves)": _common.mean_ci(r["width"])
-                for n, r in found.items()}
+    rows = [
+        {
+            "optimizer": n,
+            "lr grid": f"{r['lrs'][0]:.3g} .. {r['lrs'][-1]:.3g}",
+            "chosen lr": r["lr"],
+            "chosen at grid edge": r["edge"],
+            "near-optimal range (octaves)": _common.mean_ci(r["width"]),
+            "test accuracy": _common.mean_ci(r["test"]),
+        }
+        for n, r in found.items()
+    ]
+    measured = {
+        f"{n}: near-optimal range (octaves)": _common.mean_ci(r["width"]) for n, r in found.items()
+    }
     measured.update({f"width Adam - {n}, paired": e for n, e in wider.items()})
     measured.update({f"{n}: test accuracy": _common.mean_ci(r["test"]) for n, r in found.items()})
     measured[f"test accuracy {best_other} - Adam, paired"] = gap
@@ -150,15 +197,26 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             "exceed Adam's; plain and momentum SGD have a range bounded above by 2/L (the "
             "largest curvature) and below by the budget."
         )
-    setup = (f"digits: {n_train} train / {len(val[0])} validation (training split), "
-             f"{len(test[0])} test; MLP (64, 64) ReLU, batch {BATCH}, {epochs} epochs, seeds "
-             f"{seeds}; lr grids x2 (Adadelta 2^-8 .. 2^12, the others 2^-16 .. 2^2); default "
-             f"betas/eps of each optimizer; near-optimal = within {NEAR:.0%} of the seed's best "
-             f"validation accuracy.")
-    table = _common.write_table(rows, out_dir, NAME, TITLE,
-                                notes=_common.verdict_notes(globals(), verdict, setup, theory))
-    return _common.result(globals(), measured, None, figure, table, verdict=verdict,
-                          conclusion=conclusion, theory=theory)
+    setup = (
+        f"digits: {n_train} train / {len(val[0])} validation (training split), "
+        f"{len(test[0])} test; MLP (64, 64) ReLU, batch {BATCH}, {epochs} epochs, seeds "
+        f"{seeds}; lr grids x2 (Adadelta 2^-8 .. 2^12, the others 2^-16 .. 2^2); default "
+        f"betas/eps of each optimizer; near-optimal = within {NEAR:.0%} of the seed's best "
+        f"validation accuracy."
+    )
+    table = _common.write_table(
+        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
+    )
+    return _common.result(
+        globals(),
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ def counts_sentence(summary: dict[str, Any]) -> str:
     """
     n = summary["counts"]
     redone = sum(1 for r in summary["experiments"] if r.get("id") and r.get("redone"))
-    commits = sorted({str(r.get("criteria_commit"))[:10] for r in summary["experiments"]
-                      if r.get("id")})
+    commits = sorted(
+        {str(r.get("criteria_commit"))[:10] for r in summary["experiments"] if r.get("id")}
+    )
     modes = sorted({r["mode"] for r in summary["experiments"]})
     return (
         f"Of the {n['claims']} claims, {n['reproduced']} reproduced, {n['not reproduced']} "
@@ -106,12 +107,17 @@ def readme_block(summary: dict[str, Any], gallery: str = "experiments/gallery") 
       summary: the loaded ``summary.json``.
       gallery: the gallery folder relative to the README.
     """
-    lines = [counts_sentence(summary), "",
-             "| figure | lecture | conclusion | verdict | earlier verdict |", "|---|---|---|---|---|"]
+    lines = [
+        counts_sentence(summary),
+        "",
+        "| figure | lecture | conclusion | verdict | earlier verdict |",
+        "|---|---|---|---|---|",
+    ]
     for rec in summary["experiments"]:
         label = rec.get("id") or rec["name"]
-        lecture = (f"{rec['lecture']['author']}, *{rec['lecture']['title']}*"
-                   if rec.get("id") else "-")
+        lecture = (
+            f"{rec['lecture']['author']}, *{rec['lecture']['title']}*" if rec.get("id") else "-"
+        )
         lines.append(
             f"| [{label}]({gallery}/{rec['figure']}) | {_cell(lecture)} | "
             f"{_cell(conclusion(rec))} | **{rec['status']}** | {_cell(_history(rec))} |"
@@ -125,19 +131,31 @@ def docs_block(summary: dict[str, Any]) -> str:
     Args:
       summary: the loaded ``summary.json``.
     """
-    lines = ["## Summary", "", counts_sentence(summary), "",
-             "| claim | script | claim, as tested | verdict |", "|---|---|---|---|"]
+    lines = [
+        "## Summary",
+        "",
+        counts_sentence(summary),
+        "",
+        "| claim | script | claim, as tested | verdict |",
+        "|---|---|---|---|",
+    ]
     for rec in summary["experiments"]:
         claim = rec.get("claim_text") or rec["title"]
-        lines.append(f"| {rec.get('id') or '-'} | `{rec['name']}.py` | {_cell(claim)} | "
-                     f"**{rec['status']}** |")
+        lines.append(
+            f"| {rec.get('id') or '-'} | `{rec['name']}.py` | {_cell(claim)} | "
+            f"**{rec['status']}** |"
+        )
     lines += ["", "## The claims", ""]
     for rec in summary["experiments"]:
         lines += [f"### {rec.get('id') or rec['name']}. {rec['title']}", ""]
         if rec.get("quote"):
             lecture = rec["lecture"]
-            lines += [f"> {rec['quote']}", ">",
-                      f"> — {lecture['author']}, \"{lecture['title']}\"", ""]
+            lines += [
+                f"> {rec['quote']}",
+                ">",
+                f'> — {lecture["author"]}, "{lecture["title"]}"',
+                "",
+            ]
         if rec.get("claim_text"):
             lines += [f"- Claim, as tested: {rec['claim_text']}"]
         lines += [

@@ -107,12 +107,16 @@ def record(res: _common.Result, out: str, mode: str, commit: dict) -> dict:
     if cid is not None:
         entry = _common.criteria(cid)
         redone = entry["redone"] and res.criterion == entry["criterion"]
-        rec.update(lecture=entry["lecture"], quote=entry["quote"] if redone else "",
-                   claim_text=entry["claim"] if redone else "",
-                   n_seeds=entry["seeds"] if redone else None, redone=redone,
-                   history=entry["history"] if redone else [],
-                   criteria_commit=commit["commit"],
-                   criteria_uncommitted=commit["uncommitted_changes"])
+        rec.update(
+            lecture=entry["lecture"],
+            quote=entry["quote"] if redone else "",
+            claim_text=entry["claim"] if redone else "",
+            n_seeds=entry["seeds"] if redone else None,
+            redone=redone,
+            history=entry["history"] if redone else [],
+            criteria_commit=commit["commit"],
+            criteria_uncommitted=commit["uncommitted_changes"],
+        )
     return rec
 
 
@@ -198,8 +202,9 @@ def run_experiments(
         records = {**{r["name"]: r for r in earlier}, **records}
     ordered = sorted(records.values(), key=lambda r: (r["claim"], r["name"]))
     with open(path, "w") as f:
-        json.dump({"counts": counts(ordered), "experiments": ordered}, f, indent=1,
-                  ensure_ascii=False)
+        json.dump(
+            {"counts": counts(ordered), "experiments": ordered}, f, indent=1, ensure_ascii=False
+        )
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(summary_markdown(ordered))
     return results

@@ -10,13 +10,13 @@ Not a claim of issue 7 (claim 0): a gallery with a sanity criterion.
 
 from __future__ import annotations
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import _common
-import jaxopt_dl as jdl
 from _common import plt
+
+import jaxopt_dl as jdl
 
 NAME = "schedules"
 CLAIM = 0
@@ -178,21 +178,28 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     fig.tight_layout()
     figure_path = _common.save_figure(fig, out_dir, NAME, dpi=80 if quick else 110)
 
-    in_range = [bool(np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 0.1 + 1e-6)
-                for y in values]
+    in_range = [
+        bool(np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 0.1 + 1e-6) for y in values
+    ]
     reductions = int(np.sum(plateau_lr[1:] < plateau_lr[:-1]))
     reproduced = all(in_range) and reductions >= 1
     marks = [0, total // 4, total // 2, total]
     rows_ = [
-        {"schedule": name, "formula": f"`{formula}`",
-         **{f"t={m}": y[m] for m in marks}, "finite, in [0, 0.1]": ok}
+        {
+            "schedule": name,
+            "formula": f"`{formula}`",
+            **{f"t={m}": y[m] for m in marks},
+            "finite, in [0, 0.1]": ok,
+        }
         for (name, formula, _), y, ok in zip(table, values, in_range)
     ]
     rows_.append(
-        {"schedule": "reduce_on_plateau",
-         "formula": "`scale *= factor after patience+1 bad evaluations`",
-         **{f"t={m}": plateau_lr[min(m, total - 1)] for m in marks},
-         "finite, in [0, 0.1]": bool(np.all(np.isfinite(plateau_lr)))}
+        {
+            "schedule": "reduce_on_plateau",
+            "formula": "`scale *= factor after patience+1 bad evaluations`",
+            **{f"t={m}": plateau_lr[min(m, total - 1)] for m in marks},
+            "finite, in [0, 0.1]": bool(np.all(np.isfinite(plateau_lr))),
+        }
     )
     batches = [
         {"batch-size schedule": label, **{f"epoch {e}": schedule(e) for e in (0, 10, 20, 39)}}
@@ -206,7 +213,10 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     }
     setup = f"every schedule sized to {total} steps (peak 0.1); reduce_on_plateau on a noisy loss that flattens."
     table_path = _common.write_table(
-        rows_, out_dir, NAME, TITLE,
+        rows_,
+        out_dir,
+        NAME,
+        TITLE,
         notes=_common.verdict_notes(globals(), reproduced, setup),
         extra_tables={"Batch-size schedules": batches},
     )

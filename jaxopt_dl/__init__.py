@@ -3,6 +3,21 @@
 __version__ = "0.2.0"
 
 # --- core ---------------------------------------------------------------
+# --- training-side names ----------------------------------------------------
+from jaxopt_dl import (
+    checklist,
+    checkpoint,
+    contrib,
+    data,
+    diagnostics,
+    distributed,
+    fused,
+    initializers,
+    lr_finder,
+    models,
+    schedules,
+    training,
+)
 from jaxopt_dl._core import (
     EmptyState,
     GradientTransformation,
@@ -15,7 +30,34 @@ from jaxopt_dl._core import (
     identity,
     safe_increment,
 )
+from jaxopt_dl.checklist import CheckItem, DiagnoseReport, diagnose
 
+# --- optimizers beyond the lectures, lr range test, debugging checklist ---
+from jaxopt_dl.contrib import (
+    ASGDState,
+    ParamAverageState,
+    TorchNAdamState,
+    adabelief,
+    asgd,
+    asgd_average,
+    averaged_params,
+    lars,
+    lookahead,
+    muon,
+    param_averaging,
+    radam,
+    rprop,
+    sam,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+    torch_nadam,
+    yogi,
+)
+
+# --- second order and diagnostics -----------------------------------------
+from jaxopt_dl.diagnostics import gradient_check
+from jaxopt_dl.lr_finder import LRFindResult, LRRampResult, lr_find, lr_ramp, plot_lr_find
 
 # --- transforms and optimizers ------------------------------------------
 from jaxopt_dl.optimizers import (
@@ -33,6 +75,36 @@ from jaxopt_dl.optimizers import (
     noisy_sgd,
     rmsprop,
     sgd,
+)
+
+# --- schedules ------------------------------------------------------------
+from jaxopt_dl.schedules import (
+    ReduceLROnPlateauState,
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cyclic_schedule,
+    exponential_decay,
+    inverse_time_decay,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    multistep_decay,
+    per_epoch,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    reduce_on_plateau,
+    sgdr_schedule,
+    step_decay,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+from jaxopt_dl.second_order import OptimizeResult, least_squares, minimize
+from jaxopt_dl.training.batch_size import (
+    BatchSizeSchedule,
+    constant_batch_size,
+    geometric_batch_size,
+    step_doubling_batch_size,
 )
 from jaxopt_dl.transforms import (
     MultiSteps,
@@ -66,80 +138,3 @@ from jaxopt_dl.transforms import (
     trace,
     velocity,
 )
-
-
-# --- schedules ------------------------------------------------------------
-from jaxopt_dl.schedules import (
-    ReduceLROnPlateauState,
-    constant_schedule,
-    cosine_decay_schedule,
-    cosine_onecycle_schedule,
-    cyclic_schedule,
-    exponential_decay,
-    inverse_time_decay,
-    join_schedules,
-    linear_onecycle_schedule,
-    linear_schedule,
-    multistep_decay,
-    per_epoch,
-    piecewise_constant_schedule,
-    polynomial_schedule,
-    reduce_on_plateau,
-    sgdr_schedule,
-    step_decay,
-    warmup_cosine_decay_schedule,
-    warmup_exponential_decay_schedule,
-)
-from jaxopt_dl.training.batch_size import (
-    BatchSizeSchedule,
-    constant_batch_size,
-    geometric_batch_size,
-    step_doubling_batch_size,
-)
-
-
-# --- second order and diagnostics -----------------------------------------
-from jaxopt_dl.diagnostics import gradient_check
-from jaxopt_dl.second_order import OptimizeResult, least_squares, minimize
-
-
-# --- training-side names ----------------------------------------------------
-from jaxopt_dl import (
-    checkpoint,
-    data,
-    diagnostics,
-    distributed,
-    fused,
-    initializers,
-    models,
-    schedules,
-    training,
-)
-
-
-
-# --- optimizers beyond the lectures, lr range test, debugging checklist ---
-from jaxopt_dl.contrib import (
-    ASGDState,
-    ParamAverageState,
-    TorchNAdamState,
-    adabelief,
-    asgd,
-    asgd_average,
-    averaged_params,
-    lars,
-    lookahead,
-    muon,
-    param_averaging,
-    radam,
-    rprop,
-    sam,
-    schedule_free_adamw,
-    schedule_free_eval_params,
-    schedule_free_sgd,
-    torch_nadam,
-    yogi,
-)
-from jaxopt_dl.checklist import CheckItem, DiagnoseReport, diagnose
-from jaxopt_dl.lr_finder import LRFindResult, LRRampResult, lr_find, lr_ramp, plot_lr_find
-from jaxopt_dl import checklist, contrib, lr_finder

@@ -75,8 +75,10 @@ INITIAL_LOSS_TOLERANCE = 0.5
 """The initial loss warns beyond ``(1 +- tolerance) * expected``."""
 
 _BIPIN = 'K. Bipin, "Deep Learning, Lecture 6 — Optimization" (Debugging Strategies)'
-_NG = ('"Deep Learning Note 2 — Part 2: Optimization" (notes on Andrew Ng\'s Deep '
-       'Learning Specialization, Course 2), Gradient check')
+_NG = (
+    '"Deep Learning Note 2 — Part 2: Optimization" (notes on Andrew Ng\'s Deep '
+    "Learning Specialization, Course 2), Gradient check"
+)
 _PETERSEN = 'J. Petersen, "Optimization in Deep Learning" (parameter initialization)'
 _KARPATHY = 'A. Karpathy, "A Recipe for Training Neural Networks" (2019), quoted by ' + _BIPIN
 
@@ -138,8 +140,12 @@ class DiagnoseReport:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of the report."""
-        return {"setup": self.setup, "figures": self.figures, "ok": self.ok,
-                "items": [dataclasses.asdict(item) for item in self.items]}
+        return {
+            "setup": self.setup,
+            "figures": self.figures,
+            "ok": self.ok,
+            "items": [dataclasses.asdict(item) for item in self.items],
+        }
 
     def to_markdown(self) -> str:
         """The report as Markdown: a summary table, then one section per item."""
@@ -150,17 +156,32 @@ class DiagnoseReport:
             "",
         ]
         lines += [f"- **{k}**: {v}" for k, v in self.setup.items()]
-        verdict = ("every item passes" if self.ok
-                   else f"{len(self.warnings)} of {len(self.items)} items warn: "
-                   + ", ".join(self.warnings))
-        lines += ["", f"**Result: {verdict}.**", "",
-                  "| item | status | measured | expected |", "|---|---|---|---|"]
+        verdict = (
+            "every item passes"
+            if self.ok
+            else f"{len(self.warnings)} of {len(self.items)} items warn: "
+            + ", ".join(self.warnings)
+        )
+        lines += [
+            "",
+            f"**Result: {verdict}.**",
+            "",
+            "| item | status | measured | expected |",
+            "|---|---|---|---|",
+        ]
         for item in self.items:
             mark = "pass" if item.status == "pass" else "**WARN**"
             lines.append(f"| {item.title} | {mark} | {item.measured} | {item.expected} |")
         for item in self.items:
-            lines += ["", f"## {item.title} — {item.status}", "", f"Measured: {item.measured}",
-                      "", f"Expected: {item.expected}", ""]
+            lines += [
+                "",
+                f"## {item.title} — {item.status}",
+                "",
+                f"Measured: {item.measured}",
+                "",
+                f"Expected: {item.expected}",
+                "",
+            ]
             if item.advice:
                 lines += [f"What to try next: {item.advice}", ""]
             lines.append(f"Source: {item.source}.")
@@ -171,8 +192,16 @@ class DiagnoseReport:
 
 
 def _item(name, title, ok, measured, expected_text, advice, source, **values) -> CheckItem:
-    return CheckItem(name, title, "pass" if ok else "warn", measured, expected_text,
-                     "" if ok else advice, source, values)
+    return CheckItem(
+        name,
+        title,
+        "pass" if ok else "warn",
+        measured,
+        expected_text,
+        "" if ok else advice,
+        source,
+        values,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -183,8 +212,11 @@ def _item(name, title, ok, measured, expected_text, advice, source, **values) ->
 def _kernel_paths(params: Any) -> list:
     """Paths and leaf indices of the weight matrices (ndim >= 2), in leaf order."""
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    return [(i, jax.tree_util.keystr(path, simple=True, separator="/"))
-            for i, (path, leaf) in enumerate(flat) if jnp.ndim(leaf) >= 2]
+    return [
+        (i, jax.tree_util.keystr(path, simple=True, separator="/"))
+        for i, (path, leaf) in enumerate(flat)
+        if jnp.ndim(leaf) >= 2
+    ]
 
 
 def _leaf_path(params: Any, index: int) -> str:
@@ -204,8 +236,9 @@ def _run(state: TrainState, x, y, indices):
     def step(state, idx):
         new, metrics = train_step_fn(state, (x[idx], y[idx]))
         old_leaves, new_leaves = jax.tree.leaves(state.params), jax.tree.leaves(new.params)
-        ratios = jnp.stack([norm(new_leaves[i] - old_leaves[i]) / (norm(old_leaves[i]) + 1e-12)
-                            for i in kernels])
+        ratios = jnp.stack(
+            [norm(new_leaves[i] - old_leaves[i]) / (norm(old_leaves[i]) + 1e-12) for i in kernels]
+        )
         return new, (metrics["loss"], metrics["finite"], new.nonfinite_leaf, ratios)
 
     return jax.lax.scan(step, state, indices)
@@ -213,8 +246,7 @@ def _run(state: TrainState, x, y, indices):
 
 @jax.jit
 def _evaluate(state: TrainState, x, y):
-    logits, collected = state.apply_fn(state.variables(), x, train=False,
-                                       mutable=["intermediates"])
+    logits, collected = state.apply_fn(state.variables(), x, train=False, mutable=["intermediates"])
     loss_sum, correct, weight = cross_entropy(logits, y)
     return loss_sum / weight, correct / weight, collected.get("intermediates", {})
 
@@ -234,8 +266,11 @@ def _hidden_activations(intermediates: Any) -> dict:
 
 def _activation_summary(acts: dict) -> dict:
     return {
-        name: {"mean": float(a.mean()), "std": float(a.std()),
-               "dead_fraction": float(np.mean(np.all(a <= 0, axis=0)))}
+        name: {
+            "mean": float(a.mean()),
+            "std": float(a.std()),
+            "dead_fraction": float(np.mean(np.all(a <= 0, axis=0))),
+        }
         for name, a in acts.items()
     }
 
@@ -314,9 +349,13 @@ def diagnose(
       "Deep Learning Note 2 — Part 2: Optimization" (Andrew Ng's course, Gradient
       check); J. Petersen, "Optimization in Deep Learning" (initialization).
     """
-    for name, value in (("overfit_examples", overfit_examples), ("overfit_steps", overfit_steps),
-                        ("train_steps", train_steps), ("batch_size", batch_size),
-                        ("gradient_check_examples", gradient_check_examples)):
+    for name, value in (
+        ("overfit_examples", overfit_examples),
+        ("overfit_steps", overfit_steps),
+        ("train_steps", train_steps),
+        ("batch_size", batch_size),
+        ("gradient_check_examples", gradient_check_examples),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
     x, y = np.asarray(train_data[0]), np.asarray(train_data[1])
@@ -329,12 +368,14 @@ def diagnose(
     state = create_train_state(model, optimizer, jax.random.key(seed), x[:1])
     probe = x[: min(len(x), 512)], y[: min(len(y), 512)]
     loss0, _, inter0 = _evaluate(state, *probe)
-    num_classes = int(jax.eval_shape(
-        lambda s: s.apply_fn(s.variables(), jnp.asarray(x[:1]), train=False), state).shape[-1])
+    num_classes = int(
+        jax.eval_shape(
+            lambda s: s.apply_fn(s.variables(), jnp.asarray(x[:1]), train=False), state
+        ).shape[-1]
+    )
 
     overfit_idx = np.tile(np.arange(min(overfit_examples, len(x))), (overfit_steps, 1))
-    overfit_state, (overfit_loss, overfit_finite, overfit_leaf, _) = _run(
-        state, x, y, overfit_idx)
+    overfit_state, (overfit_loss, overfit_finite, overfit_leaf, _) = _run(state, x, y, overfit_idx)
     overfit_eval = _evaluate(overfit_state, x[overfit_idx[0]], y[overfit_idx[0]])
 
     steps_per_epoch = len(x) // batch_size
@@ -342,7 +383,8 @@ def diagnose(
         raise ValueError(f"batch_size must be at most {len(x)}, got batch_size={batch_size}")
     epochs = -(-train_steps // steps_per_epoch)
     run_idx = np.concatenate(
-        [epoch_indices(len(x), batch_size, seed, e)[0] for e in range(epochs)])[:train_steps]
+        [epoch_indices(len(x), batch_size, seed, e)[0] for e in range(epochs)]
+    )[:train_steps]
     trained, (run_loss, run_finite, run_leaf, ratios) = _run(state, x, y, run_idx)
     val_loss, val_acc, _ = _evaluate(trained, vx, vy)
     _, _, inter1 = _evaluate(trained, *probe)
@@ -351,16 +393,23 @@ def diagnose(
         _check_initial_loss(float(loss0), num_classes, y, state.params, marginals_bias),
         _check_overfit(np.asarray(overfit_loss), overfit_eval, len(overfit_idx[0])),
         _check_gradients(state, x[:gradient_check_examples], y[:gradient_check_examples]),
-        _check_update_ratio(np.asarray(ratios), np.asarray(run_finite),
-                            [p for _, p in _kernel_paths(state.params)]),
-        _check_activations(_activation_summary(_hidden_activations(inter0)),
-                           _activation_summary(_hidden_activations(inter1))),
-        _check_learns(np.asarray(run_loss), float(loss0), float(val_loss), float(val_acc),
-                      num_classes),
-        _check_nonfinite(state.params, [
-            ("the small-batch run", np.asarray(overfit_finite), np.asarray(overfit_leaf)),
-            ("the short training run", np.asarray(run_finite), np.asarray(run_leaf)),
-        ]),
+        _check_update_ratio(
+            np.asarray(ratios), np.asarray(run_finite), [p for _, p in _kernel_paths(state.params)]
+        ),
+        _check_activations(
+            _activation_summary(_hidden_activations(inter0)),
+            _activation_summary(_hidden_activations(inter1)),
+        ),
+        _check_learns(
+            np.asarray(run_loss), float(loss0), float(val_loss), float(val_acc), num_classes
+        ),
+        _check_nonfinite(
+            state.params,
+            [
+                ("the small-batch run", np.asarray(overfit_finite), np.asarray(overfit_leaf)),
+                ("the short training run", np.asarray(run_finite), np.asarray(run_leaf)),
+            ],
+        ),
     ]
     setup = {
         "model": type(model).__name__,
@@ -374,9 +423,15 @@ def diagnose(
     figures = {}
     if out is not None:
         os.makedirs(out, exist_ok=True)
-        figures = _figures(out, _hidden_activations(inter0), _hidden_activations(inter1),
-                           np.asarray(overfit_loss), np.asarray(run_loss), np.asarray(ratios),
-                           [p for _, p in _kernel_paths(state.params)])
+        figures = _figures(
+            out,
+            _hidden_activations(inter0),
+            _hidden_activations(inter1),
+            np.asarray(overfit_loss),
+            np.asarray(run_loss),
+            np.asarray(ratios),
+            [p for _, p in _kernel_paths(state.params)],
+        )
     report = DiagnoseReport(tuple(items), figures, setup)
     if out is not None:
         with open(os.path.join(out, "report.md"), "w") as f:
@@ -391,8 +446,9 @@ def _describe_optimizer(optimizer: GradientTransformation) -> str:
 
     info = _core.metadata(optimizer)
     if info.get("optimizer"):
-        args = ", ".join(f"{k}={v!r}" for k, v in info.get("hyperparams", {}).items()
-                         if not callable(v))
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in info.get("hyperparams", {}).items() if not callable(v)
+        )
         return f"{info['optimizer']}({args})"
     return "a GradientTransformation"
 
@@ -411,21 +467,29 @@ def _check_initial_loss(loss0, num_classes, y, params, marginals_bias) -> CheckI
         what = f"log C = log {num_classes} = {expected:.3f}"
     ok = abs(loss0 - expected) <= INITIAL_LOSS_TOLERANCE * expected
     return _item(
-        "initial_loss", "Initial loss", ok,
-        f"{loss0:.3f} at initialization", f"{what}, within {INITIAL_LOSS_TOLERANCE:.0%}",
+        "initial_loss",
+        "Initial loss",
+        ok,
+        f"{loss0:.3f} at initialization",
+        f"{what}, within {INITIAL_LOSS_TOLERANCE:.0%}",
         "a much larger loss means over-confident initial logits: scale the last layer's "
         "initialization down (or zero it), check the input standardization and the "
         "weight initialization (Xavier/He); a much smaller one hints at labels leaking "
         "into the inputs or a wrong loss (softmax applied twice, wrong labels).",
         f"{_KARPATHY}; {_PETERSEN}",
-        loss=loss0, expected=expected, marginals_bias=bool(marginals_bias))
+        loss=loss0,
+        expected=expected,
+        marginals_bias=bool(marginals_bias),
+    )
 
 
 def _check_overfit(losses, evaluation, n) -> CheckItem:
     final_loss, accuracy = float(evaluation[0]), float(evaluation[1])
     ok = accuracy == 1.0 and final_loss < 0.1
     return _item(
-        "overfit_small_batch", "Overfits a small batch", ok,
+        "overfit_small_batch",
+        "Overfits a small batch",
+        ok,
         f"after {len(losses)} steps on {n} examples: loss {final_loss:.4f}, "
         f"accuracy {accuracy:.0%}",
         "accuracy 100% and loss below 0.1",
@@ -433,8 +497,12 @@ def _check_overfit(losses, evaluation, n) -> CheckItem:
         "to the inputs, that no layer is frozen or dead, that the loss gets logits "
         "(not probabilities), and try a larger learning rate; turn off regularization "
         "(dropout, weight decay) for this test.",
-        f"{_BIPIN}: \"Overfit to 10 samples, accuracy should be near 100%\"",
-        loss=final_loss, accuracy=accuracy, examples=n, steps=len(losses))
+        f'{_BIPIN}: "Overfit to 10 samples, accuracy should be near 100%"',
+        loss=final_loss,
+        accuracy=accuracy,
+        examples=n,
+        steps=len(losses),
+    )
 
 
 def _check_gradients(state: TrainState, x, y) -> CheckItem:
@@ -449,13 +517,18 @@ def _check_gradients(state: TrainState, x, y) -> CheckItem:
     worst = max(result.errors, key=result.errors.get) if result.errors else "-"
     ok = result.max_relative_error <= 1e-5
     return _item(
-        "gradient_check", "Gradient check", ok,
+        "gradient_check",
+        "Gradient check",
+        ok,
         f"largest relative error {result.max_relative_error:.1e} ({worst}) on {len(x)} examples",
         "at most 1e-5 (about 1e-7 is great, 1e-3 is wrong)",
         "autodiff disagrees with centered differences: a custom layer or loss may have "
         "a wrong gradient (a stop_gradient, a non-differentiable op, a float32-only "
         "operation); check the layer named above in isolation.",
-        _NG, max_relative_error=result.max_relative_error, errors=result.errors)
+        _NG,
+        max_relative_error=result.max_relative_error,
+        errors=result.errors,
+    )
 
 
 def _check_update_ratio(ratios, finite, paths) -> CheckItem:
@@ -467,17 +540,24 @@ def _check_update_ratio(ratios, finite, paths) -> CheckItem:
     values = list(medians.values()) + list(early_medians.values())
     ok = all(low <= r <= high for r in values)
     text = ", ".join(f"{p} {early_medians[p]:.1e} / {medians[p]:.1e}" for p in paths)
-    advice = ("updates far above 1e-3 of the weights: lower the learning rate "
-              "(try 0.1x, or run `python -m jaxopt_dl lr-find`), or clip gradients."
-              if max(values, default=0.0) > high else
-              "updates far below 1e-3 of the weights: raise the learning rate (try 10x), "
-              "check for frozen layers or dead units feeding the layer.")
+    advice = (
+        "updates far above 1e-3 of the weights: lower the learning rate "
+        "(try 0.1x, or run `python -m jaxopt_dl lr-find`), or clip gradients."
+        if max(values, default=0.0) > high
+        else "updates far below 1e-3 of the weights: raise the learning rate (try 10x), "
+        "check for frozen layers or dead units feeding the layer."
+    )
     return _item(
-        "update_ratio", "Update/weight ratio per layer", ok,
+        "update_ratio",
+        "Update/weight ratio per layer",
+        ok,
         f"median over the first {len(early)} steps / over the whole short run: {text}",
-        f"about 1e-3 (warn outside {low:.0e} to {high:.0e})", advice,
-        f"{_BIPIN}: \"the magnitude of the updates to the parameters should be 1e-3\"",
-        early_medians=early_medians, medians=medians)
+        f"about 1e-3 (warn outside {low:.0e} to {high:.0e})",
+        advice,
+        f'{_BIPIN}: "the magnitude of the updates to the parameters should be 1e-3"',
+        early_medians=early_medians,
+        medians=medians,
+    )
 
 
 def _check_activations(before, after) -> CheckItem:
@@ -489,30 +569,40 @@ def _check_activations(before, after) -> CheckItem:
                 problems.append(f"{name} std {s['std']:.2g} {when}")
             if s["dead_fraction"] > MAX_DEAD_FRACTION:
                 problems.append(f"{name} {s['dead_fraction']:.0%} dead units {when}")
-    text = "; ".join(
-        f"{name}: std {before[name]['std']:.2f} -> {after[name]['std']:.2f}, dead "
-        f"{before[name]['dead_fraction']:.0%} -> {after[name]['dead_fraction']:.0%}"
-        for name in before) or "no hidden activations recorded"
+    text = (
+        "; ".join(
+            f"{name}: std {before[name]['std']:.2f} -> {after[name]['std']:.2f}, dead "
+            f"{before[name]['dead_fraction']:.0%} -> {after[name]['dead_fraction']:.0%}"
+            for name in before
+        )
+        or "no hidden activations recorded"
+    )
     return _item(
-        "activations", "Activation statistics and dead units", not problems,
+        "activations",
+        "Activation statistics and dead units",
+        not problems,
         text + ("" if not problems else f" (problems: {'; '.join(problems)})"),
         f"std of order 0.5-2 (warn outside {low}-{high}), at most "
         f"{MAX_DEAD_FRACTION:.0%} dead units per layer",
         "dead or saturated units stop the gradient: use He initialization with ReLU, "
         "zero (not negative) biases, a smaller learning rate (large steps kill ReLUs), "
         "batch norm, or leaky ReLU/ELU.",
-        f"{_BIPIN}: \"A good standard deviation for the activations is on the order of "
-        f"0.5 to 2.0\"; {_PETERSEN}",
-        before=before, after=after)
+        f'{_BIPIN}: "A good standard deviation for the activations is on the order of '
+        f'0.5 to 2.0"; {_PETERSEN}',
+        before=before,
+        after=after,
+    )
 
 
 def _check_learns(losses, loss0, val_loss, val_acc, num_classes) -> CheckItem:
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     final = float(np.mean(tail)) if np.isfinite(tail).all() else float("nan")
     chance = 1 / num_classes
     ok = final < 0.9 * loss0 and val_acc >= 2 * chance
     return _item(
-        "learns", "Learns something that generalizes", ok,
+        "learns",
+        "Learns something that generalizes",
+        ok,
         f"training loss {loss0:.3f} -> {final:.3f} in {len(losses)} steps; held-out "
         f"accuracy {val_acc:.1%} (loss {val_loss:.3f})",
         f"training loss below 90% of its initial value and held-out accuracy at least "
@@ -521,8 +611,12 @@ def _check_learns(losses, loss0, val_loss, val_acc, num_classes) -> CheckItem:
         "that inputs and labels are shuffled together and aligned (shifted labels look "
         "like this), that the inputs are standardized, and the learning rate "
         "(`python -m jaxopt_dl lr-find`).",
-        f"{_BIPIN}: \"Make sure input is connected to output\"",
-        initial_loss=loss0, final_loss=final, val_loss=val_loss, val_accuracy=val_acc)
+        f'{_BIPIN}: "Make sure input is connected to output"',
+        initial_loss=loss0,
+        final_loss=final,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+    )
 
 
 def _check_nonfinite(params, runs) -> CheckItem:
@@ -535,13 +629,17 @@ def _check_nonfinite(params, runs) -> CheckItem:
             where = _leaf_path(params, index) if index >= 0 else "the loss"
             found.append(f"step {step + 1} of {what}, first in {where}")
     return _item(
-        "nonfinite", "No NaN/Inf", not found,
+        "nonfinite",
+        "No NaN/Inf",
+        not found,
         "; ".join(found) or "every loss and gradient finite",
         "no NaN/Inf in any loss or gradient",
         "decrease the learning rate (especially with NaNs in the first 100 steps), clip "
         "gradients, and look for a division by zero or a log of zero or of a negative "
         "number in the layer named above.",
-        f"{_BIPIN}: \"Overcoming NaNs\"", first=found)
+        f'{_BIPIN}: "Overcoming NaNs"',
+        first=found,
+    )
 
 
 def _figures(out, acts0, acts1, overfit_loss, run_loss, ratios, paths) -> dict:

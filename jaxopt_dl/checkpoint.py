@@ -149,8 +149,10 @@ def _difference(saved: list, template: list) -> Optional[str]:
         index = next(i for i in (1, 2, 3) if ours[i] != theirs[i])
         what = {1: "container kind", 2: "shape", 3: "dtype"}[index]
         show = tuple if index == 2 else str
-        return (f"{_short(ours[0])}: {what} {show(ours[index])} in the checkpoint vs "
-                f"{show(theirs[index])} in the template")
+        return (
+            f"{_short(ours[0])}: {what} {show(ours[index])} in the checkpoint vs "
+            f"{show(theirs[index])} in the template"
+        )
     return None
 
 
@@ -262,9 +264,7 @@ def _manager(directory: str, keep: Optional[int] = None, write: bool = False):
         save_root_metadata=False,
         todelete_subdir=_TRASH,
     )
-    handlers = {
-        "msgpack": orbax.MsgpackHandler(), "orbax": orbax.ocp.StandardCheckpointHandler()
-    }
+    handlers = {"msgpack": orbax.MsgpackHandler(), "orbax": orbax.ocp.StandardCheckpointHandler()}
     return orbax.ocp.CheckpointManager(
         os.path.abspath(directory), options=options, item_handlers=handlers
     )
@@ -476,8 +476,12 @@ def save_checkpoint(
         _empty_trash(directory)
         if step in manager.all_steps():
             manager.delete(step)
-        manager.save(step, args=_orbax().ocp.args.Composite(**{backend: args}),
-                     custom_metadata=record, force=True)
+        manager.save(
+            step,
+            args=_orbax().ocp.args.Composite(**{backend: args}),
+            custom_metadata=record,
+            force=True,
+        )
         manager.wait_until_finished()
     _empty_trash(directory)
     return os.path.join(directory, _step_name(step))

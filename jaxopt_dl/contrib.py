@@ -107,8 +107,7 @@ def _torch_weight_decay(grads, params, learning_rate, weight_decay, decoupled):
 def _bernoulli_tail(x: jax.Array) -> jax.Array:
     """``x / (e^x - 1) - 1 + x/2`` to float32 relative accuracy (series below x = 1)."""
     x2 = x * x
-    series = x2 * (1 / 12 - x2 * (1 / 720 - x2 * (1 / 30240 - x2 * (
-        1 / 1209600 - x2 / 47900160))))
+    series = x2 * (1 / 12 - x2 * (1 / 720 - x2 * (1 / 30240 - x2 * (1 / 1209600 - x2 / 47900160))))
     safe = jnp.maximum(x, 1.0)
     return jnp.where(x < 1, series, safe / jnp.expm1(safe) - 1 + safe / 2)
 
@@ -127,8 +126,11 @@ def _radam_rho(t: jax.Array, b2: Any) -> jax.Array:
     log_b2 = -xp.log1p(-q)
     offset = 2 * (log_b2 - q) / (q * log_b2) - 1
     log_b2_32 = jnp.asarray(log_b2, jnp.float32)
-    return (jnp.asarray(offset, jnp.float32) + t
-            - jnp.asarray(2 / log_b2, jnp.float32) * _bernoulli_tail(t * log_b2_32))
+    return (
+        jnp.asarray(offset, jnp.float32)
+        + t
+        - jnp.asarray(2 / log_b2, jnp.float32) * _bernoulli_tail(t * log_b2_32)
+    )
 
 
 def radam(
@@ -208,7 +210,8 @@ def radam(
         if decays:
             _need_params(params, "radam with weight_decay")
             grads, decay = _torch_weight_decay(
-                grads, params, lr, weight_decay, decoupled_weight_decay)
+                grads, params, lr, weight_decay, decoupled_weight_decay
+            )
         mu = _core.tree_cast_like(_core.tree_ema(grads, state.mu, b1), state.mu)
         nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
         t = count.astype(jnp.float32)
@@ -217,7 +220,8 @@ def radam(
         rho_inf = 2 / (1 - b2) - 1
         rho_t = _radam_rho(t, b2)
         rect = jnp.sqrt(
-            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        )
         rectified = rho_t > 5
 
         def step(g, m, v):
@@ -304,7 +308,8 @@ def rprop(
         triples = jax.tree.map(one, updates, state.prev_updates, state.step_sizes)
         outer = jax.tree.structure(updates)
         new_updates, prev, step_sizes = jax.tree.transpose(
-            outer, jax.tree.structure((0, 0, 0)), triples)
+            outer, jax.tree.structure((0, 0, 0)), triples
+        )
         return new_updates, optax.ScaleByRpropState(step_sizes=step_sizes, prev_updates=prev)
 
     return GradientTransformationExtraArgs(init_fn, update_fn)
@@ -317,9 +322,12 @@ def _check_rprop(a: dict) -> None:
     _core.check_positive("eta_minus", a["eta_minus"])
     _core.check_in_range("eta_plus", a["eta_plus"], 1.0, float("inf"))
     _core.check_nonnegative("min_step_size", a["min_step_size"])
-    _core.check_in_range("max_step_size", a["max_step_size"],
-                         float(a["min_step_size"]) if _core.is_python_number(
-                             a["min_step_size"]) else 0.0, float("inf"))
+    _core.check_in_range(
+        "max_step_size",
+        a["max_step_size"],
+        float(a["min_step_size"]) if _core.is_python_number(a["min_step_size"]) else 0.0,
+        float("inf"),
+    )
 
 
 class ASGDState(NamedTuple):
@@ -405,11 +413,12 @@ def asgd(
         grads = updates
         if _decays(weight_decay):
             grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
-        new_params = jax.tree.map(
-            lambda p, g: p * (1 - lambd * eta) - eta * g, params, grads)
+        new_params = jax.tree.map(lambda p, g: p * (1 - lambd * eta) - eta * g, params, grads)
         ax = jax.tree.map(
             lambda a, p: jnp.where(mu == 1, p, a + (p - a) * mu).astype(a.dtype),
-            state.ax, new_params)
+            state.ax,
+            new_params,
+        )
         t = count.astype(jnp.float32)
         new_state = ASGDState(
             count=count,
@@ -433,11 +442,13 @@ def asgd_average(state: Any) -> Any:
     Returns:
       The average, in the params' structure.
     """
-    found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ASGDState))
-             if isinstance(s, ASGDState)]
+    found = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ASGDState))
+        if isinstance(s, ASGDState)
+    ]
     if len(found) != 1:
-        raise ValueError(
-            f"state must hold exactly one ASGDState, got state with {len(found)}")
+        raise ValueError(f"state must hold exactly one ASGDState, got state with {len(found)}")
     return found[0].ax
 
 
@@ -535,19 +546,21 @@ def torch_nadam(
         if decays:
             _need_params(params, "torch_nadam with weight_decay")
             grads, decay = _torch_weight_decay(
-                grads, params, lr, weight_decay, decoupled_weight_decay)
+                grads, params, lr, weight_decay, decoupled_weight_decay
+            )
         t = count.astype(jnp.float32)
         mu_t, mu_next = schedule(t), schedule(t + 1)
         mu_product = state.mu_product * mu_t
         correction2 = 1 - b2**t
-        mu = jax.tree.map(
-            lambda g, m: (m + (g - m) * (1 - b1)).astype(m.dtype), grads, state.mu)
+        mu = jax.tree.map(lambda g, m: (m + (g - m) * (1 - b1)).astype(m.dtype), grads, state.mu)
         nu = _core.tree_cast_like(_core.tree_ema_sq_norm(grads, state.nu, b2), state.nu)
 
         def step(u, g, m, v):
             denom = jnp.sqrt(v / correction2) + eps
-            return ((-lr * (1 - mu_t) / (1 - mu_product)) * g / denom + (
-                -lr * mu_next / (1 - mu_product * mu_next)) * m / denom).astype(u.dtype)
+            return (
+                (-lr * (1 - mu_t) / (1 - mu_product)) * g / denom
+                + (-lr * mu_next / (1 - mu_product * mu_next)) * m / denom
+            ).astype(u.dtype)
 
         new_updates = jax.tree.map(step, updates, grads, mu, nu)
         if decays:
@@ -694,13 +707,24 @@ def lars(
     """
     _core.check_learning_rate(learning_rate)
     _core.check_decay("momentum", momentum)
-    for name, value in (("weight_decay", weight_decay), ("trust_coefficient", trust_coefficient),
-                        ("eps", eps)):
+    for name, value in (
+        ("weight_decay", weight_decay),
+        ("trust_coefficient", trust_coefficient),
+        ("eps", eps),
+    ):
         _core.check_nonnegative(name, value)
     _core.check_given("trust_ratio_mask", trust_ratio_mask, "a pytree of booleans or a function")
     _core.check_bool("nesterov", nesterov)
-    return optax.lars(learning_rate, weight_decay, weight_decay_mask, trust_coefficient,
-                      eps, trust_ratio_mask, momentum, nesterov)
+    return optax.lars(
+        learning_rate,
+        weight_decay,
+        weight_decay_mask,
+        trust_coefficient,
+        eps,
+        trust_ratio_mask,
+        momentum,
+        nesterov,
+    )
 
 
 def sam(
@@ -752,8 +776,9 @@ def sam(
     sync_period = _count("sync_period", sync_period)
     _core.check_bool("reset_state", reset_state)
     _core.check_bool("opaque_mode", opaque_mode)
-    return optax.contrib.sam(optimizer, adv_optimizer, sync_period, reset_state, opaque_mode,
-                             batch_axis_name)
+    return optax.contrib.sam(
+        optimizer, adv_optimizer, sync_period, reset_state, opaque_mode, batch_axis_name
+    )
 
 
 def lookahead(
@@ -846,7 +871,8 @@ def schedule_free_sgd(
     if weight_decay is not None:
         _check_weight_decay(weight_decay)
     return optax.contrib.schedule_free_sgd(
-        learning_rate, warmup_steps, b1, weight_decay, weight_lr_power, state_dtype)
+        learning_rate, warmup_steps, b1, weight_decay, weight_lr_power, state_dtype
+    )
 
 
 def _check_schedule_free(learning_rate, warmup_steps, b1, weight_lr_power):
@@ -903,7 +929,8 @@ def schedule_free_adamw(
     _core.check_decay("b2", b2)
     _core.check_nonnegative("eps", eps)
     return optax.contrib.schedule_free_adamw(
-        learning_rate, warmup_steps, b1, b2, eps, weight_decay, weight_lr_power, state_dtype)
+        learning_rate, warmup_steps, b1, b2, eps, weight_decay, weight_lr_power, state_dtype
+    )
 
 
 def schedule_free_eval_params(state: Any, params: Any) -> Any:
@@ -988,16 +1015,31 @@ def muon(
     _core.check_bool("adaptive", adaptive)
     for name, value in (("beta", beta), ("adam_b1", adam_b1), ("adam_b2", adam_b2)):
         _core.check_decay(name, value)
-    for name, value in (("eps", eps), ("weight_decay", weight_decay),
-                        ("adam_eps_root", adam_eps_root),
-                        ("adam_weight_decay", adam_weight_decay)):
+    for name, value in (
+        ("eps", eps),
+        ("weight_decay", weight_decay),
+        ("adam_eps_root", adam_eps_root),
+        ("adam_weight_decay", adam_weight_decay),
+    ):
         _core.check_nonnegative(name, value)
     return optax.contrib.muon(
-        learning_rate, ns_coeffs, ns_steps, beta, eps, weight_decay, weight_decay_mask,
-        mu_dtype, nesterov=nesterov, adaptive=adaptive, adam_b1=adam_b1, adam_b2=adam_b2,
-        adam_eps_root=adam_eps_root, adam_weight_decay=adam_weight_decay,
+        learning_rate,
+        ns_coeffs,
+        ns_steps,
+        beta,
+        eps,
+        weight_decay,
+        weight_decay_mask,
+        mu_dtype,
+        nesterov=nesterov,
+        adaptive=adaptive,
+        adam_b1=adam_b1,
+        adam_b2=adam_b2,
+        adam_eps_root=adam_eps_root,
+        adam_weight_decay=adam_weight_decay,
         adam_learning_rate=adam_learning_rate,
-        muon_weight_dimension_numbers=muon_weight_dimension_numbers)
+        muon_weight_dimension_numbers=muon_weight_dimension_numbers,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -1120,7 +1162,8 @@ def param_averaging(
         if overwrite_every is not None:
             overwrite = averaging & (count % overwrite_every == 0)
             updates = jax.tree.map(
-                lambda u, a, p: jnp.where(overwrite, a - p, u), updates, average, params)
+                lambda u, a, p: jnp.where(overwrite, a - p, u), updates, average, params
+            )
         return updates, ParamAverageState(inner_state, count, n_averaged, average)
 
     return GradientTransformationExtraArgs(init_fn, update_fn)
@@ -1135,10 +1178,13 @@ def averaged_params(state: Any) -> Any:
     Returns:
       The average, in the params' structure.
     """
-    found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ParamAverageState))
-             if isinstance(s, ParamAverageState)]
+    found = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ParamAverageState))
+        if isinstance(s, ParamAverageState)
+    ]
     if len(found) != 1:
         raise ValueError(
-            f"state must hold exactly one ParamAverageState, got state with {len(found)}")
+            f"state must hold exactly one ParamAverageState, got state with {len(found)}"
+        )
     return found[0].average
-

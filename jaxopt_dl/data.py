@@ -124,9 +124,7 @@ def load_digits(
     check_decay("test_fraction", test_fraction)
     check_int("seed", seed)
     if not isinstance(standardize, (bool, str)):
-        raise TypeError(
-            f"standardize must be a bool or a string, got standardize={standardize!r}"
-        )
+        raise TypeError(f"standardize must be a bool or a string, got standardize={standardize!r}")
     digits = sklearn.datasets.load_digits()
     x_train, x_test, y_train, y_test = sklearn.model_selection.train_test_split(
         digits.data,

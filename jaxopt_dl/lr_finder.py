@@ -276,8 +276,11 @@ def lr_find(
     lrs = np.geomspace(min_lr, max_lr, num)
     key_data = jax.random.key_data(jax.random.key(seed))
     start = time.perf_counter()
-    initial, final, losses, bad = jax.device_get(_compiled_grid(model, optimizer)(
-        jnp.asarray(lrs, jnp.float32), key_data, x, y, ex, ey, indices))
+    initial, final, losses, bad = jax.device_get(
+        _compiled_grid(model, optimizer)(
+            jnp.asarray(lrs, jnp.float32), key_data, x, y, ex, ey, indices
+        )
+    )
     seconds = time.perf_counter() - start
     initial_loss = float(initial[0])
     final = np.asarray(final, np.float64)
@@ -394,14 +397,24 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     ok = ~result.diverged
     ax.plot(result.learning_rates[ok], result.final_loss[ok], "o-", label="final loss")
     if result.diverged.any():
-        top = np.nanmax(np.where(np.isfinite(result.final_loss), result.final_loss,
-                                 result.initial_loss))
-        ax.plot(result.learning_rates[~ok], np.full((~ok).sum(), max(top, result.initial_loss)),
-                "x", color="tab:red", label="diverged / no progress")
+        top = np.nanmax(
+            np.where(np.isfinite(result.final_loss), result.final_loss, result.initial_loss)
+        )
+        ax.plot(
+            result.learning_rates[~ok],
+            np.full((~ok).sum(), max(top, result.initial_loss)),
+            "x",
+            color="tab:red",
+            label="diverged / no progress",
+        )
     ax.axhline(result.initial_loss, color="gray", ls=":", label="initial loss")
     if math.isfinite(result.suggestion):
-        ax.axvline(result.suggestion, color="tab:green", ls="--",
-                   label=f"suggested {result.suggestion:.2g} ({_RULE_TEXT[result.rule]})")
+        ax.axvline(
+            result.suggestion,
+            color="tab:green",
+            ls="--",
+            label=f"suggested {result.suggestion:.2g} ({_RULE_TEXT[result.rule]})",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"loss after {result.losses.shape[1]} steps")

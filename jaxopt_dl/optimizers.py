@@ -20,7 +20,8 @@ import optax
 
 from jaxopt_dl import _core
 from jaxopt_dl._core import GradientTransformationExtraArgs, ScalarOrSchedule, chain
-from jaxopt_dl.transforms import adaptive, momentum as momentum_lib, regularization, scaling
+from jaxopt_dl.transforms import adaptive, regularization, scaling
+from jaxopt_dl.transforms import momentum as momentum_lib
 
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
 

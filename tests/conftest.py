@@ -16,8 +16,10 @@ CURVATURES = jnp.logspace(-2, 2, 6, dtype=jnp.float32)
 def make_params():
     """A small tree: a matrix, a vector and a scalar."""
     return {
-        "dense": {"kernel": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
-                  "bias": jnp.full((4,), 0.5, jnp.float32)},
+        "dense": {
+            "kernel": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
+            "bias": jnp.full((4,), 0.5, jnp.float32),
+        },
         "scale": jnp.asarray(2.0, jnp.float32),
     }
 

@@ -59,10 +59,14 @@ def test_dead_relu_init_is_flagged(digits):
     assert report["activations"].values["before"]["dense_0_out"]["dead_fraction"] == 1.0
 
 
-@pytest.mark.parametrize("hidden,optimizer,diverges", [
-    ((128, 64), jdl.sgd(20.0), True),
-    ((64,), jdl.adam(1.0), False),
-], ids=["sgd20", "adam1"])
+@pytest.mark.parametrize(
+    "hidden,optimizer,diverges",
+    [
+        ((128, 64), jdl.sgd(20.0), True),
+        ((64,), jdl.adam(1.0), False),
+    ],
+    ids=["sgd20", "adam1"],
+)
 def test_too_large_learning_rate_is_flagged(digits, hidden, optimizer, diverges):
     report = jdl.diagnose(jdl.models.MLP(hidden=hidden), digits, optimizer)
     assert report["update_ratio"].status == "warn"
@@ -86,10 +90,13 @@ def test_marginals_bias_expects_the_label_entropy(digits):
     fractions = np.array([0.3, 0.2, 0.1, 0.1, 0.08, 0.07, 0.05, 0.04, 0.03, 0.03])
     xs, ys = jdl.data.imbalanced(x, y, fractions)
     freqs = np.bincount(ys, minlength=10) / len(ys)
-    model = _small(output_bias_init=jdl.initializers.bias_from_marginals(freqs),
-                   kernel_init=jdl.initializers.small_random(0.01))
-    report = jdl.diagnose(model, (xs, ys), jdl.adam(1e-3), val_data=(xs, ys),
-                          train_steps=10, overfit_steps=10)
+    model = _small(
+        output_bias_init=jdl.initializers.bias_from_marginals(freqs),
+        kernel_init=jdl.initializers.small_random(0.01),
+    )
+    report = jdl.diagnose(
+        model, (xs, ys), jdl.adam(1e-3), val_data=(xs, ys), train_steps=10, overfit_steps=10
+    )
     item = report["initial_loss"]
     assert item.values["marginals_bias"]
     assert item.values["expected"] == pytest.approx(scipy.stats.entropy(freqs), rel=1e-6)
@@ -112,8 +119,9 @@ class _WrongGradient(nn.Module):
 
 
 def test_wrong_gradient_is_flagged(digits):
-    report = jdl.diagnose(_WrongGradient(), digits, jdl.adam(1e-3), train_steps=10,
-                          overfit_steps=10)
+    report = jdl.diagnose(
+        _WrongGradient(), digits, jdl.adam(1e-3), train_steps=10, overfit_steps=10
+    )
     item = report["gradient_check"]
     assert item.status == "warn" and item.values["max_relative_error"] > 0.1
     assert "Dense_0" in item.measured
@@ -127,9 +135,25 @@ def test_bad_arguments(digits):
 def test_cli_writes_the_report(tmp_path):
     out = tmp_path / "diag"
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxopt_dl", "diagnose", "--hidden", "32", "--steps", "40",
-         "--overfit-steps", "100", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "jaxopt_dl",
+            "diagnose",
+            "--hidden",
+            "32",
+            "--steps",
+            "40",
+            "--overfit-steps",
+            "100",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Initial loss" in proc.stdout and "report.md" in proc.stdout
     assert "| Initial loss |" in (out / "report.md").read_text()

@@ -25,9 +25,7 @@ BACKENDS = checkpoint.BACKENDS
 
 def raw(tree):
     """Typed keys as their key data, so trees compare with chex."""
-    return jax.tree.map(
-        lambda x: jax.random.key_data(x) if checkpoint._is_key(x) else x, tree
-    )
+    return jax.tree.map(lambda x: jax.random.key_data(x) if checkpoint._is_key(x) else x, tree)
 
 
 def make_tx():
@@ -94,8 +92,10 @@ def _reshaped_kernel(state):
 
 
 def _bf16_kernel(state):
-    params = {**state["params"], "dense": {**state["params"]["dense"],
-                                           "kernel": jnp.zeros((3, 4), jnp.bfloat16)}}
+    params = {
+        **state["params"],
+        "dense": {**state["params"]["dense"], "kernel": jnp.zeros((3, 4), jnp.bfloat16)},
+    }
     return {**state, "params": params}
 
 
@@ -123,18 +123,43 @@ def _namedtuple_for_tuple(state):
 PREFIX = r"^checkpoint step_1 does not match the template: "
 MISMATCHES = [
     (_other_optimizer, r"\['opt_state'\]\[0\]\.count is missing from the checkpoint$"),
-    (_reshaped_kernel, (r"\['params'\]\['dense'\]\['kernel'\]: shape \(3, 4\) in the checkpoint "
-                        r"vs \(4, 3\) in the template$")),
-    (_bf16_kernel, (r"\['params'\]\['dense'\]\['kernel'\]: dtype float32 in the checkpoint vs "
-                    r"bfloat16 in the template$")),
+    (
+        _reshaped_kernel,
+        (
+            r"\['params'\]\['dense'\]\['kernel'\]: shape \(3, 4\) in the checkpoint "
+            r"vs \(4, 3\) in the template$"
+        ),
+    ),
+    (
+        _bf16_kernel,
+        (
+            r"\['params'\]\['dense'\]\['kernel'\]: dtype float32 in the checkpoint vs "
+            r"bfloat16 in the template$"
+        ),
+    ),
     (_extra_param, r"\['zz'\] is missing from the checkpoint$"),
     (_missing_last, r"\['step'\] is in the checkpoint but missing from the template$"),
-    (_missing_param, (r"\['batch_stats'\]\['var'\] is in the checkpoint but missing from the "
-                      r"template$")),
-    (_list_for_tuple, (r"\['opt_state'\]: container kind tuple in the checkpoint vs list in the "
-                       r"template$")),
-    (_namedtuple_for_tuple, (r"\['opt_state'\]\[1\]\[0\]: container kind namedtuple in the "
-                             r"checkpoint vs tuple in the template$")),
+    (
+        _missing_param,
+        (
+            r"\['batch_stats'\]\['var'\] is in the checkpoint but missing from the "
+            r"template$"
+        ),
+    ),
+    (
+        _list_for_tuple,
+        (
+            r"\['opt_state'\]: container kind tuple in the checkpoint vs list in the "
+            r"template$"
+        ),
+    ),
+    (
+        _namedtuple_for_tuple,
+        (
+            r"\['opt_state'\]\[1\]\[0\]: container kind namedtuple in the "
+            r"checkpoint vs tuple in the template$"
+        ),
+    ),
 ]
 
 
@@ -208,10 +233,14 @@ DAMAGES = [  # backend, damage, the file it damages (in a step folder), found wi
 ]
 
 
-@pytest.mark.parametrize("backend,damage,file,found_early", DAMAGES,
-                         ids=[f"{b}-{d.__name__}-{f}" for b, d, f, _ in DAMAGES])
+@pytest.mark.parametrize(
+    "backend,damage,file,found_early",
+    DAMAGES,
+    ids=[f"{b}-{d.__name__}-{f}" for b, d, f, _ in DAMAGES],
+)
 def test_damaged_newest_checkpoint_falls_back_with_one_warning(
-        backend, damage, file, found_early, tmp_path):
+    backend, damage, file, found_early, tmp_path
+):
     def state(value):
         return {"w": jnp.full((64, 8), value), "step": jnp.asarray(int(value))}
 
@@ -260,9 +289,16 @@ def test_killed_writer_leaves_a_restorable_checkpoint(backend, tmp_path):
         if attempt >= 3 and interrupted_saves:
             break
         writer = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "scripts" / "checkpoint_writer.py"),
-             str(tmp_path), backend],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                str(ROOT / "tests" / "scripts" / "checkpoint_writer.py"),
+                str(tmp_path),
+                backend,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         try:
             assert writer.stdout.readline().startswith("saved"), "writer failed to save"
@@ -323,15 +359,18 @@ def make_train_step(tx):
         h = jnp.where(keep, h / 0.9, 0.0)
         logits = h @ params["out"]["kernel"] + params["out"]["bias"]
         loss = jnp.mean(jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits))))
-        stats = {"mean": 0.9 * batch_stats["mean"] + 0.1 * mean,
-                 "var": 0.9 * batch_stats["var"] + 0.1 * var}
+        stats = {
+            "mean": 0.9 * batch_stats["mean"] + 0.1 * mean,
+            "var": 0.9 * batch_stats["var"] + 0.1 * var,
+        }
         return loss, stats
 
     @jax.jit
     def train_step(state, x, y):
         key, dropout_key = jax.random.split(state["key"])
         grads, stats = jax.grad(loss_fn, has_aux=True)(
-            state["params"], state["batch_stats"], x, y, dropout_key)
+            state["params"], state["batch_stats"], x, y, dropout_key
+        )
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         return {
             "params": jdl.apply_updates(state["params"], updates),
@@ -346,7 +385,7 @@ def make_train_step(tx):
 
 def batch_at(data, epoch, position):
     order = np.random.default_rng([SEED, epoch]).permutation(EXAMPLES)
-    index = order[position * BATCH:(position + 1) * BATCH]
+    index = order[position * BATCH : (position + 1) * BATCH]
     return data[0][index], data[1][index]
 
 
@@ -371,8 +410,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(backend, tmp_path):
 
     def save(step, state):
         epoch, position = divmod(step, STEPS_PER_EPOCH)
-        checkpoint.save_checkpoint(tmp_path, state, step, backend=backend,
-                                   metadata={"epoch": epoch, "position": position})
+        checkpoint.save_checkpoint(
+            tmp_path, state, step, backend=backend, metadata={"epoch": epoch, "position": position}
+        )
 
     train(init_train_state(SEED), make_train_step(make_tx()), data, 0, INTERRUPT_AT, save)
 

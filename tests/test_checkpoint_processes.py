@@ -23,7 +23,7 @@ from jaxopt_dl.__main__ import main
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-import optimizer_checkpoint
+import optimizer_checkpoint  # noqa: E402  (a script beside the tests, found through sys.path)
 
 CASES = list(optimizer_checkpoint.cases())
 
@@ -35,8 +35,15 @@ def _env():
 
 def python(*args, expect=0):
     """Run ``python ARGS`` with the repository root as cwd; check its exit status."""
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == expect, proc.stderr[-4000:]
     return proc
 
@@ -64,7 +71,8 @@ def optimizer_runs(tmp_path_factory):
 def test_every_public_optimizer_factory_is_a_case():
     factories = optimizer_checkpoint.optimizer_factories()
     assert {"sgd", "momentum", "adam", "adamw", "nadam", "lamb", "lion", "adafactor"} <= set(
-        factories)
+        factories
+    )
     assert set(factories) <= set(CASES)
 
 
@@ -107,8 +115,18 @@ def test_fit_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path):
 # The command line
 # --------------------------------------------------------------------------
 
-TRAIN = ["train", "--dataset", "digits", "--model", "mlp", "--hidden", "16",
-         "--batch-size", "256", "--no-progress"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "256",
+    "--no-progress",
+]
 CLI = ["-m", "jaxopt_dl", *TRAIN]
 KILL_EPOCHS = 30
 
@@ -156,10 +174,23 @@ def test_cli_resumed_in_a_new_process_equals_the_uninterrupted_run(two_epochs, r
 
 def test_cli_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     directory = tmp_path / "checkpoints"
-    argv = [*CLI, "--epochs", str(KILL_EPOCHS), "--checkpoint-dir", str(directory),
-            "--out", str(tmp_path / "killed")]
-    run = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=_env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    argv = [
+        *CLI,
+        "--epochs",
+        str(KILL_EPOCHS),
+        "--checkpoint-dir",
+        str(directory),
+        "--out",
+        str(tmp_path / "killed"),
+    ]
+    run = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while not (directory / "step_1").exists() and run.poll() is None:
@@ -209,8 +240,17 @@ def test_cli_without_a_good_checkpoint_exits_2_with_one_line(resumed, tmp_path, 
     step_1 = directory / "step_1" / "msgpack" / "state.msgpack"
     step_1.write_bytes(step_1.read_bytes()[:100])
     capsys.readouterr()
-    code = main([*TRAIN, "--epochs", "2", "--checkpoint-dir", str(directory),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            *TRAIN,
+            "--epochs",
+            "2",
+            "--checkpoint-dir",
+            str(directory),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines

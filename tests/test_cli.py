@@ -26,21 +26,51 @@ NUMBER = r"\d+(\.\d+)?(e[-+]?\d+)?"
 
 def cli(*argv, env=None):
     """Run the CLI in a new process with its output piped (not a terminal)."""
-    return subprocess.run([sys.executable, "-m", "jaxopt_dl", *argv], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxopt_dl", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def test_train_writes_metrics_curves_and_params(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--model", "mlp", "--optimizer", "nesterov", "--momentum", "0.9",
-               "--lr", "0.05", "--epochs", "1", "--batch-size", "32", "--schedule", "cosine",
-               "--clip-norm", "5.0", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--optimizer",
+            "nesterov",
+            "--momentum",
+            "0.9",
+            "--lr",
+            "0.05",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--schedule",
+            "cosine",
+            "--clip-norm",
+            "5.0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.8 < metrics["test_accuracy"] <= 1.0
     assert metrics["config"]["optimizer"] == "nesterov"
-    assert metrics["config"]["optimizer_arguments"] == {"beta": 0.9, "form": "velocity",
-                                                       "nesterov": True}
+    assert metrics["config"]["optimizer_arguments"] == {
+        "beta": 0.9,
+        "form": "velocity",
+        "nesterov": True,
+    }
     n_val = math.ceil(0.1 * N_TRAIN)  # stratified hold-out of --val-fraction 0.1
     assert len(metrics["history"]["step_loss"]) == (N_TRAIN - n_val) // 32
     assert len(metrics["history"]["val_loss"]) == 1
@@ -56,7 +86,9 @@ def test_one_line_per_epoch_through_a_pipe_and_a_complete_record(tmp_path):
     for epoch in (1, 2):
         assert re.fullmatch(
             rf"Epoch {epoch}/2 - {NUMBER}s - loss {NUMBER} - acc {NUMBER} - "
-            rf"val_loss {NUMBER} - val_acc {NUMBER} - lr 1\.0e-03", lines[epoch - 1]), lines
+            rf"val_loss {NUMBER} - val_acc {NUMBER} - lr 1\.0e-03",
+            lines[epoch - 1],
+        ), lines
     assert re.match(rf"Test - loss {NUMBER} - acc {NUMBER} ", lines[2])
     assert len(lines) == 4 and "\r" not in proc.stderr and "step/s" not in proc.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -82,7 +114,9 @@ def test_help_shows_a_default_for_every_flag_in_plain_text():
             if action.dest == "help":
                 continue
             assert action.help and action.help.endswith(")") and "(default: " in action.help, (
-                name, action.dest)
+                name,
+                action.dest,
+            )
             texts.append(action.help)
     for text in texts:
         assert not re.search(r"``|:func:|:class:|seed 0\d\d|contract|\.\./", text), text
@@ -102,10 +136,20 @@ def subparsers():
 
 
 def test_every_command_shares_the_registries_and_the_shared_flag_definitions():
-    flags = {name: {a.option_strings[0]: a for a in sub._actions if a.option_strings}
-             for name, sub in subparsers().items()}
-    shared = ["--model", "--hidden", "--init", "--optimizer", "--momentum", "--b1",
-              "--batch-size", "--seed"]
+    flags = {
+        name: {a.option_strings[0]: a for a in sub._actions if a.option_strings}
+        for name, sub in subparsers().items()
+    }
+    shared = [
+        "--model",
+        "--hidden",
+        "--init",
+        "--optimizer",
+        "--momentum",
+        "--b1",
+        "--batch-size",
+        "--seed",
+    ]
     for name, own in flags.items():
         assert list(own["--optimizer"].choices) == list(OPTIMIZERS), name
         assert list(own["--model"].choices) == list(MODELS), name
@@ -113,7 +157,10 @@ def test_every_command_shares_the_registries_and_the_shared_flag_definitions():
         for flag in shared:
             reference = flags["train"][flag]
             assert (own[flag].help, own[flag].default, own[flag].type) == (
-                reference.help, reference.default, reference.type), (name, flag)
+                reference.help,
+                reference.default,
+                reference.type,
+            ), (name, flag)
     assert flags["diagnose"]["--lr"].default == flags["train"]["--lr"].default
     assert "--lr" not in flags["lr-find"]
     assert len({own["--out"].default for own in flags.values()}) == len(flags)
@@ -124,28 +171,35 @@ def test_every_command_shares_the_registries_and_the_shared_flag_definitions():
 def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out, command):
     (tmp_path / "parent_is_a_file").write_text("")
     # With an unknown platform, starting JAX would fail: exit 2 shows it never started.
-    proc = cli(command, "--out", str(tmp_path / out),
-               env={"JAX_PLATFORMS": "no_such_platform"})
+    proc = cli(command, "--out", str(tmp_path / out), env={"JAX_PLATFORMS": "no_such_platform"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--model", "vgg"], "resnet"),
-    (["--epochs", "0"], "epochs"),
-    (["--val-fraction", "1"], "val-fraction"),
-    (["--lr", "-1"], "learning_rate"),
-    (["--optimizer", "adam", "--b1", "1.5"], "b1"),
-    (["--dropout", "1.5"], "dropout"),
-    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum does not apply to --optimizer adam"),
-    (["--optimizer", "sgd", "--b2", "0.9"], "--b2 does not apply to --optimizer sgd"),
-    (["--schedule", "cosine", "--decay-rate", "0.1"],
-     "--decay-rate does not apply to --schedule cosine"),
-    (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
-    (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
-    (["--val-fraction", "0", "--early-stopping", "2"], "--early-stopping needs validation"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--model", "vgg"], "resnet"),
+        (["--epochs", "0"], "epochs"),
+        (["--val-fraction", "1"], "val-fraction"),
+        (["--lr", "-1"], "learning_rate"),
+        (["--optimizer", "adam", "--b1", "1.5"], "b1"),
+        (["--dropout", "1.5"], "dropout"),
+        (
+            ["--optimizer", "adam", "--momentum", "0.9"],
+            "--momentum does not apply to --optimizer adam",
+        ),
+        (["--optimizer", "sgd", "--b2", "0.9"], "--b2 does not apply to --optimizer sgd"),
+        (
+            ["--schedule", "cosine", "--decay-rate", "0.1"],
+            "--decay-rate does not apply to --schedule cosine",
+        ),
+        (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
+        (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
+        (["--val-fraction", "0", "--early-stopping", "2"], "--early-stopping needs validation"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         sys.exit(main(["train", "--epochs", "1", "--out", str(tmp_path), "--no-progress", *argv]))
@@ -155,17 +209,22 @@ def test_bad_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["lr-find", "diagnose"])
-@pytest.mark.parametrize("argv, needle", [
-    (["--model", "vgg"], "resnet"),
-    (["--optimizer", "adamz"], "noisy_sgd"),
-    (["--batch-size", "0"], "batch-size"),
-    (["--steps", "0"], "steps"),
-    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum does not apply to --optimizer adam"),
-    (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
-    (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
-])
-def test_lr_find_and_diagnose_refuse_bad_flags_like_train(command, argv, needle, tmp_path,
-                                                          capsys):
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--model", "vgg"], "resnet"),
+        (["--optimizer", "adamz"], "noisy_sgd"),
+        (["--batch-size", "0"], "batch-size"),
+        (["--steps", "0"], "steps"),
+        (
+            ["--optimizer", "adam", "--momentum", "0.9"],
+            "--momentum does not apply to --optimizer adam",
+        ),
+        (["--model", "cnn", "--hidden", "8"], "--hidden does not apply to --model cnn"),
+        (["--init", "he_normal", "--sparse-k", "3"], "--sparse-k does not apply"),
+    ],
+)
+def test_lr_find_and_diagnose_refuse_bad_flags_like_train(command, argv, needle, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         sys.exit(main([command, "--out", str(tmp_path), *argv]))
     assert info.value.code == 2
@@ -175,8 +234,22 @@ def test_lr_find_and_diagnose_refuse_bad_flags_like_train(command, argv, needle,
 
 def test_a_value_error_of_lr_find_exits_2_with_one_line(tmp_path, capsys):
     # Checked where it enters (jdl.lr_find), reported by the shared ValueError path.
-    assert main(["lr-find", "--min-lr", "0.1", "--max-lr", "0.01", "--hidden", "4",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "lr-find",
+                "--min-lr",
+                "0.1",
+                "--max-lr",
+                "0.01",
+                "--hidden",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m jaxopt_dl lr-find: error:")
     assert "max_lr" in err[0] or "min_lr" in err[0]
@@ -184,9 +257,28 @@ def test_a_value_error_of_lr_find_exits_2_with_one_line(tmp_path, capsys):
 
 def test_lr_find_builds_the_optimizer_and_model_of_the_shared_registries(tmp_path):
     out = tmp_path / "lrf"
-    assert main(["lr-find", "--optimizer", "momentum", "--momentum", "0.5",
-                 "--momentum-form", "trace", "--hidden", "8", "--num", "2", "--steps", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "lr-find",
+                "--optimizer",
+                "momentum",
+                "--momentum",
+                "0.5",
+                "--momentum-form",
+                "trace",
+                "--hidden",
+                "8",
+                "--num",
+                "2",
+                "--steps",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "lr_find.json").read_text())["config"]
     assert config["optimizer_arguments"] == {"beta": 0.5, "form": "trace"}
     assert config["hidden"] == [8] and config["model"] == "mlp"
@@ -202,8 +294,16 @@ def test_lr_find_builds_the_optimizer_and_model_of_the_shared_registries(tmp_pat
 
 
 def test_checkpoint_that_does_not_match_exits_2_with_one_line(tmp_path, capsys):
-    common = ["train", "--epochs", "1", "--batch-size", "256", "--no-progress",
-              "--checkpoint-dir", str(tmp_path / "ckpt")]
+    common = [
+        "train",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--no-progress",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+    ]
     assert main([*common, "--hidden", "16", "--out", str(tmp_path / "a")]) == 0
     capsys.readouterr()
     assert main([*common, "--hidden", "32", "--out", str(tmp_path / "b")]) == 2
@@ -215,15 +315,20 @@ def config_for(*argv):
     return resolve_config(build_parser().parse_args(["train", *argv]))
 
 
-@pytest.mark.parametrize("argv, reference", [
-    # lion's own (decoupled) weight decay, not an L2 term on top of it.
-    (["--optimizer", "lion", "--weight-decay", "0.1"], optax.lion(1e-3, weight_decay=0.1)),
-    (["--optimizer", "lion"], optax.lion(1e-3)),
-    (["--optimizer", "adamw", "--weight-decay", "0.1"], optax.adamw(1e-3, weight_decay=0.1)),
-    # Without a decay of its own the optimizer gets an L2 term added to the gradient.
-    (["--optimizer", "adam", "--weight-decay", "0.1"],
-     optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-3))),
-])
+@pytest.mark.parametrize(
+    "argv, reference",
+    [
+        # lion's own (decoupled) weight decay, not an L2 term on top of it.
+        (["--optimizer", "lion", "--weight-decay", "0.1"], optax.lion(1e-3, weight_decay=0.1)),
+        (["--optimizer", "lion"], optax.lion(1e-3)),
+        (["--optimizer", "adamw", "--weight-decay", "0.1"], optax.adamw(1e-3, weight_decay=0.1)),
+        # Without a decay of its own the optimizer gets an L2 term added to the gradient.
+        (
+            ["--optimizer", "adam", "--weight-decay", "0.1"],
+            optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-3)),
+        ),
+    ],
+)
 def test_weight_decay_is_the_optimizers_own_where_it_has_one(argv, reference):
     tx = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
     params = {"w": jnp.array([1.0, -2.0, 0.5])}
@@ -239,9 +344,24 @@ def test_weight_decay_is_the_optimizers_own_where_it_has_one(argv, reference):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_finite_params(tmp_path, capsys):
-    rc = main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "2",
-               "--batch-size", "256", "--max-nonfinite", "1", "--out", str(tmp_path),
-               "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "--max-nonfinite",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "non-finite loss at step" in err and "gradient of" in err

@@ -34,7 +34,7 @@ NOISE = (0.1 * _RNG.standard_normal((STEPS, _N))).astype(np.float32)
 def _split(flat):
     out, start = {}, 0
     for (name, shape), size in zip(SHAPES.items(), _SIZES):
-        out[name] = flat[..., start:start + size].reshape(flat.shape[:-1] + shape)
+        out[name] = flat[..., start : start + size].reshape(flat.shape[:-1] + shape)
         start += size
     return out
 
@@ -66,8 +66,9 @@ def run_jax(opt, read=lambda params, state: params):
 
         return jax.lax.scan(body, (params, opt.init(params)), noise)[1]
 
-    return np.asarray(run(jax.tree.map(jnp.asarray, _split(W0)),
-                          jax.tree.map(jnp.asarray, _split(NOISE))))
+    return np.asarray(
+        run(jax.tree.map(jnp.asarray, _split(W0)), jax.tree.map(jnp.asarray, _split(NOISE)))
+    )
 
 
 def run_torch(make_opt, after_step=None):
@@ -91,26 +92,49 @@ def run_torch(make_opt, after_step=None):
 T = torch.optim
 TORCH_CASES = [
     ("radam_defaults", jdl.radam(), lambda p: T.RAdam(p)),
-    ("radam_lr_betas", jdl.radam(0.05, b1=0.8, b2=0.99, eps=1e-6),
-     lambda p: T.RAdam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6)),
-    ("radam_coupled_wd", jdl.radam(0.02, weight_decay=0.1),
-     lambda p: T.RAdam(p, lr=0.02, weight_decay=0.1)),
-    ("radam_decoupled_wd", jdl.radam(0.02, weight_decay=0.1, decoupled_weight_decay=True),
-     lambda p: T.RAdam(p, lr=0.02, weight_decay=0.1, decoupled_weight_decay=True)),
+    (
+        "radam_lr_betas",
+        jdl.radam(0.05, b1=0.8, b2=0.99, eps=1e-6),
+        lambda p: T.RAdam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6),
+    ),
+    (
+        "radam_coupled_wd",
+        jdl.radam(0.02, weight_decay=0.1),
+        lambda p: T.RAdam(p, lr=0.02, weight_decay=0.1),
+    ),
+    (
+        "radam_decoupled_wd",
+        jdl.radam(0.02, weight_decay=0.1, decoupled_weight_decay=True),
+        lambda p: T.RAdam(p, lr=0.02, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
     ("rprop_defaults", jdl.rprop(), lambda p: T.Rprop(p)),
-    ("rprop_custom", jdl.rprop(0.05, eta_minus=0.3, eta_plus=1.5, min_step_size=1e-4,
-                               max_step_size=0.2),
-     lambda p: T.Rprop(p, lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-4, 0.2))),
+    (
+        "rprop_custom",
+        jdl.rprop(0.05, eta_minus=0.3, eta_plus=1.5, min_step_size=1e-4, max_step_size=0.2),
+        lambda p: T.Rprop(p, lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-4, 0.2)),
+    ),
     ("asgd_defaults", jdl.asgd(), lambda p: T.ASGD(p)),
-    ("asgd_averaging", jdl.asgd(0.05, lambd=1e-2, alpha=0.5, t0=20, weight_decay=0.01),
-     lambda p: T.ASGD(p, lr=0.05, lambd=1e-2, alpha=0.5, t0=20, weight_decay=0.01)),
+    (
+        "asgd_averaging",
+        jdl.asgd(0.05, lambd=1e-2, alpha=0.5, t0=20, weight_decay=0.01),
+        lambda p: T.ASGD(p, lr=0.05, lambd=1e-2, alpha=0.5, t0=20, weight_decay=0.01),
+    ),
     ("nadam_defaults", jdl.torch_nadam(), lambda p: T.NAdam(p)),
-    ("nadam_momentum_decay", jdl.torch_nadam(0.01, b1=0.95, momentum_decay=0.05, eps=1e-6),
-     lambda p: T.NAdam(p, lr=0.01, betas=(0.95, 0.999), momentum_decay=0.05, eps=1e-6)),
-    ("nadam_coupled_wd", jdl.torch_nadam(0.01, weight_decay=0.1),
-     lambda p: T.NAdam(p, lr=0.01, weight_decay=0.1)),
-    ("nadamw", jdl.torch_nadam(0.01, weight_decay=0.1, decoupled_weight_decay=True),
-     lambda p: T.NAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    (
+        "nadam_momentum_decay",
+        jdl.torch_nadam(0.01, b1=0.95, momentum_decay=0.05, eps=1e-6),
+        lambda p: T.NAdam(p, lr=0.01, betas=(0.95, 0.999), momentum_decay=0.05, eps=1e-6),
+    ),
+    (
+        "nadam_coupled_wd",
+        jdl.torch_nadam(0.01, weight_decay=0.1),
+        lambda p: T.NAdam(p, lr=0.01, weight_decay=0.1),
+    ),
+    (
+        "nadamw",
+        jdl.torch_nadam(0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        lambda p: T.NAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
 ]
 
 
@@ -149,12 +173,14 @@ def _torch_averaged(averaged_model, start):
     return make, after
 
 
-@pytest.mark.parametrize("mode,decay,start", [("ema", 0.9, 0), ("ema", 0.999, 10),
-                                              ("swa", 0.0, 0), ("swa", 0.0, 40)])
+@pytest.mark.parametrize(
+    "mode,decay,start", [("ema", 0.9, 0), ("ema", 0.999, 10), ("swa", 0.0, 0), ("swa", 0.0, 40)]
+)
 def test_param_averaging_matches_torch_swa_utils(mode, decay, start):
     if mode == "ema":
         make_avg = lambda m: swa_utils.AveragedModel(  # noqa: E731
-            m, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay))
+            m, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay)
+        )
     else:
         make_avg = swa_utils.AveragedModel
     make, after = _torch_averaged(make_avg, start)
@@ -176,30 +202,44 @@ def test_param_averaging_overwrite_is_keras_ema_overwrite():
     p = jax.tree.map(jnp.asarray, params)
     ref = {key: v.astype(np.float64) for key, v in params.items()}
     for t in range(1, 31):
-        g = jax.grad(_loss)(p, jax.tree.map(jnp.asarray, curv),
-                            jax.tree.map(lambda v: jnp.asarray(v[t - 1]), noise))
+        g = jax.grad(_loss)(
+            p, jax.tree.map(jnp.asarray, curv), jax.tree.map(lambda v: jnp.asarray(v[t - 1]), noise)
+        )
         u, state = opt.update(g, state, p)
         p = optax.apply_updates(p, u)
         g_ref = {key: np.asarray(v, np.float64) for key, v in g.items()}
         ref = {key: ref[key] - 0.05 * g_ref[key] for key in ref}
-        avg = dict(ref) if avg is None else {
-            key: decay * avg[key] + (1 - decay) * ref[key] for key in ref}
+        avg = (
+            dict(ref)
+            if avg is None
+            else {key: decay * avg[key] + (1 - decay) * ref[key] for key in ref}
+        )
         if t % k == 0:
             ref = dict(avg)
-        np.testing.assert_allclose(np.asarray(_flat(p)), np.asarray(_flat(ref)), rtol=1e-4,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(_flat(p)), np.asarray(_flat(ref)), rtol=1e-4, atol=1e-6
+        )
 
 
 OPTAX_CASES = [
     ("adabelief", jdl.adabelief(0.01), optax.adabelief(0.01)),
     ("yogi", jdl.yogi(0.05, b2=0.99), optax.yogi(0.05, b2=0.99)),
     ("lars", jdl.lars(0.1, weight_decay=1e-3), optax.lars(0.1, weight_decay=1e-3)),
-    ("sam", jdl.sam(optax.sgd(0.02), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))),
-     optax.contrib.sam(optax.sgd(0.02), optax.chain(optax.contrib.normalize(), optax.sgd(0.05)))),
-    ("schedule_free_sgd", jdl.schedule_free_sgd(0.05, warmup_steps=10),
-     optax.contrib.schedule_free_sgd(0.05, warmup_steps=10)),
-    ("schedule_free_adamw", jdl.schedule_free_adamw(0.01, weight_decay=1e-3),
-     optax.contrib.schedule_free_adamw(0.01, weight_decay=1e-3)),
+    (
+        "sam",
+        jdl.sam(optax.sgd(0.02), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))),
+        optax.contrib.sam(optax.sgd(0.02), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))),
+    ),
+    (
+        "schedule_free_sgd",
+        jdl.schedule_free_sgd(0.05, warmup_steps=10),
+        optax.contrib.schedule_free_sgd(0.05, warmup_steps=10),
+    ),
+    (
+        "schedule_free_adamw",
+        jdl.schedule_free_adamw(0.01, weight_decay=1e-3),
+        optax.contrib.schedule_free_adamw(0.01, weight_decay=1e-3),
+    ),
     ("muon", jdl.muon(0.02), optax.contrib.muon(0.02)),
 ]
 
@@ -217,16 +257,23 @@ def test_lookahead_matches_optax_on_lookahead_params():
         params = optax.LookaheadParams.init_synced(jnp.asarray(W0[:5]))
         state = opt.init(params)
         for t in range(STEPS):
-            g = jax.grad(lambda w: _loss({"kernel": w[:0], "bias": w},
-                                         {"kernel": curv[:0], "bias": curv},
-                                         {"kernel": w[:0], "bias": jnp.asarray(NOISE[t, :5])}))
+            g = jax.grad(
+                lambda w: _loss(
+                    {"kernel": w[:0], "bias": w},
+                    {"kernel": curv[:0], "bias": curv},
+                    {"kernel": w[:0], "bias": jnp.asarray(NOISE[t, :5])},
+                )
+            )
             updates, state = opt.update(g(params.fast), state, params)
             params = optax.apply_updates(params, updates)
         return np.asarray(params.slow)
 
-    np.testing.assert_allclose(run(jdl.lookahead(optax.adam(0.05))),
-                               run(optax.lookahead(optax.adam(0.05), 5, 0.5)), rtol=RTOL,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        run(jdl.lookahead(optax.adam(0.05))),
+        run(optax.lookahead(optax.adam(0.05), 5, 0.5)),
+        rtol=RTOL,
+        atol=1e-6,
+    )
 
 
 def test_states_are_optax_classes():
@@ -267,8 +314,10 @@ def test_bad_hyperparameters_raise_naming_argument_and_value(build, message):
         build()
 
 
-@pytest.mark.parametrize("factory", [jdl.radam, jdl.torch_nadam, jdl.asgd, jdl.rprop,
-                                     jdl.adabelief, jdl.yogi, jdl.lars, jdl.muon])
+@pytest.mark.parametrize(
+    "factory",
+    [jdl.radam, jdl.torch_nadam, jdl.asgd, jdl.rprop, jdl.adabelief, jdl.yogi, jdl.lars, jdl.muon],
+)
 def test_vmap_over_learning_rate(factory):
     """Validation lets traced rates through: one program over a grid of rates."""
     params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
@@ -336,23 +385,30 @@ def test_mistyped_arguments_raise_type_error_naming_them(build, message):
 def test_integral_float_counts_build_the_same_optimizer():
     params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
     grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.full(2, -0.5)}
-    for make in (lambda n: jdl.muon(0.02, ns_steps=n),
-                 lambda n: jdl.schedule_free_sgd(0.1, warmup_steps=n)):
+    for make in (
+        lambda n: jdl.muon(0.02, ns_steps=n),
+        lambda n: jdl.schedule_free_sgd(0.1, warmup_steps=n),
+    ):
         as_int, as_float = make(5), make(5.0)
         chex.assert_trees_all_equal(
             as_int.update(grads, as_int.init(params), params)[0],
-            as_float.update(grads, as_float.init(params), params)[0])
+            as_float.update(grads, as_float.init(params), params)[0],
+        )
 
 
 TORCH_STYLE = {
     "radam": (jdl.radam, {"learning_rate": 0.02, "weight_decay": 0.1}),
-    "radamw": (jdl.radam, {"learning_rate": 0.02, "weight_decay": 0.1,
-                           "decoupled_weight_decay": True}),
+    "radamw": (
+        jdl.radam,
+        {"learning_rate": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    ),
     "rprop": (jdl.rprop, {"learning_rate": 0.05}),
     "asgd": (jdl.asgd, {"learning_rate": 0.05, "weight_decay": 0.1, "t0": 1}),
     "torch_nadam": (jdl.torch_nadam, {"learning_rate": 0.01, "weight_decay": 0.1}),
-    "torch_nadamw": (jdl.torch_nadam, {"learning_rate": 0.01, "weight_decay": 0.1,
-                                       "decoupled_weight_decay": True}),
+    "torch_nadamw": (
+        jdl.torch_nadam,
+        {"learning_rate": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    ),
 }
 PARAMS2 = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -2.0])}
 

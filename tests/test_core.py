@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import make_params, noisy_ill_conditioned_grad, run_trajectory
 from flax.training import train_state
 
 import jaxopt_dl as jdl
-from conftest import make_params, noisy_ill_conditioned_grad, run_trajectory
 
 # ---------------------------------------------------------------- protocol
 
@@ -85,8 +85,9 @@ def test_counter_saturates_at_int32_max():
 
 @pytest.mark.parametrize("dtype", [jnp.uint8, jnp.uint32, jnp.int8, jnp.float16])
 def test_safe_increment_saturates_for_every_real_dtype(dtype):
-    top = jnp.asarray(np.iinfo(dtype).max if jnp.issubdtype(dtype, jnp.integer)
-                      else np.finfo(dtype).max, dtype)
+    top = jnp.asarray(
+        np.iinfo(dtype).max if jnp.issubdtype(dtype, jnp.integer) else np.finfo(dtype).max, dtype
+    )
     assert jdl.safe_increment(top) == top and jdl.safe_increment(top).dtype == dtype
     assert int(jdl.safe_increment(jnp.asarray(5, dtype))) == 6
 
@@ -150,8 +151,11 @@ BAD_INPUT = [
     (jdl.rmsprop, dict(learning_rate=0.1, decay=1.0), "decay"),
     (jdl.rmsprop, dict(learning_rate=0.1, momentum=2.0), "momentum"),
     (jdl.adadelta, dict(learning_rate=1.0, rho=-0.5), "rho"),
-    (jdl.adagrad, dict(learning_rate=0.1, initial_accumulator_value=-1.0),
-     "initial_accumulator_value"),
+    (
+        jdl.adagrad,
+        dict(learning_rate=0.1, initial_accumulator_value=-1.0),
+        "initial_accumulator_value",
+    ),
     (jdl.adagrad, dict(learning_rate=0.1, eps=-1.0), "eps"),
     (jdl.momentum, dict(learning_rate=0.1, beta=1.2), "beta"),
     (jdl.momentum, dict(learning_rate=0.1, form="nesterov"), "form"),
@@ -167,8 +171,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("factory,kwargs,argument", BAD_INPUT,
-                         ids=[f"{f.__name__}-{a}" for f, _, a in BAD_INPUT])
+@pytest.mark.parametrize(
+    "factory,kwargs,argument", BAD_INPUT, ids=[f"{f.__name__}-{a}" for f, _, a in BAD_INPUT]
+)
 def test_bad_hyperparameter_raises_naming_argument_and_value(factory, kwargs, argument):
     with pytest.raises(ValueError) as info:
         factory(**kwargs)
@@ -197,8 +202,13 @@ def test_mismatched_gradient_structure_names_first_path():
 
 def test_mismatched_gradient_shape_names_path():
     params = {"a": jnp.ones(3), "b": {"c": jnp.ones(2)}}
-    for opt in (jdl.adam(0.1), jdl.sgd(0.1, momentum=0.9), jdl.adagrad(0.1),
-                jdl.momentum(0.1), jdl.rmsprop(0.1)):
+    for opt in (
+        jdl.adam(0.1),
+        jdl.sgd(0.1, momentum=0.9),
+        jdl.adagrad(0.1),
+        jdl.momentum(0.1),
+        jdl.rmsprop(0.1),
+    ):
         state = opt.init(params)
         with pytest.raises(ValueError, match=r"shape.*\['b'\]\['c'\].*\(5,\).*\(2,\)"):
             jax.jit(opt.update)({"a": jnp.ones(3), "b": {"c": jnp.ones(5)}}, state, params)
@@ -216,8 +226,9 @@ def test_momentum_forms_agree_for_constant_rate():
 
 def test_bias_correction_block_equals_debiased_ema():
     params = make_params()
-    a = run_trajectory(jdl.chain(jdl.ema(0.9, debias=False), jdl.bias_correction(0.9),
-                                 jdl.scale(-0.01)), params)
+    a = run_trajectory(
+        jdl.chain(jdl.ema(0.9, debias=False), jdl.bias_correction(0.9), jdl.scale(-0.01)), params
+    )
     b = run_trajectory(jdl.chain(jdl.ema(0.9), jdl.scale(-0.01)), params)
     chex.assert_trees_all_close(a, b, rtol=1e-6)
 

@@ -34,8 +34,9 @@ def test_pool_grows_as_scheduled_and_is_sorted_by_score(pacing, fractions):
 def test_fit_with_curriculum_sampler_trains_on_the_pool_only():
     (x, y), _ = jdl.data.load_digits()
     x, y = x[:256], y[:256]
-    state = training.create_train_state(jdl.models.MLP(hidden=(16,)), jdl.adam(1e-2),
-                                        jax.random.key(0), x[:1])
+    state = training.create_train_state(
+        jdl.models.MLP(hidden=(16,)), jdl.adam(1e-2), jax.random.key(0), x[:1]
+    )
     scores = training.example_scores(state, (x, y), kind="margin")
     seen = []
 
@@ -46,8 +47,14 @@ def test_fit_with_curriculum_sampler_trains_on_the_pool_only():
             return drawn
 
     recording = Recording(scores, training.baby_steps(2, 1))
-    _, history = training.fit(state, (x, y), epochs=2, batch_size=64, progress=False,
-                              config=training.FitConfig(sampler=recording))
+    _, history = training.fit(
+        state,
+        (x, y),
+        epochs=2,
+        batch_size=64,
+        progress=False,
+        config=training.FitConfig(sampler=recording),
+    )
     assert seen[0] == set(np.argsort(scores)[:128].tolist())
     assert len(seen[1]) == 256
     assert history.steps_per_epoch == [4, 4]
@@ -84,4 +91,5 @@ def test_gaussian_smoothing_matches_closed_form():
     x, s = 0.7, 0.6
     smoothed = training.gaussian_smoothing(lambda z: jnp.cos(2 * z), s, 200_000)
     np.testing.assert_allclose(
-        smoothed(jnp.array(x), jax.random.key(0)), np.cos(2 * x) * np.exp(-2 * s**2), atol=5e-3)
+        smoothed(jnp.array(x), jax.random.key(0)), np.cos(2 * x) * np.exp(-2 * s**2), atol=5e-3
+    )

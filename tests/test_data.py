@@ -54,7 +54,8 @@ def test_raw_split_matches_sklearn():
     (x_tr, y_tr), (x_te, y_te) = data.load_digits(standardize=False, seed=7)
     d = sklearn.datasets.load_digits()
     want = sklearn.model_selection.train_test_split(
-        d.data, d.target, test_size=0.2, random_state=7, stratify=d.target)
+        d.data, d.target, test_size=0.2, random_state=7, stratify=d.target
+    )
     for got, ref in zip((x_tr, x_te, y_tr, y_te), want):
         np.testing.assert_array_equal(got, ref)
 
@@ -77,8 +78,14 @@ def test_bad_test_fraction(bad):
 
 
 @pytest.mark.parametrize(
-    "shape,want", [((5, 64), (5, 8, 8, 1)), ((5, 8, 8), (5, 8, 8, 1)), ((5, 4, 4, 3), (5, 4, 4, 3)),
-                   ((2, 16), (2, 4, 4, 1))])
+    "shape,want",
+    [
+        ((5, 64), (5, 8, 8, 1)),
+        ((5, 8, 8), (5, 8, 8, 1)),
+        ((5, 4, 4, 3), (5, 4, 4, 3)),
+        ((2, 16), (2, 4, 4, 1)),
+    ],
+)
 def test_as_images(shape, want):
     x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     out = data.as_images(x)
@@ -128,7 +135,12 @@ SURFACES = [
     data.cliff(),
 ]
 SURFACE_IDS = [
-    "noisy_quadratic", "rosenbrock2", "rosenbrock5", "saddle_q0.25", "saddle_q1", "cliff"
+    "noisy_quadratic",
+    "rosenbrock2",
+    "rosenbrock5",
+    "saddle_q0.25",
+    "saddle_q1",
+    "cliff",
 ]
 
 
@@ -146,8 +158,9 @@ def test_known_minima(surface):
         np.testing.assert_allclose(jax.jit(surface.grad)(w), 0.0, atol=1e-5)
         assert np.linalg.eigvalsh(np.asarray(surface.hessian(w))).min() > 0
     # No sampled point beats the global minimum.
-    points = jax.random.uniform(jax.random.key(0), (2000, jnp.size(surface.minimum)), minval=-3,
-                                maxval=3)
+    points = jax.random.uniform(
+        jax.random.key(0), (2000, jnp.size(surface.minimum)), minval=-3, maxval=3
+    )
     assert float(jax.jit(jax.vmap(surface.fun))(points).min()) >= surface.min_value - 1e-6
 
 
@@ -168,8 +181,9 @@ def test_rosenbrock_matches_scipy(dim):
     w = np.random.default_rng(dim).normal(size=dim)
     np.testing.assert_allclose(s.fun(jnp.asarray(w)), scipy.optimize.rosen(w), rtol=1e-5)
     np.testing.assert_allclose(s.grad(jnp.asarray(w)), scipy.optimize.rosen_der(w), rtol=1e-4)
-    np.testing.assert_allclose(s.hessian(jnp.asarray(w)), scipy.optimize.rosen_hess(w),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        s.hessian(jnp.asarray(w)), scipy.optimize.rosen_hess(w), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_noisy_quadratic_seed_002():

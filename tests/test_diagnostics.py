@@ -111,7 +111,9 @@ def test_activation_stats_from_flax_intermediates_match_numpy():
     _, state = net.apply(variables, x, mutable=["intermediates"])
     stats = jax.jit(diagnostics.activation_stats)(state["intermediates"])
     p = variables["params"]
-    h = np.maximum(np.asarray(x) @ np.asarray(p["hidden"]["kernel"]) + np.asarray(p["hidden"]["bias"]), 0)
+    h = np.maximum(
+        np.asarray(x) @ np.asarray(p["hidden"]["kernel"]) + np.asarray(p["hidden"]["bias"]), 0
+    )
     out = h @ np.asarray(p["out"]["kernel"]) + np.asarray(p["out"]["bias"])
     for name, ref in (("hidden_act/0", h), ("logits/0", out)):
         np.testing.assert_allclose(stats[f"{name}/mean"], ref.mean(), rtol=1e-5, atol=1e-6)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import html
-import json
 import importlib.util
 import inspect
+import json
 import os
 import pathlib
 import re
@@ -139,7 +139,9 @@ def test_every_public_submodule_has_a_reference_page():
 
 
 DOCS = ROOT / "docs"
-FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M)
+FENCE = re.compile(
+    r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M
+)
 NORUN = "<!-- norun -->"
 # Runs every page's blocks in order, each page in a fresh namespace and its own working
 # folder, in ONE process (one JAX import); writes {page: traceback or None} as JSON.
@@ -177,7 +179,7 @@ def python_blocks(page: pathlib.Path) -> list[tuple[int, str, bool]]:
         line = text.count("\n", 0, match.start()) + 1
         before = text[: match.start()].rstrip().rsplit("\n", 1)[-1].strip()
         indent = len(match["indent"])
-        code = "".join(l[indent:] for l in match["body"].splitlines(keepends=True))
+        code = "".join(line_[indent:] for line_ in match["body"].splitlines(keepends=True))
         blocks.append((line + 1, code, before != NORUN))
     return blocks
 
@@ -266,7 +268,9 @@ def args_section(doc: str | None) -> str:
 
 def documents(name: str, section: str) -> bool:
     """Whether an ``Args:`` section has an entry ``name:`` or ``name (type):``."""
-    return re.search(rf"^\s+{re.escape(name)}(\s*\([^)\n]*\))?\s*:", section, re.MULTILINE) is not None
+    return (
+        re.search(rf"^\s+{re.escape(name)}(\s*\([^)\n]*\))?\s*:", section, re.MULTILINE) is not None
+    )
 
 
 def public_callables() -> dict[str, object]:

@@ -152,8 +152,9 @@ def test_run_all_records_a_crash_keeps_going_and_merges(tmp_path, monkeypatch):
 
     module = run_all.load("schedules")
     monkeypatch.setattr(module, "run", broken)
-    results = run_all.run_experiments(["schedules", "c05_bias_correction"], str(tmp_path),
-                                      quick=True, smoke=True)
+    results = run_all.run_experiments(
+        ["schedules", "c05_bias_correction"], str(tmp_path), quick=True, smoke=True
+    )
     status = {r.name: r.status for r in results}
     assert status["schedules"] == "error"
     assert status["c05_bias_correction"] in _common.VERDICTS
@@ -210,8 +211,11 @@ def test_gallery_summary_covers_every_claim_with_a_committed_criterion():
         assert rec["mode"] in ("quick", "full")
         commit = rec["criteria_commit"]
         assert commit and not rec["criteria_uncommitted"], cid
-        shown = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:experiments/criteria.json"],
-                               capture_output=True, text=True)
+        shown = subprocess.run(
+            ["git", "-C", ROOT, "show", f"{commit}:experiments/criteria.json"],
+            capture_output=True,
+            text=True,
+        )
         if shown.returncode != 0:
             pytest.skip(f"criteria commit {commit[:10]} not in this clone's history")
         judged_by = json.loads(shown.stdout)["claims"][cid]
@@ -226,8 +230,9 @@ def test_readme_and_docs_tables_are_generated_from_the_summary():
 
 def _sentences():
     """(page, sentence) of README.md and docs/**/*.md outside the generated blocks."""
-    pages = ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
-                                             recursive=True))
+    pages = ["README.md"] + sorted(
+        glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
+    )
     for page in pages:
         with open(os.path.join(ROOT, page)) as f:
             text = f.read()
@@ -246,7 +251,10 @@ def test_prose_about_the_experiments_agrees_with_the_summary():
     for page, line in _sentences():
         for count, total in re.findall(r"(\d+) of (?:the )?(\d+) claims", line):
             assert int(total) == n["claims"] and int(count) in (
-                n["reproduced"], n["not reproduced"], n["inconclusive"]), (page, line)
+                n["reproduced"],
+                n["not reproduced"],
+                n["inconclusive"],
+            ), (page, line)
         for clause in line.split(";"):  # "c09 shows ...; c10 and c11 reproduce ..."
             claims = set(re.findall(r"experiments/(c\d\d)_\w+\.py", clause))
             if not claims or "reproduc" not in clause:
@@ -254,4 +262,5 @@ def test_prose_about_the_experiments_agrees_with_the_summary():
             said = "not reproduced" if re.search(r"not reproduc", clause) else "reproduced"
             for cid in claims:
                 assert verdict[cid] == said, (
-                    f"{page}: says {cid} {said} but summary.json says {verdict[cid]}: {line!r}")
+                    f"{page}: says {cid} {said} but summary.json says {verdict[cid]}: {line!r}"
+                )

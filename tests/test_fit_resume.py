@@ -27,6 +27,7 @@ def interrupt_at(epoch):
     def callback(e, trainer):
         if e == epoch:
             raise Interrupt
+
     return training.LambdaCallback(on_epoch_end=callback)
 
 
@@ -38,8 +39,16 @@ def run(directory, callbacks=(), seed=0, patience=None, **checkpoint_options):
     callbacks = [*callbacks, training.ModelCheckpoint(directory, **checkpoint_options)]
     if patience is not None:
         callbacks.append(training.EarlyStopping(patience))
-    return training.fit(initial_state(), DATA, VAL, epochs=EPOCHS, batch_size=BATCH,
-                        seed=seed, progress=False, callbacks=callbacks)
+    return training.fit(
+        initial_state(),
+        DATA,
+        VAL,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=seed,
+        progress=False,
+        callbacks=callbacks,
+    )
 
 
 @pytest.mark.parametrize("backend,patience", [("msgpack", None), ("orbax", 3)])
@@ -76,11 +85,11 @@ def test_resume_rejects_other_seed_and_other_model(tmp_path):
     run(directory)
     with pytest.raises(ValueError, match="seed"):
         run(directory, seed=1)
-    other = training.create_train_state(jdl.models.MLP(hidden=(16,)), TX, jax.random.key(0),
-                                        X[:1])
+    other = training.create_train_state(jdl.models.MLP(hidden=(16,)), TX, jax.random.key(0), X[:1])
     with pytest.raises(ValueError, match="template"):
-        training.fit(other, DATA, epochs=EPOCHS, batch_size=BATCH, progress=False,
-                     checkpoint_dir=directory)
+        training.fit(
+            other, DATA, epochs=EPOCHS, batch_size=BATCH, progress=False, checkpoint_dir=directory
+        )
 
 
 @pytest.mark.parametrize("name,value", [("every", 0)])

@@ -12,7 +12,6 @@ from pathlib import Path
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
@@ -29,8 +28,9 @@ PARAMS = {
     "scalar": jnp.asarray(0.5, jnp.float32),
 }
 
-needs_kernel = pytest.mark.skipif(not _kernel.kernel_available(),
-                                  reason="the fused kernel was not built")
+needs_kernel = pytest.mark.skipif(
+    not _kernel.kernel_available(), reason="the fused kernel was not built"
+)
 
 
 def described(tx, optimizer, **hyperparams):
@@ -47,21 +47,33 @@ def grads_at(t, params):
 SCHEDULE = optax.cosine_decay_schedule(1e-2, STEPS)
 CASES = {
     "adam": lambda: described(optax.adam(1e-2), "adam", learning_rate=1e-2),
-    "adam_b1_eps_root": lambda: described(optax.adam(3e-3, b1=0.8, eps_root=1e-6), "adam",
-                                          learning_rate=3e-3, b1=0.8, eps_root=1e-6),
+    "adam_b1_eps_root": lambda: described(
+        optax.adam(3e-3, b1=0.8, eps_root=1e-6), "adam", learning_rate=3e-3, b1=0.8, eps_root=1e-6
+    ),
     "adam_schedule": lambda: described(optax.adam(SCHEDULE), "adam", learning_rate=SCHEDULE),
-    "adam_bf16_mu": lambda: described(optax.adam(1e-3, mu_dtype=jnp.bfloat16), "adam",
-                                      learning_rate=1e-3, mu_dtype=jnp.bfloat16),
-    "adamw": lambda: described(optax.adamw(1e-2, weight_decay=0.1), "adamw",
-                               learning_rate=1e-2, weight_decay=0.1),
-    "sgd_momentum": lambda: described(optax.sgd(1e-2, momentum=0.9), "sgd",
-                                      learning_rate=1e-2, momentum=0.9),
+    "adam_bf16_mu": lambda: described(
+        optax.adam(1e-3, mu_dtype=jnp.bfloat16), "adam", learning_rate=1e-3, mu_dtype=jnp.bfloat16
+    ),
+    "adamw": lambda: described(
+        optax.adamw(1e-2, weight_decay=0.1), "adamw", learning_rate=1e-2, weight_decay=0.1
+    ),
+    "sgd_momentum": lambda: described(
+        optax.sgd(1e-2, momentum=0.9), "sgd", learning_rate=1e-2, momentum=0.9
+    ),
     "sgd_nesterov_schedule": lambda: described(
-        optax.sgd(SCHEDULE, momentum=0.8, nesterov=True), "sgd",
-        learning_rate=SCHEDULE, momentum=0.8, nesterov=True),
+        optax.sgd(SCHEDULE, momentum=0.8, nesterov=True),
+        "sgd",
+        learning_rate=SCHEDULE,
+        momentum=0.8,
+        nesterov=True,
+    ),
     "sgd_bf16_trace": lambda: described(
-        optax.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16), "sgd",
-        learning_rate=1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+        optax.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+        "sgd",
+        learning_rate=1e-2,
+        momentum=0.9,
+        accumulator_dtype=jnp.bfloat16,
+    ),
 }
 
 
@@ -69,6 +81,7 @@ def plain_step(tx):
     def step(p, g, s):
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
+
     return jax.jit(step)
 
 
@@ -110,13 +123,17 @@ def test_kernel_runs_the_step(name):
     assert jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
 
 
-@pytest.mark.parametrize("tx", [
-    optax.adam(1e-2),  # no metadata
-    described(optax.rmsprop(1e-2), "rmsprop", learning_rate=1e-2),  # no kernel
-    described(optax.sgd(1e-2), "sgd", learning_rate=1e-2),  # no momentum
-    described(optax.adam(1e-2, nesterov=True), "adam", learning_rate=1e-2, nesterov=True),
-    described(optax.chain(optax.clip(1.0), optax.adam(1e-2)), "adam", learning_rate=1e-2),
-], ids=["no_metadata", "rmsprop", "sgd_no_momentum", "nadam", "unknown_state"])
+@pytest.mark.parametrize(
+    "tx",
+    [
+        optax.adam(1e-2),  # no metadata
+        described(optax.rmsprop(1e-2), "rmsprop", learning_rate=1e-2),  # no kernel
+        described(optax.sgd(1e-2), "sgd", learning_rate=1e-2),  # no momentum
+        described(optax.adam(1e-2, nesterov=True), "adam", learning_rate=1e-2, nesterov=True),
+        described(optax.chain(optax.clip(1.0), optax.adam(1e-2)), "adam", learning_rate=1e-2),
+    ],
+    ids=["no_metadata", "rmsprop", "sgd_no_momentum", "nadam", "unknown_state"],
+)
 def test_other_optimizers_take_the_plain_path(tx):
     """Without a kernel rule, or a state of another structure, it is exactly update + apply."""
     assert not jdl.fused.fusable(tx, tx.init(PARAMS), PARAMS)
@@ -142,7 +159,8 @@ def test_bf16_second_moment():
         adam_state, rest = state
         return adam_state._replace(
             mu=jax.tree.map(lambda m: m.astype(jnp.bfloat16), adam_state.mu),
-            nu=jax.tree.map(lambda v: v.astype(jnp.bfloat16), adam_state.nu)), rest
+            nu=jax.tree.map(lambda v: v.astype(jnp.bfloat16), adam_state.nu),
+        ), rest
 
     def plain(p, g, s):  # optax's numbers with bf16 storage: cast back after the step
         u, s = tx.update(g, s, p)
@@ -196,7 +214,8 @@ def test_train_state_apply_gradients_is_fused():
     """``TrainState.apply_gradients`` (what fit and sweep call) goes through the kernel."""
     tx = CASES["adam"]()
     state = jdl.training.create_train_state(
-        jdl.models.MLP(hidden=(16,)), tx, jax.random.key(0), jnp.zeros((1, 8)))
+        jdl.models.MLP(hidden=(16,)), tx, jax.random.key(0), jnp.zeros((1, 8))
+    )
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.3), state.params)
     state = jax.tree.map(jnp.copy, state)  # distinct buffers, so the state can be donated
     step = jax.jit(lambda st, g: st.apply_gradients(grads=g), donate_argnums=0)
@@ -212,15 +231,22 @@ def test_train_state_apply_gradients_is_fused():
 
 def _child(code, **env):
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.split()
 
 
 def test_switched_off_by_environment():
-    out = _child("import jaxopt_dl as jdl; print(jdl.fused.kernel_available())",
-                 JAXOPT_DL_NO_KERNEL="1")
+    out = _child(
+        "import jaxopt_dl as jdl; print(jdl.fused.kernel_available())", JAXOPT_DL_NO_KERNEL="1"
+    )
     assert out == ["False"]
 
 

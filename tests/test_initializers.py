@@ -19,10 +19,18 @@ CONV = (3, 3, 32, 64)  # HWIO: fan_in = 288, fan_out = 576
 
 # (name, factory, variance(fan_in, fan_out), uniform half-width or None for normal)
 SCHEMES = [
-    ("normalized_uniform", ini.normalized_uniform, lambda fi, fo: 2 / (fi + fo),
-     lambda fi, fo: math.sqrt(6 / (fi + fo))),
-    ("glorot_uniform", ini.glorot_uniform, lambda fi, fo: 2 / (fi + fo),
-     lambda fi, fo: math.sqrt(6 / (fi + fo))),
+    (
+        "normalized_uniform",
+        ini.normalized_uniform,
+        lambda fi, fo: 2 / (fi + fo),
+        lambda fi, fo: math.sqrt(6 / (fi + fo)),
+    ),
+    (
+        "glorot_uniform",
+        ini.glorot_uniform,
+        lambda fi, fo: 2 / (fi + fo),
+        lambda fi, fo: math.sqrt(6 / (fi + fo)),
+    ),
     ("glorot_normal", ini.glorot_normal, lambda fi, fo: 2 / (fi + fo), None),
     ("he_uniform", ini.he_uniform, lambda fi, fo: 2 / fi, lambda fi, fo: math.sqrt(6 / fi)),
     ("he_normal", ini.he_normal, lambda fi, fo: 2 / fi, None),
@@ -187,11 +195,15 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "edit,match",
     [
-        (lambda p: p["dense"].update(kernel=jnp.zeros((2, 4))),
-         r"shape at path \['dense'\]\['kernel'\]"),
+        (
+            lambda p: p["dense"].update(kernel=jnp.zeros((2, 4))),
+            r"shape at path \['dense'\]\['kernel'\]",
+        ),
         (lambda p: p["dense"].pop("bias"), r"lack path \['dense'\]\['bias'\]"),
-        (lambda p: p.update(extra={"w": jnp.zeros(1)}),
-         r"path \['extra'\]\['w'\] not in the template"),
+        (
+            lambda p: p.update(extra={"w": jnp.zeros(1)}),
+            r"path \['extra'\]\['w'\] not in the template",
+        ),
     ],
 )
 def test_from_pretrained_names_first_mismatching_path(tmp_path, edit, match):

@@ -26,14 +26,19 @@ def _imports(path: Path):
             yield from (alias.name for alias in node.names)
 
 
-FILES = [p for layer in LAYERS
-         for p in ([PACKAGE / f"{layer}.py"] if (PACKAGE / f"{layer}.py").exists()
-                   else sorted((PACKAGE / layer).glob("*.py")))]
+FILES = [
+    p
+    for layer in LAYERS
+    for p in (
+        [PACKAGE / f"{layer}.py"]
+        if (PACKAGE / f"{layer}.py").exists()
+        else sorted((PACKAGE / layer).glob("*.py"))
+    )
+]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_import_from_a_layer_above(path):
     own = LAYERS.index(path.relative_to(PACKAGE).parts[0].removesuffix(".py"))
-    above = sorted({m for m in _imports(path)
-                    if _layer(m) is not None and _layer(m) > own})
+    above = sorted({m for m in _imports(path) if _layer(m) is not None and _layer(m) > own})
     assert not above, f"{path.name} imports from a layer above it: {above}"

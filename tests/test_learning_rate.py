@@ -42,11 +42,15 @@ def _walk(opt, steps=5, loss=None, optimizer=None):
 
 @pytest.mark.parametrize(
     "opt",
-    [jdl.sgd(0.1), jdl.sgd(SCHEDULE), jdl.momentum(SCHEDULE, 0.0, form="trace"),
-     jdl.chain(jdl.clip(10.0), jdl.sgd(SCHEDULE)),
-     jdl.masked(jdl.sgd(SCHEDULE), {"a": True, "b": False}),
-     jdl.apply_if_finite(jdl.sgd(SCHEDULE), 3),
-     jdl.inject_hyperparams(jdl.sgd)(learning_rate=SCHEDULE)],
+    [
+        jdl.sgd(0.1),
+        jdl.sgd(SCHEDULE),
+        jdl.momentum(SCHEDULE, 0.0, form="trace"),
+        jdl.chain(jdl.clip(10.0), jdl.sgd(SCHEDULE)),
+        jdl.masked(jdl.sgd(SCHEDULE), {"a": True, "b": False}),
+        jdl.apply_if_finite(jdl.sgd(SCHEDULE), 3),
+        jdl.inject_hyperparams(jdl.sgd)(learning_rate=SCHEDULE),
+    ],
     ids=["constant", "schedule", "momentum0", "chain", "masked", "apply_if_finite", "injected"],
 )
 def test_reported_rate_is_the_applied_rate(opt):
@@ -71,9 +75,14 @@ STEADY_STEPS = [0, 3, 4, 5]
 
 
 # optax's patience=p reduces one evaluation earlier than ours: our 0 is its 1.
-@pytest.mark.parametrize("plateau", [jdl.reduce_on_plateau(factor=0.5, patience=0),
-                                     optax.contrib.reduce_on_plateau(factor=0.5, patience=1)],
-                         ids=["jaxopt_dl", "optax"])
+@pytest.mark.parametrize(
+    "plateau",
+    [
+        jdl.reduce_on_plateau(factor=0.5, patience=0),
+        optax.contrib.reduce_on_plateau(factor=0.5, patience=1),
+    ],
+    ids=["jaxopt_dl", "optax"],
+)
 def test_plateau_scale_is_included_after_it_reduced(plateau):
     opt = jdl.chain(jdl.sgd(SCHEDULE), plateau)
     pairs = _walk(opt, steps=len(LOSSES), loss=LOSSES.__getitem__)
@@ -85,8 +94,10 @@ def test_plateau_scale_is_included_after_it_reduced(plateau):
 
 
 def test_plateau_scale_with_injected_rate_read_from_the_state_alone():
-    opt = jdl.chain(jdl.inject_hyperparams(jdl.sgd)(learning_rate=0.1),
-                    jdl.reduce_on_plateau(factor=0.5, patience=0))
+    opt = jdl.chain(
+        jdl.inject_hyperparams(jdl.sgd)(learning_rate=0.1),
+        jdl.reduce_on_plateau(factor=0.5, patience=0),
+    )
     state = opt.init(PARAMS)
     for step, loss in enumerate(LOSSES):
         reported = jdl.current_learning_rate(state)
@@ -144,7 +155,8 @@ def test_train_state_rate_and_missing_optimizer_error():
     ts = train_state.TrainState.create(apply_fn=None, params=PARAMS, tx=jdl.adam(SCHEDULE))
     ts = ts.apply_gradients(grads=GRAD)
     assert float(jdl.current_learning_rate(ts.opt_state, ts.tx)) == pytest.approx(
-        float(SCHEDULE(1)))
+        float(SCHEDULE(1))
+    )
     with pytest.raises(ValueError, match="pass the optimizer"):
         jdl.current_learning_rate(jdl.adam(0.1).init(PARAMS))
     with pytest.raises(ValueError, match="no learning rate"):

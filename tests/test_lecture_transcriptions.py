@@ -204,38 +204,72 @@ def const(value):
 
 CASES = [
     ("seed002_sgd_eta_over_t", lambda: jdl.sgd(eta_over_t), lambda: seed002_sgd(eta_over_t)),
-    ("alg8_2_inverse_time",
-     lambda: jdl.momentum(inverse_time, 0.9, form="velocity"), lambda: alg_8_2(inverse_time, 0.9)),
-    ("alg8_2_linear_decay",
-     lambda: jdl.momentum(linear_decay, 0.8, form="velocity"), lambda: alg_8_2(linear_decay, 0.8)),
+    (
+        "alg8_2_inverse_time",
+        lambda: jdl.momentum(inverse_time, 0.9, form="velocity"),
+        lambda: alg_8_2(inverse_time, 0.9),
+    ),
+    (
+        "alg8_2_linear_decay",
+        lambda: jdl.momentum(linear_decay, 0.8, form="velocity"),
+        lambda: alg_8_2(linear_decay, 0.8),
+    ),
     ("alg8_2_constant", lambda: jdl.momentum(0.1, 0.9), lambda: alg_8_2(const(0.1), 0.9)),
-    ("alg8_3_inverse_time",
-     lambda: jdl.momentum(inverse_time, 0.9, nesterov=True, form="velocity"),
-     lambda: alg_8_3(inverse_time, 0.9)),
-    ("alg8_3_linear_decay",
-     lambda: jdl.momentum(linear_decay, 0.8, nesterov=True, form="velocity"),
-     lambda: alg_8_3(linear_decay, 0.8)),
-    ("alg8_4_adagrad",
-     lambda: jdl.adagrad(0.5, initial_accumulator_value=0.0, eps=1e-7, eps_in_sqrt=False),
-     lambda: alg_8_4(0.5, 1e-7)),
-    ("alg8_5_rmsprop",
-     lambda: jdl.rmsprop(0.02, decay=0.9, eps=1e-6, eps_in_sqrt=True),
-     lambda: alg_8_5(0.02, 0.9, 1e-6)),
-    ("alg8_7_adam", lambda: jdl.adam(0.05, b1=0.9, b2=0.999, eps=1e-8),
-     lambda: alg_8_7(0.05, 0.9, 0.999, 1e-8)),
-    ("alg8_7_adam_other_rhos", lambda: jdl.adam(0.05, b1=0.8, b2=0.99, eps=1e-6),
-     lambda: alg_8_7(0.05, 0.8, 0.99, 1e-6)),
-    ("seed003_not_quite_adam",
-     lambda: jdl.adam(0.05, b1=0.9, b2=0.999, eps=1e-8, bias_correction=False),
-     lambda: not_quite_adam(0.05, 0.9, 0.999, 1e-8)),
-    ("seed002_ema_momentum", lambda: jdl.momentum(0.5, 0.9, form="ema"),
-     lambda: seed002_ema_momentum(const(0.5), 0.9)),
-    ("seed002_ema_momentum_decaying_lr", lambda: jdl.momentum(eta_over_t, 0.9, form="ema"),
-     lambda: seed002_ema_momentum(eta_over_t, 0.9)),
-    ("seed002_nesterov_ema", lambda: jdl.momentum(0.5, 0.9, nesterov=True, form="ema"),
-     lambda: seed002_nesterov_ema(0.5, 0.9)),
-    ("seed002_nesterov_ema_b07", lambda: jdl.momentum(0.8, 0.7, nesterov=True, form="ema"),
-     lambda: seed002_nesterov_ema(0.8, 0.7)),
+    (
+        "alg8_3_inverse_time",
+        lambda: jdl.momentum(inverse_time, 0.9, nesterov=True, form="velocity"),
+        lambda: alg_8_3(inverse_time, 0.9),
+    ),
+    (
+        "alg8_3_linear_decay",
+        lambda: jdl.momentum(linear_decay, 0.8, nesterov=True, form="velocity"),
+        lambda: alg_8_3(linear_decay, 0.8),
+    ),
+    (
+        "alg8_4_adagrad",
+        lambda: jdl.adagrad(0.5, initial_accumulator_value=0.0, eps=1e-7, eps_in_sqrt=False),
+        lambda: alg_8_4(0.5, 1e-7),
+    ),
+    (
+        "alg8_5_rmsprop",
+        lambda: jdl.rmsprop(0.02, decay=0.9, eps=1e-6, eps_in_sqrt=True),
+        lambda: alg_8_5(0.02, 0.9, 1e-6),
+    ),
+    (
+        "alg8_7_adam",
+        lambda: jdl.adam(0.05, b1=0.9, b2=0.999, eps=1e-8),
+        lambda: alg_8_7(0.05, 0.9, 0.999, 1e-8),
+    ),
+    (
+        "alg8_7_adam_other_rhos",
+        lambda: jdl.adam(0.05, b1=0.8, b2=0.99, eps=1e-6),
+        lambda: alg_8_7(0.05, 0.8, 0.99, 1e-6),
+    ),
+    (
+        "seed003_not_quite_adam",
+        lambda: jdl.adam(0.05, b1=0.9, b2=0.999, eps=1e-8, bias_correction=False),
+        lambda: not_quite_adam(0.05, 0.9, 0.999, 1e-8),
+    ),
+    (
+        "seed002_ema_momentum",
+        lambda: jdl.momentum(0.5, 0.9, form="ema"),
+        lambda: seed002_ema_momentum(const(0.5), 0.9),
+    ),
+    (
+        "seed002_ema_momentum_decaying_lr",
+        lambda: jdl.momentum(eta_over_t, 0.9, form="ema"),
+        lambda: seed002_ema_momentum(eta_over_t, 0.9),
+    ),
+    (
+        "seed002_nesterov_ema",
+        lambda: jdl.momentum(0.5, 0.9, nesterov=True, form="ema"),
+        lambda: seed002_nesterov_ema(0.5, 0.9),
+    ),
+    (
+        "seed002_nesterov_ema_b07",
+        lambda: jdl.momentum(0.8, 0.7, nesterov=True, form="ema"),
+        lambda: seed002_nesterov_ema(0.8, 0.7),
+    ),
 ]
 
 
@@ -297,11 +331,15 @@ def test_ema_then_bias_correction_is_debiased_ema(beta):
     """chain(ema(b, debias=False), bias_correction(b)) == ema(b) == m_t / (1 - b^t)."""
     stream = NOISE + np.array([1.0, -2.0])
     expected = ema_transcription(stream, beta, debias=True)
-    chained = run_transform(jdl.chain(jdl.ema(beta, debias=False), jdl.bias_correction(beta)), stream)
+    chained = run_transform(
+        jdl.chain(jdl.ema(beta, debias=False), jdl.bias_correction(beta)), stream
+    )
     debiased = run_transform(jdl.ema(beta), stream)
     np.testing.assert_allclose(chained, expected, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(debiased, expected, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(
         run_transform(jdl.ema(beta, debias=False), stream),
-        ema_transcription(stream, beta, debias=False), rtol=RTOL, atol=ATOL,
+        ema_transcription(stream, beta, debias=False),
+        rtol=RTOL,
+        atol=ATOL,
     )

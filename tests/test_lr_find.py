@@ -28,8 +28,9 @@ def test_each_rate_is_an_independent_run_from_the_same_init(digits):
     """The vmapped grid equals running every rate alone with train_step, same batches."""
     x, y = digits
     model = jdl.models.MLP(hidden=(16,))
-    res = jdl.lr_find(model, (x, y), jdl.adam, min_lr=1e-3, max_lr=1e-1, num=3, steps=12,
-                      batch_size=32, seed=3)
+    res = jdl.lr_find(
+        model, (x, y), jdl.adam, min_lr=1e-3, max_lr=1e-1, num=3, steps=12, batch_size=32, seed=3
+    )
     indices = jdl.lr_finder._step_indices(len(x), 32, 12, seed=3)
     for lr, final, losses in zip(res.learning_rates, res.final_loss, res.losses):
         state = jdl.training.create_train_state(model, jdl.adam(lr), jax.random.key(3), x[:1])
@@ -44,8 +45,9 @@ def test_each_rate_is_an_independent_run_from_the_same_init(digits):
 
 def test_large_rates_diverge_and_the_suggestion_is_below_the_best(digits):
     x, y = digits
-    res = jdl.lr_find(jdl.models.MLP(hidden=(32,)), (x, y), jdl.sgd, min_lr=1e-3,
-                      max_lr=1e3, num=7, steps=30)
+    res = jdl.lr_find(
+        jdl.models.MLP(hidden=(32,)), (x, y), jdl.sgd, min_lr=1e-3, max_lr=1e3, num=7, steps=30
+    )
     assert res.diverged[-1] and not res.diverged[0]
     best = res.learning_rates[np.nanargmin(np.where(res.diverged, np.nan, res.final_loss))]
     assert res.suggestion == pytest.approx(best / 10)
@@ -68,21 +70,25 @@ def test_suggestion_rules_against_numpy():
 
 def test_sequential_ramp_is_geometric_and_stops_on_divergence(digits):
     x, y = digits
-    res = jdl.lr_ramp(jdl.models.MLP(hidden=(16,)), (x, y), jdl.sgd, min_lr=1e-3, max_lr=1e4,
-                      num=60)
+    res = jdl.lr_ramp(
+        jdl.models.MLP(hidden=(16,)), (x, y), jdl.sgd, min_lr=1e-3, max_lr=1e4, num=60
+    )
     ratios = res.learning_rates[1:] / res.learning_rates[:-1]
     np.testing.assert_allclose(ratios, (1e4 / 1e-3) ** (1 / 59), rtol=1e-9)
     assert len(res.losses) < 60  # stopped once the smoothed loss exceeded 4x its best
     assert res.seconds > 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(min_lr=0.0), "min_lr=0.0"),
-    (dict(min_lr=1e-2, max_lr=1e-3), "max_lr=0.001"),
-    (dict(num=1), "num=1"),
-    (dict(steps=0), "steps=0"),
-    (dict(rule="valley"), "rule='valley'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(min_lr=0.0), "min_lr=0.0"),
+        (dict(min_lr=1e-2, max_lr=1e-3), "max_lr=0.001"),
+        (dict(num=1), "num=1"),
+        (dict(steps=0), "steps=0"),
+        (dict(rule="valley"), "rule='valley'"),
+    ],
+)
 def test_bad_arguments(digits, kwargs, message):
     with pytest.raises(ValueError, match=message):
         jdl.lr_find(jdl.models.MLP(hidden=(4,)), digits, jdl.adam, **kwargs)
@@ -91,9 +97,27 @@ def test_bad_arguments(digits, kwargs, message):
 def test_cli_writes_plot_json_and_suggestion(tmp_path):
     out = tmp_path / "lrf"
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxopt_dl", "lr-find", "--hidden", "16", "--num", "4",
-         "--steps", "10", "--max-lr", "0.1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "jaxopt_dl",
+            "lr-find",
+            "--hidden",
+            "16",
+            "--num",
+            "4",
+            "--steps",
+            "10",
+            "--max-lr",
+            "0.1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "suggested learning rate" in proc.stdout
     data = json.loads((out / "lr_find.json").read_text())
@@ -107,6 +131,10 @@ def test_cli_refuses_an_unwritable_out_with_exit_2(tmp_path):
     blocker.write_text("")
     proc = subprocess.run(
         [sys.executable, "-m", "jaxopt_dl", "lr-find", "--out", str(blocker / "sub")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--out" in proc.stderr

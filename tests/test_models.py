@@ -44,8 +44,11 @@ def test_shapes_collections_and_determinism(name, model, x):
         chex.assert_trees_all_close(apply(variables, x[:2]), out[:2], atol=1e-5)
 
 
-@pytest.mark.parametrize("model", [models.CNN(features=(4,), dense=8),
-                                   models.ResNet(stage_sizes=(1,), width=4)], ids=["cnn", "resnet"])
+@pytest.mark.parametrize(
+    "model",
+    [models.CNN(features=(4,), dense=8), models.ResNet(stage_sizes=(1,), width=4)],
+    ids=["cnn", "resnet"],
+)
 def test_image_models_accept_flat_and_image_input(model):
     variables = _init(model, X_FLAT)
     flat = model.apply(variables, X_FLAT, train=False)
@@ -96,8 +99,9 @@ def test_default_batchnorm_momentum_and_eps():
     variables = _init(model, X_FLAT)
     _, updates = model.apply(variables, X_FLAT, train=True, mutable=["batch_stats"])
     # Every running average (mean and var, every BN layer) moved away from its start.
-    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"],
-                         variables["batch_stats"])
+    moved = jax.tree.map(
+        lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"]
+    )
     assert all(jax.tree.leaves(moved))
 
 
@@ -121,17 +125,20 @@ def test_dropout_scales_kept_units():
     # Inverted dropout: kept activations are divided by (1 - rate); compare the layer
     # input (sown) with what the output layer receives, reconstructed from the logits.
     rate = 0.25
-    model = models.MLP(hidden=(64,), num_classes=64, dropout_rate=rate,
-                       kernel_init=initializers.orthogonal())
+    model = models.MLP(
+        hidden=(64,), num_classes=64, dropout_rate=rate, kernel_init=initializers.orthogonal()
+    )
     variables = _init(model, X_FLAT)
-    logits, state = model.apply(variables, X_FLAT, train=True, rngs={"dropout": KEY},
-                                mutable=["intermediates"])
+    logits, state = model.apply(
+        variables, X_FLAT, train=True, rngs={"dropout": KEY}, mutable=["intermediates"]
+    )
     hidden = state["intermediates"]["dense_0_out"][0]
     out = variables["params"]["logits"]
     received = (logits - out["bias"]) @ out["kernel"].T  # orthogonal kernel: exact inverse
     kept = np.abs(np.asarray(received)) > 1e-4
-    np.testing.assert_allclose(np.asarray(received)[kept], np.asarray(hidden)[kept] / (1 - rate),
-                               rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(received)[kept], np.asarray(hidden)[kept] / (1 - rate), rtol=1e-3, atol=1e-4
+    )
     active = np.asarray(hidden) > 1e-4
     assert 0.6 < kept[active].mean() < 0.9
 
@@ -147,8 +154,11 @@ def test_dropout_scales_kept_units():
 )
 def test_kernel_init_is_honoured(model, x, k):
     params = _init(model, x)["params"]
-    kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-               if jax.tree_util.keystr(path).endswith("['kernel']")]
+    kernels = [
+        leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        if jax.tree_util.keystr(path).endswith("['kernel']")
+    ]
     assert len(kernels) >= 3
     for kernel in kernels:
         per_unit = (np.asarray(kernel).reshape(-1, kernel.shape[-1]) != 0).sum(axis=0)
@@ -157,24 +167,36 @@ def test_kernel_init_is_honoured(model, x, k):
 
 def test_output_bias_from_marginals():
     freqs = np.array([0.5, 0.3, 0.2])
-    model = models.MLP(hidden=(4,), num_classes=3,
-                       output_bias_init=initializers.bias_from_marginals(freqs),
-                       kernel_init=initializers.zeros)
+    model = models.MLP(
+        hidden=(4,),
+        num_classes=3,
+        output_bias_init=initializers.bias_from_marginals(freqs),
+        kernel_init=initializers.zeros,
+    )
     variables = _init(model, X_FLAT)
     probs = jax.nn.softmax(model.apply(variables, X_FLAT, train=False))
     np.testing.assert_allclose(np.asarray(probs), np.tile(freqs, (6, 1)), rtol=1e-5)
 
 
 # Number of sown activations: one per hidden layer / residual block, plus the extras.
-SOWN = {"mlp": 3, "mlp_bn_dropout": 2, "cnn": 4, "cnn_bn": 3, "resnet": 5, "resnet_preact": 6,
-        "resnet_nobn": 4, "rnn": 2}
+SOWN = {
+    "mlp": 3,
+    "mlp_bn_dropout": 2,
+    "cnn": 4,
+    "cnn_bn": 3,
+    "resnet": 5,
+    "resnet_preact": 6,
+    "resnet_nobn": 4,
+    "rnn": 2,
+}
 
 
 @pytest.mark.parametrize("name,model,x", CASES, ids=IDS)
 def test_intermediates_are_sown_per_layer(name, model, x):
     variables = _init(model, x)
-    logits, state = model.apply(variables, x, train=False, mutable=["intermediates"],
-                                rngs={"dropout": KEY})
+    logits, state = model.apply(
+        variables, x, train=False, mutable=["intermediates"], rngs={"dropout": KEY}
+    )
     sown = state["intermediates"]
     chex.assert_trees_all_equal(sown["logits_out"][0], logits)
     assert len(jax.tree.leaves(sown)) == SOWN[name]
@@ -204,8 +226,12 @@ def _rnn_numpy(params, x, return_sequence):
 
 @pytest.mark.parametrize("return_sequence", [False, True])
 def test_rnn_matches_numpy_loop(return_sequence):
-    model = models.RNN(hidden=6, num_classes=3, return_sequence=return_sequence,
-                       recurrent_init=initializers.glorot_normal())
+    model = models.RNN(
+        hidden=6,
+        num_classes=3,
+        return_sequence=return_sequence,
+        recurrent_init=initializers.glorot_normal(),
+    )
     x = np.asarray(jax.random.normal(jax.random.key(3), (4, 9, 2)), np.float64)
     variables = _init(model, x.astype(np.float32))
     out = jax.jit(lambda v, x: model.apply(v, x))(variables, x.astype(np.float32))

@@ -44,9 +44,19 @@ def test_two_processes_match_single_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=pythonpath)
     workers = [
         subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "scripts" / "multihost_worker.py"),
-             str(port), str(i), "2", str(out), str(STEPS)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                str(ROOT / "tests" / "scripts" / "multihost_worker.py"),
+                str(port),
+                str(i),
+                "2",
+                str(out),
+                str(STEPS),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]

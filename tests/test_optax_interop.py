@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from conftest import make_params, noisy_ill_conditioned_grad
 
 import jaxopt_dl as jdl
-from conftest import make_params, noisy_ill_conditioned_grad
 
 SCHEDULE = optax.exponential_decay(0.05, transition_steps=3, decay_rate=0.8)
 
@@ -45,11 +45,11 @@ def _msgpack_roundtrip(state, template, directory):
     """flax.serialization; typed PRNG keys travel as their data (msgpack holds no keys)."""
     del directory
     data = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
-    plain_template = jax.tree.map(
-        lambda x: jax.random.key_data(x) if _is_key(x) else x, template)
+    plain_template = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, template)
     restored = flax.serialization.from_bytes(plain_template, flax.serialization.to_bytes(data))
-    return jax.tree.map(lambda t, r: jax.random.wrap_key_data(r) if _is_key(t) else r,
-                        template, restored)
+    return jax.tree.map(
+        lambda t, r: jax.random.wrap_key_data(r) if _is_key(t) else r, template, restored
+    )
 
 
 def _standard_roundtrip(state, template, directory):
@@ -65,8 +65,11 @@ def _pytree_roundtrip(state, template, directory):
     return checkpointer.restore(directory / "pytree", item=template)
 
 
-ROUNDTRIPS = {"msgpack": _msgpack_roundtrip, "orbax-standard": _standard_roundtrip,
-              "orbax-pytree": _pytree_roundtrip}
+ROUNDTRIPS = {
+    "msgpack": _msgpack_roundtrip,
+    "orbax-standard": _standard_roundtrip,
+    "orbax-pytree": _pytree_roundtrip,
+}
 
 
 def _run(opt, params, state, steps, start):
@@ -82,9 +85,11 @@ def _comparable(tree):
 
 
 @pytest.mark.parametrize("direction", ["optax->jaxopt_dl", "jaxopt_dl->optax"])
-@pytest.mark.parametrize("name,kwargs", OPTIMIZERS,
-                         ids=[n + "-" + "-".join(k for k in kw if k != "learning_rate")
-                              for n, kw in OPTIMIZERS])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    OPTIMIZERS,
+    ids=[n + "-" + "-".join(k for k in kw if k != "learning_rate") for n, kw in OPTIMIZERS],
+)
 def test_state_written_by_one_library_continues_in_the_other(name, kwargs, direction, tmp_path):
     ours, theirs = getattr(jdl, name)(**kwargs), getattr(optax, name)(**kwargs)
     writer, reader = (theirs, ours) if direction == "optax->jaxopt_dl" else (ours, theirs)
@@ -97,5 +102,6 @@ def test_state_written_by_one_library_continues_in_the_other(name, kwargs, direc
         assert jax.tree.structure(restored) == jax.tree.structure(reader.init(params)), label
         got_params, got_state = _run(reader, params, restored, steps=4, start=4)
         chex.assert_trees_all_close(got_params, want_params, rtol=2e-5, atol=1e-7)
-        chex.assert_trees_all_close(_comparable(got_state), _comparable(want_state),
-                                    rtol=2e-5, atol=1e-7)
+        chex.assert_trees_all_close(
+            _comparable(got_state), _comparable(want_state), rtol=2e-5, atol=1e-7
+        )

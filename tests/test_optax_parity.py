@@ -4,9 +4,9 @@ import chex
 import jax.numpy as jnp
 import optax
 import pytest
+from conftest import make_params, run_trajectory
 
 import jaxopt_dl as jdl
-from conftest import make_params, run_trajectory
 
 RTOL = 2e-5
 
@@ -90,7 +90,9 @@ BLOCKS = [
 ]
 
 
-@pytest.mark.parametrize("name,args,kwargs", BLOCKS, ids=[b[0] + str(i) for i, b in enumerate(BLOCKS)])
+@pytest.mark.parametrize(
+    "name,args,kwargs", BLOCKS, ids=[b[0] + str(i) for i, b in enumerate(BLOCKS)]
+)
 def test_block_matches_optax(name, args, kwargs):
     params = make_params()
     ours = jdl.chain(getattr(jdl, name)(*args, **kwargs), jdl.scale(-0.01))
@@ -113,14 +115,16 @@ def test_masked_multi_transform_and_multisteps_compose_with_ours():
     ours = jdl.multi_transform({"adam": jdl.adam(0.01), "sgd": jdl.sgd(0.1)}, labels)
     theirs = optax.multi_transform({"adam": optax.adam(0.01), "sgd": optax.sgd(0.1)}, labels)
     chex.assert_trees_all_close(
-        run_trajectory(ours, params), run_trajectory(theirs, params, apply=optax.apply_updates),
+        run_trajectory(ours, params),
+        run_trajectory(theirs, params, apply=optax.apply_updates),
         rtol=RTOL,
     )
     mask = {"dense": {"kernel": True, "bias": False}, "scale": True}
     ours = jdl.chain(jdl.masked(jdl.add_l2(0.1), mask), jdl.adam(0.01))
     theirs = optax.chain(optax.masked(optax.add_decayed_weights(0.1), mask), optax.adam(0.01))
     chex.assert_trees_all_close(
-        run_trajectory(ours, params), run_trajectory(theirs, params, apply=optax.apply_updates),
+        run_trajectory(ours, params),
+        run_trajectory(theirs, params, apply=optax.apply_updates),
         rtol=RTOL,
     )
     ours = jdl.MultiSteps(jdl.adam(0.01), every_k_schedule=3)
@@ -137,6 +141,7 @@ def test_inject_hyperparams_wraps_our_optimizer():
     ours = jdl.inject_hyperparams(jdl.adam)(learning_rate=schedule, b1=0.8)
     theirs = optax.inject_hyperparams(optax.adam)(learning_rate=schedule, b1=0.8)
     chex.assert_trees_all_close(
-        run_trajectory(ours, params), run_trajectory(theirs, params, apply=optax.apply_updates),
+        run_trajectory(ours, params),
+        run_trajectory(theirs, params, apply=optax.apply_updates),
         rtol=RTOL,
     )

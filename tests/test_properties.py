@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxopt_dl as jdl
 
@@ -35,8 +36,6 @@ STEPS = 3
 class Leaf:
     shape: tuple
     dtype: object
-
-
 
 
 def trees(dtypes=DTYPES):
@@ -89,8 +88,11 @@ OPTIMIZERS = [
     ("sgd_momentum", lambda: jdl.sgd(0.1, 0.9), True),
     ("sgd_nesterov", lambda: jdl.sgd(0.1, 0.9, nesterov=True), True),
     ("momentum_velocity", lambda: jdl.momentum(0.1, 0.9, form="velocity"), True),
-    ("momentum_velocity_nesterov",
-     lambda: jdl.momentum(0.1, 0.9, nesterov=True, form="velocity"), True),
+    (
+        "momentum_velocity_nesterov",
+        lambda: jdl.momentum(0.1, 0.9, nesterov=True, form="velocity"),
+        True,
+    ),
     ("momentum_ema", lambda: jdl.momentum(0.1, 0.9, form="ema"), True),
     ("momentum_ema_nesterov", lambda: jdl.momentum(0.1, 0.9, nesterov=True, form="ema"), True),
     ("momentum_trace", lambda: jdl.momentum(0.1, 0.9, form="trace"), True),
@@ -115,8 +117,18 @@ OPTIMIZERS = [
 ]
 OPT_IDS = [o[0] for o in OPTIMIZERS]
 FP16_UNSAFE = {
-    "rmsprop", "rmsprop_torch", "rmsprop_centered", "rmsprop_momentum", "rmsprop_bias_corrected",
-    "adam", "adam_no_bias_correction", "adamw", "adamax", "nadam", "amsgrad", "adafactor",
+    "rmsprop",
+    "rmsprop_torch",
+    "rmsprop_centered",
+    "rmsprop_momentum",
+    "rmsprop_bias_corrected",
+    "adam",
+    "adam_no_bias_correction",
+    "adamw",
+    "adamax",
+    "nadam",
+    "amsgrad",
+    "adafactor",
 }
 SAFE_DTYPES = [jnp.float32, jnp.bfloat16]
 
@@ -125,8 +137,11 @@ def opt_cases(keep=lambda o: True):
     """(factory, tree strategy) per optimizer; float16 only where it is safe."""
     return pytest.mark.parametrize(
         "make_opt, specs",
-        [(o[1], trees(SAFE_DTYPES if o[0] in FP16_UNSAFE else DTYPES))
-         for o in OPTIMIZERS if keep(o)],
+        [
+            (o[1], trees(SAFE_DTYPES if o[0] in FP16_UNSAFE else DTYPES))
+            for o in OPTIMIZERS
+            if keep(o)
+        ],
         ids=[o[0] for o in OPTIMIZERS if keep(o)],
     )
 
@@ -179,8 +194,11 @@ def test_zero_gradient_leaves_params_unchanged(make_opt, specs, data, seed):
 def test_jitted_step_keeps_dtypes(make_opt):
     """The same properties under jit, on a fixed tree holding every dtype."""
     rng = np.random.default_rng(0)
-    spec = {"w": Leaf((2, 3), jnp.float32), "b": [Leaf((3,), jnp.bfloat16), Leaf((), jnp.float16)],
-            "t": (Leaf((4, 1, 2), jnp.bfloat16),)}
+    spec = {
+        "w": Leaf((2, 3), jnp.float32),
+        "b": [Leaf((3,), jnp.bfloat16), Leaf((), jnp.float16)],
+        "t": (Leaf((4, 1, 2), jnp.bfloat16),),
+    }
     params = build(spec, rng)
     grads = [build(spec, rng) for _ in range(STEPS)]
     opt = make_opt()
@@ -192,13 +210,23 @@ def test_jitted_step_keeps_dtypes(make_opt):
 
 
 SECOND_MOMENT = [
-    "rmsprop", "rmsprop_torch", "rmsprop_centered", "rmsprop_momentum", "rmsprop_bias_corrected",
-    "adam", "adam_no_bias_correction", "adamw", "adamax", "nadam", "amsgrad",
+    "rmsprop",
+    "rmsprop_torch",
+    "rmsprop_centered",
+    "rmsprop_momentum",
+    "rmsprop_bias_corrected",
+    "adam",
+    "adam_no_bias_correction",
+    "adamw",
+    "adamax",
+    "nadam",
+    "amsgrad",
 ]
 
 
 @pytest.mark.parametrize(
-    "make_opt", [o[1] for o in OPTIMIZERS if o[0] in SECOND_MOMENT],
+    "make_opt",
+    [o[1] for o in OPTIMIZERS if o[0] in SECOND_MOMENT],
     ids=[o[0] for o in OPTIMIZERS if o[0] in SECOND_MOMENT],
 )
 def test_float16_small_gradients_give_finite_updates(make_opt):
@@ -219,8 +247,7 @@ scales = st.sampled_from([1e-2, 1.0, 30.0, 300.0])
 
 
 @SETTINGS
-@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales,
-       max_delta=st.floats(1e-3, 10.0))
+@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales, max_delta=st.floats(1e-3, 10.0))
 def test_clip_bounds_every_coordinate(spec, seed, scale, max_delta):
     grads = build(spec, np.random.default_rng(seed), scale)
     clipped, _ = jdl.clip(max_delta).update(grads, jdl.clip(max_delta).init(grads))
@@ -234,8 +261,7 @@ def test_clip_bounds_every_coordinate(spec, seed, scale, max_delta):
 
 
 @SETTINGS
-@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales,
-       max_norm=st.floats(1e-2, 100.0))
+@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales, max_norm=st.floats(1e-2, 100.0))
 def test_clip_by_global_norm(spec, seed, scale, max_norm):
     """u = g min(1, c/||g||): the bound holds and the direction is kept."""
     grads = build(spec, np.random.default_rng(seed), scale)
@@ -256,16 +282,16 @@ def test_clip_by_global_norm(spec, seed, scale, max_norm):
 
 
 @SETTINGS
-@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales,
-       threshold=st.floats(1e-2, 100.0))
+@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales, threshold=st.floats(1e-2, 100.0))
 def test_clip_by_block_rms(spec, seed, scale, threshold):
     """Each leaf is divided by max(1, rms/threshold)."""
     grads = build(spec, np.random.default_rng(seed), scale)
     tx = jdl.clip_by_block_rms(threshold)
     clipped, _ = tx.update(grads, tx.init(grads))
     assert_like(clipped, grads)
-    for g, u, rtol, atol in zip(as_f64(grads), as_f64(clipped), ulps(grads, 4),
-                                subnormal_atol(grads)):
+    for g, u, rtol, atol in zip(
+        as_f64(grads), as_f64(clipped), ulps(grads, 4), subnormal_atol(grads)
+    ):
         rms = np.sqrt(np.mean(g**2))
         np.testing.assert_allclose(u, g / max(1.0, rms / threshold), rtol=rtol, atol=atol)
         assert np.sqrt(np.mean(u**2)) <= threshold * (1 + rtol)
@@ -284,8 +310,7 @@ def unit_norms(x):
 
 
 @SETTINGS
-@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales,
-       clipping=st.floats(1e-2, 10.0))
+@given(spec=tree_specs, seed=st.integers(0, 2**16), scale=scales, clipping=st.floats(1e-2, 10.0))
 def test_adaptive_grad_clip_bounds_unit_norms(spec, seed, scale, clipping):
     rng = np.random.default_rng(seed)
     params = build(spec, rng)
@@ -294,8 +319,9 @@ def test_adaptive_grad_clip_bounds_unit_norms(spec, seed, scale, clipping):
     clipped, _ = tx.update(grads, tx.init(params), params)
     assert_like(clipped, grads)
     eps = 1e-3
-    for g, u, p, rtol, atol in zip(as_f64(grads), as_f64(clipped), as_f64(params),
-                                   ulps(grads, 8), subnormal_atol(grads)):
+    for g, u, p, rtol, atol in zip(
+        as_f64(grads), as_f64(clipped), as_f64(params), ulps(grads, 8), subnormal_atol(grads)
+    ):
         bound = clipping * np.maximum(unit_norms(p), eps)
         g_norm = unit_norms(g)
         assert np.all(unit_norms(u) <= bound * (1 + rtol) + 1e-30)

@@ -103,9 +103,7 @@ def test_pytree_x0_matches_flat_solve_and_jit():
         res = jax.jit(lambda p: minimize(tree_fun, p, method="lbfgs", tol=1e-10))(x0)
         flat = minimize(quad, jnp.array([0.0, 0, 0, 1]), method="lbfgs", tol=1e-10)
     chex.assert_trees_all_equal_shapes(res.x, x0)
-    np.testing.assert_allclose(
-        np.concatenate([res.x["a"].ravel(), res.x["b"]]), flat.x, atol=1e-9
-    )
+    np.testing.assert_allclose(np.concatenate([res.x["a"].ravel(), res.x["b"]]), flat.x, atol=1e-9)
 
 
 def test_vmap_over_starts_equals_single_solves():
@@ -121,9 +119,7 @@ def test_traced_tol_and_maxiter_under_vmap():
     tols = jnp.array([1e-1, 1e-4])
     res = jax.vmap(lambda t: minimize(rosen, jnp.array([-1.2, 1.0]), tol=t))(tols)
     assert int(res.nit[0]) < int(res.nit[1])
-    res = jax.vmap(lambda m: minimize(rosen, jnp.array([-1.2, 1.0]), maxiter=m))(
-        jnp.array([3, 5])
-    )
+    res = jax.vmap(lambda m: minimize(rosen, jnp.array([-1.2, 1.0]), maxiter=m))(jnp.array([3, 5]))
     assert res.nit.tolist() == [3, 5]
 
 
@@ -258,9 +254,9 @@ CURVES = [
 @pytest.mark.parametrize("name,fn,starts", CURVES, ids=[c[0] for c in CURVES])
 def test_levenberg_marquardt_matches_scipy_lm(name, fn, starts, scaling):
     with x64(True):
-        res = jax.vmap(
-            lambda s: least_squares(fn, s, diagonal_scaling=scaling, tol=1e-8)
-        )(jnp.asarray(starts))
+        res = jax.vmap(lambda s: least_squares(fn, s, diagonal_scaling=scaling, tol=1e-8))(
+            jnp.asarray(starts)
+        )
         for i, start in enumerate(starts):
             ref = _scipy_lm(fn, np.asarray(start))
             assert bool(res.converged[i])

@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
+from conftest import make_params, noisy_ill_conditioned_grad
 
 import jaxopt_dl as jdl
-from conftest import make_params, noisy_ill_conditioned_grad
 
 SCHEDULE = optax.exponential_decay(0.05, transition_steps=10, decay_rate=0.8)
 ALL_TRUE = lambda p: jax.tree.map(lambda _: True, p)
@@ -96,8 +96,9 @@ def _leaf_info(state):
 
 def _assert_same_tree(ours, theirs):
     assert jax.tree.structure(ours) == jax.tree.structure(theirs)
-    node_types = lambda s: [type(n) for n in jax.tree.leaves(
-        s, is_leaf=lambda x: x is not s and hasattr(x, "_fields"))]
+    node_types = lambda s: [
+        type(n) for n in jax.tree.leaves(s, is_leaf=lambda x: x is not s and hasattr(x, "_fields"))
+    ]
     assert node_types(ours) == node_types(theirs)
     assert _leaf_info(ours) == _leaf_info(theirs)
 
@@ -105,8 +106,10 @@ def _assert_same_tree(ours, theirs):
 @pytest.mark.parametrize("name,args,kwargs", OPTAX_NAMED, ids=[_id(c) for c in OPTAX_NAMED])
 def test_state_is_optax_state(name, args, kwargs):
     params = make_params()
-    _assert_same_tree(getattr(jdl, name)(*args, **kwargs).init(params),
-                      getattr(optax, name)(*args, **kwargs).init(params))
+    _assert_same_tree(
+        getattr(jdl, name)(*args, **kwargs).init(params),
+        getattr(optax, name)(*args, **kwargs).init(params),
+    )
 
 
 @pytest.mark.parametrize("name", WRAPPERS)
@@ -166,8 +169,7 @@ def _build(case):
     return {**_wrapped(jdl), **_jdl_only()}[case]
 
 
-@pytest.mark.parametrize("case", [c for _, c in DONATION_CASES],
-                         ids=[i for i, _ in DONATION_CASES])
+@pytest.mark.parametrize("case", [c for _, c in DONATION_CASES], ids=[i for i, _ in DONATION_CASES])
 def test_donated_state_step_equals_eager_step(case):
     tx = _build(case)
     params = make_params()
@@ -188,15 +190,19 @@ def test_donated_plateau_chain_step():
     params = make_params()
     grads = noisy_ill_conditioned_grad(params, 0)
     step = jax.jit(lambda g, s, p: tx.update(g, s, p, value=1.0), donate_argnums=1)
-    chex.assert_trees_all_close(step(grads, tx.init(params), params),
-                                tx.update(grads, tx.init(params), params, value=1.0), rtol=1e-6)
+    chex.assert_trees_all_close(
+        step(grads, tx.init(params), params),
+        tx.update(grads, tx.init(params), params, value=1.0),
+        rtol=1e-6,
+    )
 
 
 # ---------------------------------------------------------------- optax's inputs
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "rmsprop", "adadelta", "adamax",
-                                  "amsgrad"])
+@pytest.mark.parametrize(
+    "name", ["adam", "adamw", "nadam", "rmsprop", "adadelta", "adamax", "amsgrad"]
+)
 def test_python_scalar_gradient_leaves_work_as_in_optax(name):
     # Reference: optax on the same numbers as float arrays (optax's nadam divides an int
     # leaf by an int-cast bias correction and returns -inf; ours stays finite).
@@ -216,16 +222,33 @@ def test_integer_array_seed_as_inject_hyperparams_passes_it():
     grads = noisy_ill_conditioned_grad(params, 0)
     by_int = jdl.noisy_sgd(0.1, key=3)
     by_array = jdl.noisy_sgd(0.1, key=jnp.asarray(3))
-    chex.assert_trees_all_equal(by_array.update(grads, by_array.init(params), params)[0],
-                                by_int.update(grads, by_int.init(params), params)[0])
+    chex.assert_trees_all_equal(
+        by_array.update(grads, by_array.init(params), params)[0],
+        by_int.update(grads, by_int.init(params), params)[0],
+    )
     ours = jdl.inject_hyperparams(jdl.noisy_sgd)(learning_rate=0.1, key=3)
     theirs = optax.inject_hyperparams(optax.noisy_sgd)(learning_rate=0.1, key=3)
-    chex.assert_trees_all_close(ours.update(grads, ours.init(params), params)[0],
-                                theirs.update(grads, theirs.init(params), params)[0], rtol=1e-6)
+    chex.assert_trees_all_close(
+        ours.update(grads, ours.init(params), params)[0],
+        theirs.update(grads, theirs.init(params), params)[0],
+        rtol=1e-6,
+    )
 
 
-OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "adamax", "nadam",
-              "amsgrad", "noisy_sgd", "lamb", "lion"]
+OPTIMIZERS = [
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "amsgrad",
+    "noisy_sgd",
+    "lamb",
+    "lion",
+]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -262,39 +285,58 @@ def test_tree_check_keeps_vmap_over_learning_rate():
     params = make_params()
     grads = noisy_ill_conditioned_grad(params, 0)
     rates = jnp.asarray([0.1, 0.2])
-    out = jax.vmap(lambda lr: jdl.sgd(lr).update(grads, jdl.sgd(lr).init(params), params)[0])(
-        rates)
-    chex.assert_trees_all_close(jax.tree.map(lambda u: u[1], out),
-                                jax.tree.map(lambda g: -0.2 * g, grads), rtol=1e-6)
+    out = jax.vmap(lambda lr: jdl.sgd(lr).update(grads, jdl.sgd(lr).init(params), params)[0])(rates)
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda u: u[1], out), jax.tree.map(lambda g: -0.2 * g, grads), rtol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- optax-backed pieces
 
 
-DELEGATED = ["identity", "scale", "scale_by_schedule", "scale_by_learning_rate", "clip",
-             "trace", "ema", "add_decayed_weights", "masked", "apply_if_finite",
-             "multi_transform", "lamb", "lion", "adafactor"]
+DELEGATED = [
+    "identity",
+    "scale",
+    "scale_by_schedule",
+    "scale_by_learning_rate",
+    "clip",
+    "trace",
+    "ema",
+    "add_decayed_weights",
+    "masked",
+    "apply_if_finite",
+    "multi_transform",
+    "lamb",
+    "lion",
+    "adafactor",
+]
 
 
 @pytest.mark.parametrize("name", DELEGATED)
 def test_delegated_pieces_keep_optax_signature(name):
     assert inspect.signature(getattr(jdl, name)) == inspect.signature(getattr(optax, name))
-    assert "Args:" in getattr(jdl, name).__doc__ or not inspect.signature(getattr(jdl, name)).parameters
+    assert (
+        "Args:" in getattr(jdl, name).__doc__
+        or not inspect.signature(getattr(jdl, name)).parameters
+    )
 
 
-@pytest.mark.parametrize("factory,kwargs,argument", [
-    (jdl.lamb, dict(learning_rate=0.1, b2=1.0), "b2"),
-    (jdl.lamb, dict(learning_rate=float("nan")), "learning_rate"),
-    (jdl.lion, dict(learning_rate=-1.0), "learning_rate"),
-    (jdl.lion, dict(learning_rate=0.1, b2=-0.5), "b2"),
-    (jdl.adafactor, dict(learning_rate=-0.1), "learning_rate"),
-    (jdl.scale, dict(step_size=float("inf")), "step_size"),
-    (jdl.scale_by_schedule, dict(step_size_fn=0.1), "step_size_fn"),
-    (jdl.scale_by_learning_rate, dict(learning_rate=None), "learning_rate"),
-    (jdl.clip, dict(max_delta=-1.0), "max_delta"),
-    (jdl.ema, dict(decay=1.5), "decay"),
-    (jdl.add_decayed_weights, dict(weight_decay=float("nan")), "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "factory,kwargs,argument",
+    [
+        (jdl.lamb, dict(learning_rate=0.1, b2=1.0), "b2"),
+        (jdl.lamb, dict(learning_rate=float("nan")), "learning_rate"),
+        (jdl.lion, dict(learning_rate=-1.0), "learning_rate"),
+        (jdl.lion, dict(learning_rate=0.1, b2=-0.5), "b2"),
+        (jdl.adafactor, dict(learning_rate=-0.1), "learning_rate"),
+        (jdl.scale, dict(step_size=float("inf")), "step_size"),
+        (jdl.scale_by_schedule, dict(step_size_fn=0.1), "step_size_fn"),
+        (jdl.scale_by_learning_rate, dict(learning_rate=None), "learning_rate"),
+        (jdl.clip, dict(max_delta=-1.0), "max_delta"),
+        (jdl.ema, dict(decay=1.5), "decay"),
+        (jdl.add_decayed_weights, dict(weight_decay=float("nan")), "weight_decay"),
+    ],
+)
 def test_delegated_pieces_validate_on_entry(factory, kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         factory(**kwargs)
@@ -310,9 +352,12 @@ def test_optimizer_metadata_names_alias_and_arguments():
 
 # Bias-corrected centered RMSProp is left out: its first step divides by a variance that
 # cancels to ~0, so eager rounding dominates (its trajectory is in test_optax_parity).
-BLOCK_STEPS = [c for c in OPTAX_NAMED
-               if c[0].startswith(("scale", "clip", "trace", "ema", "add_", "identity", "adaptive"))
-               and not (c[0] == "scale_by_stddev" and c[2])]
+BLOCK_STEPS = [
+    c
+    for c in OPTAX_NAMED
+    if c[0].startswith(("scale", "clip", "trace", "ema", "add_", "identity", "adaptive"))
+    and not (c[0] == "scale_by_stddev" and c[2])
+]
 
 
 class BlockStepTest(chex.TestCase):
@@ -356,8 +401,10 @@ def test_bf16_moments_are_optax_and_the_division_is_float32(name):
     b1, b2, eps, lr, t = 0.9, 0.999, 1e-8, 1e-3, 2
     key = jax.random.PRNGKey(0)
     params = {"w": jax.random.normal(key, (64, 64)).astype(jnp.bfloat16)}
-    grads = [{"w": jax.random.normal(jax.random.fold_in(key, i), (64, 64)).astype(jnp.bfloat16)}
-             for i in (1, 2)]
+    grads = [
+        {"w": jax.random.normal(jax.random.fold_in(key, i), (64, 64)).astype(jnp.bfloat16)}
+        for i in (1, 2)
+    ]
     ours, theirs = getattr(jdl, name)(lr), getattr(optax, name)(lr)
     s_ours, s_theirs = ours.init(params), theirs.init(params)
     for g in grads:
@@ -366,14 +413,18 @@ def test_bf16_moments_are_optax_and_the_division_is_float32(name):
     chex.assert_trees_all_equal(s_ours[0], s_theirs[0])
 
     f32 = lambda x: np.asarray(x).astype(np.float32)
-    mu, nu, g = np.asarray(s_ours[0].mu["w"]), np.asarray(s_ours[0].nu["w"]), np.asarray(
-        grads[-1]["w"])
+    mu, nu, g = (
+        np.asarray(s_ours[0].mu["w"]),
+        np.asarray(s_ours[0].nu["w"]),
+        np.asarray(grads[-1]["w"]),
+    )
     if name == "nadam":
         mu_hat = _bf16(f32(mu) / f32(_correction(b1, t + 1)))
         g_hat = _bf16(f32(g) / f32(_correction(b1, t)))
         # Python-number factors of a bf16 array are rounded to bf16 first (weak typing).
-        m_hat = _bf16(f32(_bf16(f32(_bf16(b1)) * f32(mu_hat)))
-                      + f32(_bf16(f32(_bf16(1 - b1)) * f32(g_hat))))
+        m_hat = _bf16(
+            f32(_bf16(f32(_bf16(b1)) * f32(mu_hat))) + f32(_bf16(f32(_bf16(1 - b1)) * f32(g_hat)))
+        )
     else:
         m_hat = _bf16(f32(mu) / f32(_correction(b1, t)))
     if name == "amsgrad":

@@ -101,9 +101,14 @@ def test_nonfinite_step_is_skipped_bit_exactly():
     for field in ("params", "opt_state", "batch_stats", "step"):
         assert_trees_equal(getattr(new, field), getattr(state, field))
     assert (int(new.nonfinite_streak), int(new.nonfinite_total)) == (1, 1)
+
     def loss_fn(params):
-        logits, _ = new.apply_fn({"params": params, "batch_stats": state.batch_stats}, x,
-                                 train=True, mutable=["batch_stats"])
+        logits, _ = new.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            x,
+            train=True,
+            mutable=["batch_stats"],
+        )
         return optax.softmax_cross_entropy_with_integer_labels(logits, Y[:32]).mean()
 
     first_bad = jdl.diagnostics.first_nonfinite(jax.grad(loss_fn)(state.params))
@@ -119,9 +124,15 @@ def test_fit_stops_after_consecutive_nonfinite_steps_naming_step_and_layer():
     x[bad_from * batch :, 0] = np.nan  # every batch from step 5 on has a NaN input
     state = make_state()
     with pytest.raises(training.NonFiniteError, match="step 5") as info:
-        training.fit(state, (x, y), epochs=2, batch_size=batch, progress=False,
-                     callbacks=[training.NonFiniteGuard(2)],
-                     config=training.FitConfig(shuffle=False))
+        training.fit(
+            state,
+            (x, y),
+            epochs=2,
+            batch_size=batch,
+            progress=False,
+            callbacks=[training.NonFiniteGuard(2)],
+            config=training.FitConfig(shuffle=False),
+        )
     error = info.value
     assert error.step == bad_from
     # relu passes a zero gradient at NaN pre-activations, so only dense_0's kernel
@@ -148,10 +159,23 @@ def test_fit_skips_nonfinite_steps_bit_exactly_and_counts_them():
     x[3 * batch :, 7] = np.nan
     state = make_state(BN_MLP)
     in_order = training.FitConfig(shuffle=False)
-    skipped, history = training.fit(state, (x, y), epochs=1, batch_size=batch, progress=False,
-                                    callbacks=[training.NonFiniteGuard(6)], config=in_order)
-    clean, _ = training.fit(state, (x[: 3 * batch], y[: 3 * batch]), epochs=1,
-                            batch_size=batch, progress=False, config=in_order)
+    skipped, history = training.fit(
+        state,
+        (x, y),
+        epochs=1,
+        batch_size=batch,
+        progress=False,
+        callbacks=[training.NonFiniteGuard(6)],
+        config=in_order,
+    )
+    clean, _ = training.fit(
+        state,
+        (x[: 3 * batch], y[: 3 * batch]),
+        epochs=1,
+        batch_size=batch,
+        progress=False,
+        config=in_order,
+    )
     for field in ("params", "opt_state", "batch_stats", "step", "rng"):
         assert_trees_equal(getattr(skipped, field), getattr(clean, field))
     assert (int(skipped.nonfinite_streak), int(skipped.nonfinite_total)) == (5, 5)
@@ -177,8 +201,10 @@ def test_epoch_indices_are_deterministic_fresh_permutations():
 
 
 def test_fit_is_deterministic_per_seed():
-    runs = [training.fit(make_state(), SMALL, epochs=2, batch_size=64, seed=s, progress=False)
-            for s in (0, 0, 1)]
+    runs = [
+        training.fit(make_state(), SMALL, epochs=2, batch_size=64, seed=s, progress=False)
+        for s in (0, 0, 1)
+    ]
     assert runs[0][1].step_loss == runs[1][1].step_loss
     assert runs[0][1].step_loss != runs[2][1].step_loss
     # The first epoch's batches are those of epoch_indices(seed=0, epoch=0).
@@ -196,8 +222,14 @@ def test_early_stopping_restores_best_params():
         snapshots[epoch] = trainer.state.params
 
     state, history = training.fit(
-        make_state(), SMALL, noisy_val, epochs=30, batch_size=64, progress=False,
-        callbacks=[training.EarlyStopping(2), training.LambdaCallback(on_epoch_end=remember)])
+        make_state(),
+        SMALL,
+        noisy_val,
+        epochs=30,
+        batch_size=64,
+        progress=False,
+        callbacks=[training.EarlyStopping(2), training.LambdaCallback(on_epoch_end=remember)],
+    )
     assert history.stopped_early and len(history.epoch) < 30
     best = int(np.argmin(history.val_loss))
     assert history.best_epoch == best
@@ -206,8 +238,9 @@ def test_early_stopping_restores_best_params():
 
 
 def test_batch_size_schedule_compiles_once_per_size(monkeypatch):
-    counted = jax.jit(chex.assert_max_traces(training.scan_epoch, n=2),
-                      static_argnames=loop._EPOCH_STATIC)
+    counted = jax.jit(
+        chex.assert_max_traces(training.scan_epoch, n=2), static_argnames=loop._EPOCH_STATIC
+    )
     monkeypatch.setattr(loop, "_train_epoch", counted)
     schedule = jdl.step_doubling_batch_size(32, every=2)
     config = training.FitConfig(batch_size_schedule=schedule)
@@ -223,14 +256,21 @@ def test_batch_size_schedule_compiles_once_per_size(monkeypatch):
 def test_history_records_learning_rate_diagnostics_and_serializes(tmp_path):
     schedule = jdl.exponential_decay(1e-2, transition_steps=2, decay_rate=0.5)
     tx = jdl.adam(schedule)
-    state, history = training.fit(make_state(tx=tx), SMALL, (X_TEST, Y_TEST), epochs=2,
-                                  batch_size=64, progress=False,
-                                  config=training.FitConfig(diagnostics=True))
+    state, history = training.fit(
+        make_state(tx=tx),
+        SMALL,
+        (X_TEST, Y_TEST),
+        epochs=2,
+        batch_size=64,
+        progress=False,
+        config=training.FitConfig(diagnostics=True),
+    )
     np.testing.assert_allclose(history.step_learning_rate, schedule(np.arange(8)), rtol=1e-6)
     # Per epoch: the rate the next step applies, as current_learning_rate reports it.
     np.testing.assert_allclose(history.learning_rate, schedule(np.array([4, 8])), rtol=1e-6)
-    np.testing.assert_allclose(history.learning_rate[-1],
-                               jdl.current_learning_rate(state.opt_state, tx), rtol=1e-6)
+    np.testing.assert_allclose(
+        history.learning_rate[-1], jdl.current_learning_rate(state.opt_state, tx), rtol=1e-6
+    )
     assert len(history.val_accuracy) == 2 and len(history.diagnostics) == 2
     diag = history.diagnostics[0]
     assert diag["grad_norm/global"] > 0 and diag["nonfinite/grads"] == 0
@@ -245,14 +285,26 @@ def test_fit_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         training.fit(make_state(), SMALL, epochs=1, progress=False)
     with pytest.raises(ValueError, match="val_data"):
-        training.fit(make_state(), SMALL, epochs=1, batch_size=8, progress=False,
-                     callbacks=[training.EarlyStopping(1)])
+        training.fit(
+            make_state(),
+            SMALL,
+            epochs=1,
+            batch_size=8,
+            progress=False,
+            callbacks=[training.EarlyStopping(1)],
+        )
     with pytest.raises(ValueError, match="batch_size"):
         training.fit(make_state(), SMALL, epochs=1, batch_size=1000, progress=False)
 
 
 def test_mlp_adam_reaches_accuracy_on_digits():
-    state, _ = training.fit(make_state(jdl.models.MLP(), jdl.adam(1e-3)), (X, Y),
-                                  epochs=10, batch_size=64, seed=0, progress=False)
+    state, _ = training.fit(
+        make_state(jdl.models.MLP(), jdl.adam(1e-3)),
+        (X, Y),
+        epochs=10,
+        batch_size=64,
+        seed=0,
+        progress=False,
+    )
     _, accuracy = training.evaluate(state, (X_TEST, Y_TEST))
     assert accuracy >= 0.95

@@ -27,6 +27,7 @@ NUMBER_CHECKS = {
     "learning_rate": lambda v, **kw: _core.check_learning_rate(v, "arg", **kw),
 }
 
+
 class Opaque:
     """An object that is no number (its repr is stable, so test ids match across workers)."""
 

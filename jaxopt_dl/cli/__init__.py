@@ -53,16 +53,28 @@ class Command(NamedTuple):
 
 
 COMMANDS = {
-    "train": Command("train a classifier on the digits and write metrics, curves and params",
-                     add_train_arguments, run_train),
-    "lr-find": Command("learning-rate range test: one vmapped run per rate on a log grid, "
-                       "plot, suggested rate and JSON", add_lr_find_arguments, run_lr_find),
-    "diagnose": Command("the lectures' debugging checklist, automated: a Markdown report with "
-                        "pass/warn per item and figures", add_diagnose_arguments, run_diagnose),
+    "train": Command(
+        "train a classifier on the digits and write metrics, curves and params",
+        add_train_arguments,
+        run_train,
+    ),
+    "lr-find": Command(
+        "learning-rate range test: one vmapped run per rate on a log grid, "
+        "plot, suggested rate and JSON",
+        add_lr_find_arguments,
+        run_lr_find,
+    ),
+    "diagnose": Command(
+        "the lectures' debugging checklist, automated: a Markdown report with "
+        "pass/warn per item and figures",
+        add_diagnose_arguments,
+        run_diagnose,
+    ),
 }
 
-DESCRIPTION = ("jaxopt_dl command line. Run 'python -m jaxopt_dl COMMAND --help' for the "
-               "flags of a command.")
+DESCRIPTION = (
+    "jaxopt_dl command line. Run 'python -m jaxopt_dl COMMAND --help' for the flags of a command."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
       The ``argparse`` parser.
     """
     parser = _OneLineParser(prog=PROG, description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser,
-                                     metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_OneLineParser, metavar="COMMAND"
+    )
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=command.summary, description=command.summary)
         command.add_arguments(sub)

@@ -42,33 +42,53 @@ class Optimizer(NamedTuple):
 
 ADAM_FLAGS = {"b1": "b1", "b2": "b2", "eps": "eps"}
 OPTIMIZERS = {
-    "sgd": Optimizer("stochastic gradient descent, with --momentum a heavy-ball velocity",
-                     "sgd", {"momentum": "momentum"}),
-    "momentum": Optimizer("heavy-ball momentum, written in the form --momentum-form",
-                          "momentum", {"momentum": "beta", "momentum_form": "form"}),
-    "nesterov": Optimizer("Nesterov momentum", "momentum",
-                          {"momentum": "beta", "momentum_form": "form"}, {"nesterov": True}),
+    "sgd": Optimizer(
+        "stochastic gradient descent, with --momentum a heavy-ball velocity",
+        "sgd",
+        {"momentum": "momentum"},
+    ),
+    "momentum": Optimizer(
+        "heavy-ball momentum, written in the form --momentum-form",
+        "momentum",
+        {"momentum": "beta", "momentum_form": "form"},
+    ),
+    "nesterov": Optimizer(
+        "Nesterov momentum",
+        "momentum",
+        {"momentum": "beta", "momentum_form": "form"},
+        {"nesterov": True},
+    ),
     "adagrad": Optimizer("AdaGrad", "adagrad", {"eps": "eps"}),
-    "rmsprop": Optimizer("RMSProp", "rmsprop",
-                         {"decay": "decay", "eps": "eps", "momentum": "momentum"}),
-    "adadelta": Optimizer("AdaDelta", "adadelta",
-                          {"decay": "rho", "eps": "eps", "weight_decay": "weight_decay"}),
+    "rmsprop": Optimizer(
+        "RMSProp", "rmsprop", {"decay": "decay", "eps": "eps", "momentum": "momentum"}
+    ),
+    "adadelta": Optimizer(
+        "AdaDelta", "adadelta", {"decay": "rho", "eps": "eps", "weight_decay": "weight_decay"}
+    ),
     "adam": Optimizer("Adam", "adam", ADAM_FLAGS),
-    "adamw": Optimizer("Adam with decoupled weight decay", "adamw",
-                       {**ADAM_FLAGS, "weight_decay": "weight_decay"}),
+    "adamw": Optimizer(
+        "Adam with decoupled weight decay", "adamw", {**ADAM_FLAGS, "weight_decay": "weight_decay"}
+    ),
     "adamax": Optimizer("AdaMax (Adam with the infinity norm)", "adamax", ADAM_FLAGS),
     "nadam": Optimizer("Adam with Nesterov momentum", "nadam", ADAM_FLAGS),
-    "radam": Optimizer("RAdam (Adam with a rectified warmup of the second moment)", "radam",
-                       ADAM_FLAGS),
-    "amsgrad": Optimizer("AMSGrad (Adam with a non-decreasing second moment)", "amsgrad",
-                         ADAM_FLAGS),
-    "lamb": Optimizer("LAMB (layer-wise trust ratio)", "lamb",
-                      {**ADAM_FLAGS, "weight_decay": "weight_decay"}),
-    "lion": Optimizer("Lion (sign of an interpolated momentum)", "lion",
-                      {"b1": "b1", "b2": "b2", "weight_decay": "weight_decay"}),
+    "radam": Optimizer(
+        "RAdam (Adam with a rectified warmup of the second moment)", "radam", ADAM_FLAGS
+    ),
+    "amsgrad": Optimizer(
+        "AMSGrad (Adam with a non-decreasing second moment)", "amsgrad", ADAM_FLAGS
+    ),
+    "lamb": Optimizer(
+        "LAMB (layer-wise trust ratio)", "lamb", {**ADAM_FLAGS, "weight_decay": "weight_decay"}
+    ),
+    "lion": Optimizer(
+        "Lion (sign of an interpolated momentum)",
+        "lion",
+        {"b1": "b1", "b2": "b2", "weight_decay": "weight_decay"},
+    ),
     "adafactor": Optimizer("Adafactor (factored second moments)", "adafactor", {}),
-    "noisy_sgd": Optimizer("SGD with annealed Gaussian gradient noise (seeded by --seed)",
-                           "noisy_sgd", {}),
+    "noisy_sgd": Optimizer(
+        "SGD with annealed Gaussian gradient noise (seeded by --seed)", "noisy_sgd", {}
+    ),
 }
 
 
@@ -102,23 +122,29 @@ SCHEDULES = {
     "constant": Schedule("--lr throughout", lambda lr, total, per_epoch, rate: lr),
     "cosine": Schedule(
         "cosine decay from --lr to 0 over the run",
-        lambda lr, total, per_epoch, rate: library().cosine_decay_schedule(lr, total)),
+        lambda lr, total, per_epoch, rate: library().cosine_decay_schedule(lr, total),
+    ),
     "warmup_cosine": Schedule(
         "linear warmup from 0 over the first 5%% of the steps, then cosine decay to 0",
         lambda lr, total, per_epoch, rate: library().warmup_cosine_decay_schedule(
-            0.0, lr, max(1, total // 20), total)),
+            0.0, lr, max(1, total // 20), total
+        ),
+    ),
     "step": Schedule(
         "multiply by --decay-rate after each third of the run",
         lambda lr, total, per_epoch, rate: library().step_decay(lr, rate, max(1, total // 3)),
-        True),
+        True,
+    ),
     "exponential": Schedule(
         "multiply by --decay-rate per epoch, smoothly",
         lambda lr, total, per_epoch, rate: library().exponential_decay(lr, per_epoch, rate),
-        True),
+        True,
+    ),
     "inverse_time": Schedule(
         "--lr / (1 + decay-rate * epochs so far)",
         lambda lr, total, per_epoch, rate: library().inverse_time_decay(lr, rate, per_epoch),
-        True),
+        True,
+    ),
 }
 DECAY_RATE = 0.5
 
@@ -158,8 +184,10 @@ def listing(registry: dict) -> str:
     Returns:
       One line.
     """
-    return "; ".join(f"{name}: {entry if isinstance(entry, str) else entry.summary}"
-                     for name, entry in registry.items())
+    return "; ".join(
+        f"{name}: {entry if isinstance(entry, str) else entry.summary}"
+        for name, entry in registry.items()
+    )
 
 
 def applies_to(flag: str) -> list[str]:
@@ -211,9 +239,12 @@ def fraction(text: str) -> float:
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    return _parsed(text, lambda t: tuple(int(w) for w in t.split(",")),
-                   lambda widths: min(widths) >= 1,
-                   "comma-separated positive integers like 256,128")
+    return _parsed(
+        text,
+        lambda t: tuple(int(w) for w in t.split(",")),
+        lambda widths: min(widths) >= 1,
+        "comma-separated positive integers like 256,128",
+    )
 
 
 # --------------------------------------------------------------------------
@@ -234,10 +265,10 @@ def adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
     Returns:
       ``add``.
     """
+
     def add(*names, help, default, shown=None, **kwargs):
         shown = default if shown is None else shown
-        parser.add_argument(*names, default=default, help=f"{help} (default: {shown})",
-                            **kwargs)
+        parser.add_argument(*names, default=default, help=f"{help} (default: {shown})", **kwargs)
 
     return add
 
@@ -249,14 +280,30 @@ def add_model_flags(add: Callable[..., None]) -> None:
       add: from :func:`adder`.
     """
     add("--model", choices=MODELS, default="mlp", help=listing(MODELS))
-    add("--hidden", type=_widths, default=None, metavar="W1,W2,...",
-        shown=",".join(map(str, HIDDEN)), help="hidden widths of --model mlp")
-    add("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
-        shown="on for resnet, off otherwise", help="batch normalization")
+    add(
+        "--hidden",
+        type=_widths,
+        default=None,
+        metavar="W1,W2,...",
+        shown=",".join(map(str, HIDDEN)),
+        help="hidden widths of --model mlp",
+    )
+    add(
+        "--batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        shown="on for resnet, off otherwise",
+        help="batch normalization",
+    )
     add("--dropout", type=float, default=0.0, help="dropout rate")
     add("--init", choices=INITS, default="he_normal", help=listing(INITS))
-    add("--sparse-k", type=positive_int, default=None, shown=SPARSE_K,
-        help="non-zero incoming weights per unit of --init sparse")
+    add(
+        "--sparse-k",
+        type=positive_int,
+        default=None,
+        shown=SPARSE_K,
+        help="non-zero incoming weights per unit of --init sparse",
+    )
 
 
 def add_optimizer_flags(add: Callable[..., None], lr_help: Optional[str]) -> None:
@@ -270,22 +317,53 @@ def add_optimizer_flags(add: Callable[..., None], lr_help: Optional[str]) -> Non
     add("--optimizer", choices=OPTIMIZERS, default="adam", help=listing(OPTIMIZERS))
     if lr_help is not None:
         add("--lr", type=float, default=1e-3, help=lr_help)
-    add("--momentum", "--beta", dest="momentum", type=float, default=None, shown=own,
-        help="momentum coefficient, for " + ", ".join(applies_to("momentum")))
-    add("--momentum-form", choices=MOMENTUM_FORMS, default=None, shown="velocity",
+    add(
+        "--momentum",
+        "--beta",
+        dest="momentum",
+        type=float,
+        default=None,
+        shown=own,
+        help="momentum coefficient, for " + ", ".join(applies_to("momentum")),
+    )
+    add(
+        "--momentum-form",
+        choices=MOMENTUM_FORMS,
+        default=None,
+        shown="velocity",
         help="how momentum is written (velocity: v = beta v - lr g, as Goodfellow et "
-             "al.; ema: m = beta m + (1 - beta) g, steps 1 - beta times smaller; trace: "
-             "m = g + beta m, as optax and torch), for " +
-             ", ".join(applies_to("momentum_form")))
-    add("--b1", type=float, default=None, shown=own,
-        help="decay of the first-moment average, for " + ", ".join(applies_to("b1")))
-    add("--b2", type=float, default=None, shown=own,
-        help="decay of the second-moment average, for " + ", ".join(applies_to("b2")))
-    add("--eps", type=float, default=None, shown=own,
-        help="denominator offset, for " + ", ".join(applies_to("eps")))
-    add("--decay", type=float, default=None, shown=own,
-        help="decay of the squared-gradient average (adadelta's rho), for " +
-             ", ".join(applies_to("decay")))
+        "al.; ema: m = beta m + (1 - beta) g, steps 1 - beta times smaller; trace: "
+        "m = g + beta m, as optax and torch), for " + ", ".join(applies_to("momentum_form")),
+    )
+    add(
+        "--b1",
+        type=float,
+        default=None,
+        shown=own,
+        help="decay of the first-moment average, for " + ", ".join(applies_to("b1")),
+    )
+    add(
+        "--b2",
+        type=float,
+        default=None,
+        shown=own,
+        help="decay of the second-moment average, for " + ", ".join(applies_to("b2")),
+    )
+    add(
+        "--eps",
+        type=float,
+        default=None,
+        shown=own,
+        help="denominator offset, for " + ", ".join(applies_to("eps")),
+    )
+    add(
+        "--decay",
+        type=float,
+        default=None,
+        shown=own,
+        help="decay of the squared-gradient average (adadelta's rho), for "
+        + ", ".join(applies_to("decay")),
+    )
 
 
 def add_run_flags(add: Callable[..., None], out: str, writes: str) -> None:
@@ -297,8 +375,12 @@ def add_run_flags(add: Callable[..., None], out: str, writes: str) -> None:
       writes: what the command writes there, for the help.
     """
     add("--batch-size", type=positive_int, default=64, help="examples per step")
-    add("--seed", type=int, default=0,
-        help="seed of the initialization, the validation split and the shuffles")
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialization, the validation split and the shuffles",
+    )
     add("--out", default=out, help=f"output folder for {writes}")
 
 
@@ -317,7 +399,8 @@ def check_shared(args) -> None:
         if getattr(args, flag) is not None and flag not in optimizer.flags:
             raise UsageError(
                 f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
-                f"(it applies to {', '.join(applies_to(flag))})")
+                f"(it applies to {', '.join(applies_to(flag))})"
+            )
     if args.hidden is not None and args.model != "mlp":
         raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
     if args.sparse_k is not None and args.init != "sparse":
@@ -362,8 +445,11 @@ def resolve_config(args) -> dict:
     Returns:
       A JSON-able dict.
     """
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-              if k not in ("command", "run", *OPTIMIZER_FLAGS)}
+    config = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in vars(args).items()
+        if k not in ("command", "run", *OPTIMIZER_FLAGS)
+    }
     config["optimizer_arguments"] = _optimizer_arguments(args)
     config["batchnorm"] = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
     config["hidden"] = list(args.hidden or HIDDEN) if args.model == "mlp" else None
@@ -376,7 +462,9 @@ def resolve_config(args) -> dict:
     config["weight_decay_kind"] = "l2" if uses_l2 else ("decoupled" if own_decay else "none")
     config["decay_rate"] = (
         (DECAY_RATE if args.decay_rate is None else args.decay_rate)
-        if SCHEDULES[args.schedule].uses_decay_rate else None)
+        if SCHEDULES[args.schedule].uses_decay_rate
+        else None
+    )
     return config
 
 
@@ -408,10 +496,14 @@ def build_model(config: dict):
       The flax module.
     """
     jdl = library()
-    init = (jdl.initializers.sparse(config["sparse_k"]) if config["init"] == "sparse"
-            else getattr(jdl.initializers, config["init"])())
-    common = dict(use_batchnorm=config["batchnorm"], dropout_rate=config["dropout"],
-                  kernel_init=init)
+    init = (
+        jdl.initializers.sparse(config["sparse_k"])
+        if config["init"] == "sparse"
+        else getattr(jdl.initializers, config["init"])()
+    )
+    common = dict(
+        use_batchnorm=config["batchnorm"], dropout_rate=config["dropout"], kernel_init=init
+    )
     if config["model"] == "mlp":
         return jdl.models.MLP(hidden=tuple(config["hidden"]), **common)
     return {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[config["model"]](**common)

@@ -38,8 +38,12 @@ def add_lr_find_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-lr", type=float, default=1.0, help="largest rate")
     add("--num", type=positive_int, default=24, help="rates in the log-spaced grid")
     add("--steps", type=positive_int, default=100, help="training steps per rate")
-    add("--rule", choices=RULES, default="min_loss_div_10",
-        help="how the rate is suggested: " + ", ".join(RULES))
+    add(
+        "--rule",
+        choices=RULES,
+        default="min_loss_div_10",
+        help="how the rate is suggested: " + ", ".join(RULES),
+    )
     add_run_flags(add, "runs/lr_find", "lr_find.json and lr_find.png")
 
 
@@ -52,12 +56,14 @@ def add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
     add = adder(parser)
     add_model_flags(add)
     add_optimizer_flags(add, "learning rate")
-    add("--steps", type=positive_int, default=150,
-        help="minibatch steps of the short training run")
-    add("--overfit-steps", type=positive_int, default=200,
-        help="full-batch steps on the small batch")
-    add("--overfit-examples", type=positive_int, default=10,
-        help="examples in the small batch")
+    add("--steps", type=positive_int, default=150, help="minibatch steps of the short training run")
+    add(
+        "--overfit-steps",
+        type=positive_int,
+        default=200,
+        help="full-batch steps on the small batch",
+    )
+    add("--overfit-examples", type=positive_int, default=10, help="examples in the small batch")
     add_run_flags(add, "runs/diagnose", "report.md, diagnose.json and the figures")
 
 
@@ -83,18 +89,28 @@ def run_lr_find(args) -> int:
 
     config, model, train = _prepare(args)
     result = lr_find(
-        model, train, optimizer_factory(config, args.seed), min_lr=args.min_lr,
-        max_lr=args.max_lr, num=args.num, steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, rule=args.rule)
+        model,
+        train,
+        optimizer_factory(config, args.seed),
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        num=args.num,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        rule=args.rule,
+    )
     report = {**result.to_dict(), "config": config}
     json_path = os.path.join(args.out, "lr_find.json")
     with open(json_path, "w") as f:
         json.dump(report, f, indent=1)
     plot_path = os.path.join(args.out, "lr_find.png")
     plot_lr_find(result, plot_path)
-    print(f"suggested learning rate {result.suggestion:.3g} ({report['rule_description']}); "
-          f"steepest descent at {result.suggestions['steepest']:.3g}; {args.num} rates x "
-          f"{args.steps} steps in {result.seconds:.1f} s")
+    print(
+        f"suggested learning rate {result.suggestion:.3g} ({report['rule_description']}); "
+        f"steepest descent at {result.suggestions['steepest']:.3g}; {args.num} rates x "
+        f"{args.steps} steps in {result.seconds:.1f} s"
+    )
     print(f"wrote {json_path} and {plot_path}")
     return 0
 
@@ -112,9 +128,16 @@ def run_diagnose(args) -> int:
 
     config, model, train = _prepare(args)
     report = diagnose(
-        model, train, optimizer_factory(config, args.seed)(args.lr),
-        overfit_examples=args.overfit_examples, overfit_steps=args.overfit_steps,
-        train_steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=args.out)
+        model,
+        train,
+        optimizer_factory(config, args.seed)(args.lr),
+        overfit_examples=args.overfit_examples,
+        overfit_steps=args.overfit_steps,
+        train_steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.out,
+    )
     for item in report.items:
         print(f"{item.status.upper():4}  {item.title}: {item.measured}")
     verdict = "every item passes" if report.ok else f"warnings: {', '.join(report.warnings)}"

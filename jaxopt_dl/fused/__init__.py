@@ -12,5 +12,4 @@ from jaxopt_dl.fused._kernel import kernel_available, local_program
 from jaxopt_dl.fused.devices import over_host_devices
 from jaxopt_dl.fused.step import apply_gradients, fusable
 
-__all__ = ["apply_gradients", "fusable", "kernel_available", "local_program",
-           "over_host_devices"]
+__all__ = ["apply_gradients", "fusable", "kernel_available", "local_program", "over_host_devices"]

@@ -105,7 +105,7 @@ def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -
     n_in = len(leaves[0])
     outs = []
     for start in range(0, len(leaves), CALL_LEAVES):
-        chunk = leaves[start:start + CALL_LEAVES]
+        chunk = leaves[start : start + CALL_LEAVES]
         results = [jax.ShapeDtypeStruct(scalars.shape, jnp.float32)]
         aliases = {0: 0}
         for i, arrays in enumerate(chunk):
@@ -119,7 +119,7 @@ def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -
         )(scalars, *[x for arrays in chunk for x in arrays])
         scalars = flat[0]
         width = n_in - 1
-        outs += [list(flat[1 + i * width:1 + (i + 1) * width]) for i in range(len(chunk))]
+        outs += [list(flat[1 + i * width : 1 + (i + 1) * width]) for i in range(len(chunk))]
     return outs
 
 
@@ -137,4 +137,3 @@ def as_bf16_factor(value) -> jax.Array:
     if isinstance(value, (int, float)):
         return jnp.asarray(value, jnp.bfloat16).astype(jnp.float32)
     return jnp.asarray(value, jnp.float32)
-

@@ -54,10 +54,15 @@ def over_host_devices(fn: Callable) -> Callable:
         runs = jax.tree.leaves(batched)[0].shape[0]
         pad = -runs % len(devices)
         padded = jax.tree.map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), batched)
+            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), batched
+        )
         run = jax.shard_map(
-            local, mesh=mesh, in_specs=(PartitionSpec(_AXIS),) + (PartitionSpec(),) * len(shared),
-            out_specs=PartitionSpec(_AXIS), check_vma=False)
+            local,
+            mesh=mesh,
+            in_specs=(PartitionSpec(_AXIS),) + (PartitionSpec(),) * len(shared),
+            out_specs=PartitionSpec(_AXIS),
+            check_vma=False,
+        )
         return jax.tree.map(lambda y: y[:runs], run(padded, *shared))
 
     return split

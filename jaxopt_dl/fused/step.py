@@ -50,9 +50,20 @@ def _adam_scalars(hp: dict, count: jax.Array, rate: jax.Array) -> list:
     if hp.get("bias_correction", True):  # the reciprocals XLA multiplies the moments by
         one = jnp.ones([], jnp.float32)
         rc1, rc2 = (_core.tree_bias_correction(one, b, count) for b in (b1, b2))
-    return [b1, 1 - b1, b2, 1 - b2, rc1, rc2, hp["eps"], hp["eps_root"], -rate,
-            hp.get("weight_decay", 0.0), _kernel.as_bf16_factor(b1),
-            _kernel.as_bf16_factor(b2)]
+    return [
+        b1,
+        1 - b1,
+        b2,
+        1 - b2,
+        rc1,
+        rc2,
+        hp["eps"],
+        hp["eps_root"],
+        -rate,
+        hp.get("weight_decay", 0.0),
+        _kernel.as_bf16_factor(b1),
+        _kernel.as_bf16_factor(b2),
+    ]
 
 
 def _momentum_scalars(hp: dict, count: Optional[jax.Array], rate: jax.Array) -> list:
@@ -62,21 +73,30 @@ def _momentum_scalars(hp: dict, count: Optional[jax.Array], rate: jax.Array) -> 
     return [beta, -rate, 1.0 if hp["nesterov"] else 0.0, _kernel.as_bf16_factor(beta)]
 
 
-_ADAM = dict(kernel="adam", moment_state=optax.ScaleByAdamState, moments=("mu", "nu"),
-             scalars=_adam_scalars)
+_ADAM = dict(
+    kernel="adam", moment_state=optax.ScaleByAdamState, moments=("mu", "nu"), scalars=_adam_scalars
+)
 RULES = {
     "adam": _Rule(fixed={"nesterov": False}, **_ADAM),
     "adamw": _Rule(fixed={"nesterov": False, "mask": None}, **_ADAM),
-    "sgd": _Rule(kernel="momentum", moment_state=optax.TraceState, moments=("trace",),
-                 fixed={}, scalars=_momentum_scalars),
+    "sgd": _Rule(
+        kernel="momentum",
+        moment_state=optax.TraceState,
+        moments=("trace",),
+        fixed={},
+        scalars=_momentum_scalars,
+    ),
 }
 
 
 @functools.lru_cache(maxsize=None)
 def _defaults(name: str) -> dict:
     """The alias's arguments with their defaults (metadata may hold only those given)."""
-    return {k: p.default for k, p in inspect.signature(getattr(optimizers, name)).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    return {
+        k: p.default
+        for k, p in inspect.signature(getattr(optimizers, name)).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 def _plan(tx: Any) -> Optional[tuple[_Rule, dict]]:
@@ -153,8 +173,10 @@ def _fused_parts(tx, opt_state, params):
     except (ValueError, TypeError):
         return None
     moment_dtypes = (jnp.float32, jnp.bfloat16)
-    if not p_leaves or not all(_like(p, p) and all(_like(m, p, moment_dtypes) for m in ms)
-                               for p, *ms in zip(p_leaves, *m_leaves)):
+    if not p_leaves or not all(
+        _like(p, p) and all(_like(m, p, moment_dtypes) for m in ms)
+        for p, *ms in zip(p_leaves, *m_leaves)
+    ):
         return None
     if callable(hp["learning_rate"]) != (positions[1] is not None):
         return None
@@ -202,30 +224,31 @@ def apply_gradients(
         except (ValueError, TypeError):
             g_leaves = None
         if g_leaves is not None and all(_like(g, p) for p, g in zip(p_leaves, g_leaves)):
-            return _fused_step(rule, hp, opt_state, at_moment, at_schedule, treedef,
-                               p_leaves, g_leaves, m_leaves)
+            return _fused_step(
+                rule, hp, opt_state, at_moment, at_schedule, treedef, p_leaves, g_leaves, m_leaves
+            )
     updates, opt_state = tx.update(grads, opt_state, params, **extra_args)
     return _core.apply_updates(params, updates), opt_state
 
 
-def _fused_step(rule, hp, opt_state, at_moment, at_schedule, treedef, p_leaves, g_leaves,
-                m_leaves):
+def _fused_step(rule, hp, opt_state, at_moment, at_schedule, treedef, p_leaves, g_leaves, m_leaves):
     moment_state = opt_state[at_moment]
     count = moment_state.count if "count" in moment_state._fields else None
     new_count = None if count is None else _core.safe_increment(count)
     schedule_count = None if at_schedule is None else opt_state[at_schedule].count
     rate = _core.evaluate(hp["learning_rate"], schedule_count)
     scalars = _kernel.scalar_vector(rule.scalars(hp, new_count, rate))
-    results = _kernel.call(rule.kernel, scalars,
-                           [(p, g, *ms) for p, g, *ms in zip(p_leaves, g_leaves, *m_leaves)])
+    results = _kernel.call(
+        rule.kernel, scalars, [(p, g, *ms) for p, g, *ms in zip(p_leaves, g_leaves, *m_leaves)]
+    )
     new_params = treedef.unflatten([r[0] for r in results])
-    fields = {f: treedef.unflatten([r[1 + k] for r in results])
-              for k, f in enumerate(rule.moments)}
+    fields = {f: treedef.unflatten([r[1 + k] for r in results]) for k, f in enumerate(rule.moments)}
     if new_count is not None:
         fields["count"] = new_count
     new_state = list(opt_state)
     new_state[at_moment] = moment_state._replace(**fields)
     if at_schedule is not None:
         new_state[at_schedule] = optax.ScaleByScheduleState(
-            count=_core.safe_increment(schedule_count))
+            count=_core.safe_increment(schedule_count)
+        )
     return new_params, tuple(new_state)

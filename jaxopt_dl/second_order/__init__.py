@@ -9,9 +9,9 @@ returns an :class:`OptimizeResult`.
 
 from jaxopt_dl.second_order.directions import Direction, bfgs, gradient, lbfgs, newton
 from jaxopt_dl.second_order.driver import OptimizeResult
-from jaxopt_dl.second_order.nonlinear_least_squares import least_squares
 from jaxopt_dl.second_order.linesearch import LineSearchResult, backtracking, zoom
 from jaxopt_dl.second_order.minimization import minimize
+from jaxopt_dl.second_order.nonlinear_least_squares import least_squares
 
 __all__ = [
     "Direction",

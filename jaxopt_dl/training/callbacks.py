@@ -246,8 +246,9 @@ class ProgressLogger(Callback):
       bar: ``False`` never draws the bar.
     """
 
-    def __init__(self, stream: Optional[TextIO] = None, bar_stream: Optional[TextIO] = None,
-                 bar: bool = True):
+    def __init__(
+        self, stream: Optional[TextIO] = None, bar_stream: Optional[TextIO] = None, bar: bool = True
+    ):
         self.stream, self.bar_stream, self.bar = stream, bar_stream, bar
         self._bar = None
         self._start = 0.0
@@ -260,8 +261,13 @@ class ProgressLogger(Callback):
         if self.per_batch:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=(logs or {}).get("steps"), desc=f"Epoch {epoch + 1}",
-                             unit="step", leave=False, file=self.bar_stream or sys.stderr)
+            self._bar = tqdm(
+                total=(logs or {}).get("steps"),
+                desc=f"Epoch {epoch + 1}",
+                unit="step",
+                leave=False,
+                file=self.bar_stream or sys.stderr,
+            )
 
     def on_batch_end(self, step, logs=None):
         if self._bar is not None:
@@ -274,8 +280,9 @@ class ProgressLogger(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        line = format_logs(epoch, self.trainer.epochs, time.perf_counter() - self._start,
-                           logs or {})
+        line = format_logs(
+            epoch, self.trainer.epochs, time.perf_counter() - self._start, logs or {}
+        )
         print(line, file=self.stream or sys.stdout, flush=True)
 
 
@@ -298,8 +305,14 @@ class EarlyStopping(Callback):
       Goodfellow, Bengio & Courville 2016, "Deep Learning", Alg. 7.1.
     """
 
-    def __init__(self, patience: int, monitor: str = "val_loss", mode: str = "min",
-                 min_delta: float = 0.0, restore_best: bool = True):
+    def __init__(
+        self,
+        patience: int,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ):
         check_positive("patience", patience)
         check_choice("mode", mode, ("min", "max"))
         if not min_delta >= 0:
@@ -316,7 +329,8 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         if self.monitor.startswith("val_") and not self.trainer.has_validation:
             raise ValueError(
-                f"EarlyStopping(monitor={self.monitor!r}) needs val_data, got val_data=None")
+                f"EarlyStopping(monitor={self.monitor!r}) needs val_data, got val_data=None"
+            )
         state = self.trainer.state
         self.best = {"params": state.params, "batch_stats": state.batch_stats}
         self.best_value, self.wait = math.inf, 0
@@ -324,8 +338,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
-            raise ValueError(f"EarlyStopping: logs have no {self.monitor!r}, got keys "
-                             f"{sorted(logs or {})}")
+            raise ValueError(
+                f"EarlyStopping: logs have no {self.monitor!r}, got keys {sorted(logs or {})}"
+            )
         if self._signed(value) < self.best_value - self.min_delta:
             state = self.trainer.state
             self.best = {"params": state.params, "batch_stats": state.batch_stats}
@@ -377,8 +392,14 @@ class ModelCheckpoint(Callback):
         state that does not match the template.
     """
 
-    def __init__(self, directory: str, every: int = 1, resume: bool = True,
-                 backend: str = "msgpack", keep: Optional[int] = 3):
+    def __init__(
+        self,
+        directory: str,
+        every: int = 1,
+        resume: bool = True,
+        backend: str = "msgpack",
+        keep: Optional[int] = 3,
+    ):
         check_positive("every", every)
         self.directory, self.every, self.resume = directory, every, resume
         self.backend, self.keep = backend, keep
@@ -409,7 +430,8 @@ class ModelCheckpoint(Callback):
         if info.get("seed") != self.trainer.seed:
             raise ValueError(
                 f"the checkpoint in {self.directory!r} was written with seed="
-                f"{info.get('seed')}, got seed={self.trainer.seed}")
+                f"{info.get('seed')}, got seed={self.trainer.seed}"
+            )
         for key, cb in self._stateful().items():
             cb.restore_state(saved["callbacks"][key], info["callbacks"][key])
         trainer = self.trainer
@@ -424,10 +446,19 @@ class ModelCheckpoint(Callback):
         if trainer.stop_training or done == trainer.epochs or done % self.every == 0:
             tree, callback_info = self._tree_and_info()
             checkpoint.save_checkpoint(
-                self.directory, tree, done, backend=self.backend, keep=self.keep,
-                metadata={"epoch": done, "global_step": trainer.global_step,
-                          "seed": trainer.seed, "history": trainer.history.to_dict(),
-                          "callbacks": callback_info})
+                self.directory,
+                tree,
+                done,
+                backend=self.backend,
+                keep=self.keep,
+                metadata={
+                    "epoch": done,
+                    "global_step": trainer.global_step,
+                    "seed": trainer.seed,
+                    "history": trainer.history.to_dict(),
+                    "callbacks": callback_info,
+                },
+            )
 
 
 class NonFiniteError(RuntimeError):
@@ -532,7 +563,8 @@ class PlateauFeeder(Callback):
     def on_train_begin(self, logs=None):
         if self.monitor.startswith("val_") and not self.trainer.has_validation:
             raise ValueError(
-                f"PlateauFeeder(monitor={self.monitor!r}) needs val_data, got val_data=None")
+                f"PlateauFeeder(monitor={self.monitor!r}) needs val_data, got val_data=None"
+            )
         self.trainer.feed_step_loss = False
 
     def on_epoch_end(self, epoch, logs=None):

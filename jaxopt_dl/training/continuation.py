@@ -57,8 +57,10 @@ def gaussian_smoothing(
     def smoothed(x, key):
         leaves, treedef = jax.tree.flatten(x)
         keys = jax.random.split(key, len(leaves))
-        noise = [jax.random.normal(k, (num_samples,) + jnp.shape(leaf), jnp.result_type(leaf))
-                 for k, leaf in zip(keys, leaves)]
+        noise = [
+            jax.random.normal(k, (num_samples,) + jnp.shape(leaf), jnp.result_type(leaf))
+            for k, leaf in zip(keys, leaves)
+        ]
         noise = jax.tree.unflatten(treedef, noise)
         shifted = jax.tree.map(lambda leaf, n: leaf + sigma * n, x, noise)
         return jnp.mean(jax.vmap(fun)(shifted))

@@ -44,7 +44,7 @@ def linear_pacing(start_fraction: float = 0.2, epochs_to_full: int = 10) -> Paci
 
 
 def baby_steps(num_stages: int, epochs_per_stage: int) -> Pacing:
-    """"Baby steps" pacing: the pool grows by ``1 / num_stages`` every ``epochs_per_stage``.
+    """ "Baby steps" pacing: the pool grows by ``1 / num_stages`` every ``epochs_per_stage``.
 
     .. math:: \\lambda(e) = \\min(1, (1 + \\lfloor e / K \\rfloor) / S)
 
@@ -99,8 +99,14 @@ class CurriculumSampler:
       Weinshall 2019 (pacing functions, scoring by a reference model).
     """
 
-    def __init__(self, scores: np.typing.ArrayLike, pacing: Pacing, *, epoch_size: int | None = None,
-                 order: str = "shuffle"):
+    def __init__(
+        self,
+        scores: np.typing.ArrayLike,
+        pacing: Pacing,
+        *,
+        epoch_size: int | None = None,
+        order: str = "shuffle",
+    ):
         scores = np.asarray(scores, np.float64)
         if scores.ndim != 1 or not len(scores):
             raise ValueError(f"scores must be a non-empty 1-D array, got shape {scores.shape}")
@@ -120,8 +126,9 @@ class CurriculumSampler:
         """
         fraction = float(self.pacing(epoch))
         if not 0 < fraction <= 1:
-            raise ValueError(f"pacing must return a fraction in (0, 1], got {fraction} at "
-                             f"epoch={epoch}")
+            raise ValueError(
+                f"pacing must return a fraction in (0, 1], got {fraction} at epoch={epoch}"
+            )
         n = len(self.scores)
         return min(n, max(1, math.ceil(fraction * n - 1e-9)))
 

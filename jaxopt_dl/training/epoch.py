@@ -164,12 +164,15 @@ def scan_epoch(
         batch = (x[idx], y[idx], w)
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(
-                batch, distributed.data_parallel_sharding(mesh))
+                batch, distributed.data_parallel_sharding(mesh)
+            )
         state, metrics = train_step_fn(
-            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss, feed_loss)
+            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss, feed_loss
+        )
         if mesh is not None:
             state = jax.lax.with_sharding_constraint(
-                state, train_state_shardings(state, mesh, fsdp))
+                state, train_state_shardings(state, mesh, fsdp)
+            )
         if on_step is not None:
             jax.debug.callback(on_step, i, metrics)
         return state, metrics

@@ -132,33 +132,58 @@ def plot_history(history: History, path: str) -> None:
     steps_per_epoch = history.steps_per_epoch or [1]
     # Per-step curves share the epoch axis: step k (0-based) of epoch e ends at
     # e + (k + 1) / steps, so the epoch's last step sits on the integer tick e + 1.
-    step_epoch = np.concatenate([e + np.arange(1, n + 1) / n for e, n in
-                                 zip(history.epoch or [0], steps_per_epoch, strict=False)])
+    step_epoch = np.concatenate(
+        [
+            e + np.arange(1, n + 1) / n
+            for e, n in zip(history.epoch or [0], steps_per_epoch, strict=False)
+        ]
+    )
     epoch_end = np.asarray(history.epoch, float) + 1
 
     ax = axes.pop(0)
-    ax.plot(step_epoch[: len(history.step_loss)], history.step_loss,
-            lw=0.6, alpha=0.5, label="train (per step)")
+    ax.plot(
+        step_epoch[: len(history.step_loss)],
+        history.step_loss,
+        lw=0.6,
+        alpha=0.5,
+        label="train (per step)",
+    )
     if history.train_loss:
-        ax.plot(epoch_end[: len(history.train_loss)], history.train_loss, "o-",
-                label="train (epoch mean)")
+        ax.plot(
+            epoch_end[: len(history.train_loss)],
+            history.train_loss,
+            "o-",
+            label="train (epoch mean)",
+        )
     if history.val_loss:
         ax.plot(epoch_end[: len(history.val_loss)], history.val_loss, "s-", label="validation")
     losses = np.asarray(history.step_loss, float)
     losses = losses[np.isfinite(losses)]
-    ax.set(xlabel="epoch", ylabel="loss", title="loss",
-           yscale="log" if losses.size and losses.min() > 0 else "linear")
+    ax.set(
+        xlabel="epoch",
+        ylabel="loss",
+        title="loss",
+        yscale="log" if losses.size and losses.min() > 0 else "linear",
+    )
     ax.legend()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
     if has_accuracy:
         ax = axes.pop(0)
         if history.train_accuracy:
-            ax.plot(epoch_end[: len(history.train_accuracy)], history.train_accuracy, "o-",
-                    label="train")
+            ax.plot(
+                epoch_end[: len(history.train_accuracy)],
+                history.train_accuracy,
+                "o-",
+                label="train",
+            )
         if history.val_accuracy:
-            ax.plot(epoch_end[: len(history.val_accuracy)], history.val_accuracy, "s-",
-                    label="validation")
+            ax.plot(
+                epoch_end[: len(history.val_accuracy)],
+                history.val_accuracy,
+                "s-",
+                label="validation",
+            )
         ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
         ax.legend()
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

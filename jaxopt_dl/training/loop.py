@@ -109,8 +109,9 @@ _train_batch = jax.jit(train_step_fn, static_argnames=STEP_STATIC)
 
 
 def _is_arrays(data: Any) -> bool:
-    return isinstance(data, tuple) and len(data) in (2, 3) and all(
-        hasattr(a, "shape") for a in data)
+    return (
+        isinstance(data, tuple) and len(data) in (2, 3) and all(hasattr(a, "shape") for a in data)
+    )
 
 
 def evaluate(
@@ -174,8 +175,9 @@ def _prefetch(batches: Iterable[tuple], size: int, sharding) -> Iterator[tuple]:
         yield queue.popleft()
 
 
-def _assemble_callbacks(callbacks: Sequence[Callback], progress: bool,
-                        checkpoint_dir: Optional[str]) -> list:
+def _assemble_callbacks(
+    callbacks: Sequence[Callback], progress: bool, checkpoint_dir: Optional[str]
+) -> list:
     """The run's callbacks in call order: guard, progress, the user's, then checkpoints.
 
     Checkpoints come last so that they save what the other callbacks decided this
@@ -186,7 +188,8 @@ def _assemble_callbacks(callbacks: Sequence[Callback], progress: bool,
         if not isinstance(callback, Callback):
             raise TypeError(
                 f"callbacks must be Callback instances (wrap a function in LambdaCallback), "
-                f"got {callback!r}")
+                f"got {callback!r}"
+            )
     if checkpoint_dir is not None:
         callbacks.append(ModelCheckpoint(checkpoint_dir))
     if progress and not any(isinstance(c, ProgressLogger) for c in callbacks):
@@ -203,8 +206,7 @@ def _host_rate(rate: Any) -> Any:
 
 def _per_step_rates(rates: Any, steps: int) -> list:
     if isinstance(rates, dict):
-        return [{group: float(values[i]) for group, values in rates.items()}
-                for i in range(steps)]
+        return [{group: float(values[i]) for group, values in rates.items()} for i in range(steps)]
     return np.asarray(rates).tolist()
 
 
@@ -280,21 +282,27 @@ def fit(
     loss_fn = resolve_loss(loss)
     streamed = not _is_arrays(train_data)
     if streamed:
-        for name, value in (("batch_size", batch_size),
-                            ("config.batch_size_schedule", config.batch_size_schedule),
-                            ("config.sampler", config.sampler)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("config.batch_size_schedule", config.batch_size_schedule),
+            ("config.sampler", config.sampler),
+        ):
             if value is not None:
-                raise ValueError(f"{name} applies to (x, y) arrays, not to streamed "
-                                 f"batches, got {name}={value!r}")
+                raise ValueError(
+                    f"{name} applies to (x, y) arrays, not to streamed "
+                    f"batches, got {name}={value!r}"
+                )
         if not callable(train_data) and iter(train_data) is train_data and epochs > 1:
             raise ValueError(
                 "train_data is a one-shot iterator, so it can only feed epochs=1; pass an "
                 f"iterable read again every epoch or a function epoch -> batches, got "
-                f"epochs={epochs}")
+                f"epochs={epochs}"
+            )
     elif (batch_size is None) == (config.batch_size_schedule is None):
         raise ValueError(
             "give exactly one of batch_size and config.batch_size_schedule, got "
-            f"batch_size={batch_size!r}, batch_size_schedule={config.batch_size_schedule!r}")
+            f"batch_size={batch_size!r}, batch_size_schedule={config.batch_size_schedule!r}"
+        )
     elif batch_size is not None:
         check_positive("batch_size", batch_size)
 
@@ -303,16 +311,25 @@ def fit(
     mesh = config.mesh
     if mesh is not None:
         state = jax.device_put(state, train_state_shardings(state, mesh, config.fsdp))
-    trainer = Trainer(state=state, history=History(), epochs=epochs, seed=seed,
-                      has_validation=val_data is not None, callbacks=callbacks)
+    trainer = Trainer(
+        state=state,
+        history=History(),
+        epochs=epochs,
+        seed=seed,
+        has_validation=val_data is not None,
+        callbacks=callbacks,
+    )
     for callback in callbacks:
         callback.set_trainer(trainer)
     for callback in callbacks:
         callback.on_train_begin({})
     listeners = [c for c in callbacks if c.per_batch]
-    step_options = dict(grad_accum_steps=config.grad_accum_steps,
-                        max_consecutive_nonfinite=guard.max_consecutive, loss=loss_fn,
-                        feed_loss=trainer.feed_step_loss)
+    step_options = dict(
+        grad_accum_steps=config.grad_accum_steps,
+        max_consecutive_nonfinite=guard.max_consecutive,
+        loss=loss_fn,
+        feed_loss=trainer.feed_step_loss,
+    )
     if not streamed:
         x, y = jnp.asarray(train_data[0]), jnp.asarray(train_data[1])
         if mesh is not None:
@@ -325,14 +342,17 @@ def fit(
             steps = len(batches) if hasattr(batches, "__len__") else None
             size = None
         else:
-            size = int(config.batch_size_schedule(epoch) if config.batch_size_schedule
-                       else batch_size)
+            size = int(
+                config.batch_size_schedule(epoch) if config.batch_size_schedule else batch_size
+            )
             if size % config.grad_accum_steps:
                 raise ValueError(
                     f"the batch size ({size}) must be a multiple of grad_accum_steps, "
-                    f"got grad_accum_steps={config.grad_accum_steps}")
-            indices, weights = epoch_indices(len(x), size, seed, epoch, config.shuffle,
-                                             config.sampler)
+                    f"got grad_accum_steps={config.grad_accum_steps}"
+                )
+            indices, weights = epoch_indices(
+                len(x), size, seed, epoch, config.shuffle, config.sampler
+            )
             if weights is None:
                 weights = np.ones(indices.shape, np.float32)
             steps = len(indices)
@@ -342,11 +362,20 @@ def fit(
         try:
             if streamed:
                 state, metrics, first_batch = _stream_epoch(
-                    trainer.state, batches, epoch, step_options, config, listeners)
+                    trainer.state, batches, epoch, step_options, config, listeners
+                )
             else:
                 state, metrics = _train_epoch(
-                    trainer.state, x, y, indices, weights, mesh=mesh, fsdp=config.fsdp,
-                    on_step=_report_step if listeners else None, **step_options)
+                    trainer.state,
+                    x,
+                    y,
+                    indices,
+                    weights,
+                    mesh=mesh,
+                    fsdp=config.fsdp,
+                    on_step=_report_step if listeners else None,
+                    **step_options,
+                )
                 if listeners:
                     jax.effects_barrier()
                 first_batch = (x[indices[0]], y[indices[0]], weights[0])
@@ -360,7 +389,8 @@ def fit(
         if config.diagnostics:
             out = diagnostics_step(state, first_batch, loss=loss_fn)
             trainer.history.diagnostics.append(
-                {k: float(v) for k, v in jax.device_get(out).items()})
+                {k: float(v) for k, v in jax.device_get(out).items()}
+            )
         trainer.history.epoch_time.append(time.perf_counter() - start)
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
@@ -393,8 +423,7 @@ def _record_epoch(trainer, epoch, size, metrics, val_data, loss_fn, config) -> d
     finite = np.asarray(metrics["finite"], bool)
     history.step_loss.extend(np.where(finite, metrics["loss"], np.nan).tolist())
     if "learning_rate" in metrics:
-        history.step_learning_rate.extend(
-            _per_step_rates(metrics["learning_rate"], len(finite)))
+        history.step_learning_rate.extend(_per_step_rates(metrics["learning_rate"], len(finite)))
     history.epoch.append(epoch)
     history.batch_size.append(size)
     history.steps_per_epoch.append(len(finite))
@@ -404,8 +433,7 @@ def _record_epoch(trainer, epoch, size, metrics, val_data, loss_fn, config) -> d
         history.train_accuracy.append(logs["accuracy"])
     history.train_loss.append(logs["loss"])
     if val_data is not None:
-        val_loss, val_accuracy = evaluate(trainer.state, val_data, config.eval_batch_size,
-                                          loss_fn)
+        val_loss, val_accuracy = evaluate(trainer.state, val_data, config.eval_batch_size, loss_fn)
         logs["val_loss"] = val_loss
         history.val_loss.append(val_loss)
         if val_accuracy is not None:

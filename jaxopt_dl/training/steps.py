@@ -144,7 +144,8 @@ def _sums(loss_fn: LossFn, outputs, targets, weights) -> dict:
     per_example = widen(jnp.asarray(loss_fn(outputs, targets)))
     per_example = jnp.broadcast_to(
         jnp.mean(per_example.reshape(per_example.shape[:1] + (-1,)), axis=1)
-        if per_example.ndim else per_example,
+        if per_example.ndim
+        else per_example,
         weights.shape,
     )
     sums = {"loss_sum": jnp.sum(weights * per_example), "weight": jnp.sum(weights)}
@@ -185,8 +186,9 @@ def cross_entropy(
     return sums["loss_sum"], sums["correct"], sums["weight"]
 
 
-def _forward(state: TrainState, params: Any, batch_stats: Any, x, train: bool, rng,
-             collect=()) -> tuple[jax.Array, dict]:
+def _forward(
+    state: TrainState, params: Any, batch_stats: Any, x, train: bool, rng, collect=()
+) -> tuple[jax.Array, dict]:
     """``apply_fn`` on ``x``; returns the outputs and the updated mutable collections."""
     variables = {"params": params}
     mutable = list(collect)
@@ -212,8 +214,7 @@ def predict(state: TrainState, x: jax.typing.ArrayLike) -> jax.Array:
     return _forward(state, state.params, state.batch_stats, jnp.asarray(x), False, None)[0]
 
 
-def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: LossFn,
-           collect=()):
+def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: LossFn, collect=()):
     """Gradient of the weighted mean loss, accumulated over micro-batches.
 
     Returns ``(grads, sums, batch_stats, collected)``.
@@ -255,8 +256,11 @@ def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: Loss
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         first = jax.eval_shape(lambda: micro(state.batch_stats, x[:1], y[:1], w[:1], rng)[1])
-        init = (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first),
-                state.batch_stats)
+        init = (
+            zeros,
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first),
+            state.batch_stats,
+        )
         (grads, sums, batch_stats), _ = jax.lax.scan(
             body, init, (shape(x), shape(y), shape(w), rngs)
         )
@@ -298,8 +302,12 @@ def keep_plateau_states(new_opt_state: Any, old_opt_state: Any) -> Any:
     Returns:
       The new state, its plateau states unchanged.
     """
-    return jax.tree.map(lambda new, old: old if _is_plateau(new) else new,
-                        new_opt_state, old_opt_state, is_leaf=_is_plateau)
+    return jax.tree.map(
+        lambda new, old: old if _is_plateau(new) else new,
+        new_opt_state,
+        old_opt_state,
+        is_leaf=_is_plateau,
+    )
 
 
 def train_step_fn(
@@ -333,10 +341,12 @@ def train_step_fn(
         new = new.replace(opt_state=keep_plateau_states(new.opt_state, state.opt_state))
 
     # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its new value) is.
-    leaf_bad = jnp.stack([
-        ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p)))
-        for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params), strict=True)
-    ])
+    leaf_bad = jnp.stack(
+        [
+            ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p)))
+            for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params), strict=True)
+        ]
+    )
     finite = jnp.isfinite(means["loss"]) & ~jnp.any(leaf_bad)
     halted = jnp.asarray(False)
     if max_consecutive_nonfinite is not None:
@@ -431,8 +441,9 @@ eval_step.__doc__ = """Weighted sums of the loss (and correct predictions) with 
     """
 
 
-def diagnostics_step(state: TrainState, batch: Batch,
-                     loss: Union[str, LossFn, None] = None) -> dict:
+def diagnostics_step(
+    state: TrainState, batch: Batch, loss: Union[str, LossFn, None] = None
+) -> dict:
     """The debugging numbers for one batch, without changing the state.
 
     Gradient norms per layer, update/weight ratios of the update the optimizer would
@@ -453,6 +464,7 @@ def diagnostics_step(state: TrainState, batch: Batch,
 @functools.partial(jax.jit, static_argnames=("loss_fn",))
 def _diagnostics_step(state: TrainState, batch: Batch, loss_fn: LossFn) -> dict:
     grads, sums, _, updated = _grads(state, batch, 1, loss_fn, collect=("intermediates",))
-    updates, _ = optimizer_update(state.tx, grads, state.opt_state, state.params,
-                                  _means(sums)["loss"])
+    updates, _ = optimizer_update(
+        state.tx, grads, state.opt_state, state.params, _means(sums)["loss"]
+    )
     return summarize(state.params, grads, updates, updated.get("intermediates"))

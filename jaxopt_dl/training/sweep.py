@@ -126,10 +126,12 @@ def sweep(
     seeds = np.asarray(seeds, np.int64)
     x, y = np.asarray(data[0]), np.asarray(data[1])
     # (seeds, epochs, steps, batch) indices, drawn exactly as fit draws them.
-    indices = np.stack([
-        np.stack([epoch_indices(len(x), batch_size, int(s), e)[0] for e in range(epochs)])
-        for s in seeds
-    ])
+    indices = np.stack(
+        [
+            np.stack([epoch_indices(len(x), batch_size, int(s), e)[0] for e in range(epochs)])
+            for s in seeds
+        ]
+    )
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     val = None if val_data is None else (jnp.asarray(val_data[0]), jnp.asarray(val_data[1]))
 
@@ -158,6 +160,7 @@ def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
 
     Each epoch is :func:`~jaxopt_dl.training.scan_epoch`, the program ``fit`` runs.
     """
+
     def one(setting, key_data, x, y, indices, val):
         key = jax.random.wrap_key_data(key_data)
         state = create_train_state(model, make_tx(**setting), key, x[:1])

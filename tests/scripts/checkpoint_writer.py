@@ -22,8 +22,9 @@ def state_at(step):
 def main(directory, backend):
     step = (checkpoint.latest_step(directory) or 0) + 1
     while True:
-        checkpoint.save_checkpoint(directory, state_at(step), step, backend=backend, keep=2,
-                                   metadata={"step": step})
+        checkpoint.save_checkpoint(
+            directory, state_at(step), step, backend=backend, keep=2, metadata={"step": step}
+        )
         print(f"saved {step}", flush=True)
         step += 1
 

@@ -27,10 +27,17 @@ def main(epochs, out, checkpoint_dir=None):
     )
     state = training.create_train_state(model, tx, jax.random.key(0), x[:1])
     state, history = training.fit(
-        state, (x[:256], y[:256]), (x_test[:64], y_test[:64]), epochs=epochs, batch_size=64,
-        progress=False, checkpoint_dir=checkpoint_dir)
-    leaves = [jax.random.key_data(v) if checkpoint._is_key(v) else v
-              for v in jax.tree.leaves(state)]
+        state,
+        (x[:256], y[:256]),
+        (x_test[:64], y_test[:64]),
+        epochs=epochs,
+        batch_size=64,
+        progress=False,
+        checkpoint_dir=checkpoint_dir,
+    )
+    leaves = [
+        jax.random.key_data(v) if checkpoint._is_key(v) else v for v in jax.tree.leaves(state)
+    ]
     np.savez(f"{out}.npz", **{f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)})
     record = history.to_dict()
     record.pop("epoch_time")

@@ -28,8 +28,10 @@ DATA = (X[:512], Y[:512])
 CONFIGS = {
     "adam+clip+schedule, dropout": (
         jdl.models.MLP(hidden=(64, 32), dropout_rate=0.1),
-        jdl.chain(jdl.clip_by_global_norm(1.0),
-                  jdl.adam(jdl.warmup_cosine_decay_schedule(0.0, 3e-3, 4, 32))),
+        jdl.chain(
+            jdl.clip_by_global_norm(1.0),
+            jdl.adam(jdl.warmup_cosine_decay_schedule(0.0, 3e-3, 4, 32)),
+        ),
         [((4, 2), False), ((8, 1), True)],
     ),
     "sgd+momentum, batch norm, dropout": (
@@ -42,8 +44,15 @@ CONFIGS = {
 
 def train(model, tx, mesh=None, fsdp=False):
     state = training.create_train_state(model, tx, jax.random.key(0), X[:1])
-    return training.fit(state, DATA, (X_TEST, Y_TEST), epochs=2, batch_size=32,
-                        progress=False, config=training.FitConfig(mesh=mesh, fsdp=fsdp))
+    return training.fit(
+        state,
+        DATA,
+        (X_TEST, Y_TEST),
+        epochs=2,
+        batch_size=32,
+        progress=False,
+        config=training.FitConfig(mesh=mesh, fsdp=fsdp),
+    )
 
 
 def moment(opt_state):
@@ -74,6 +83,8 @@ for name, (model, tx, meshes) in CONFIGS.items():
         assert kernel.sharding.spec == expected, kernel.sharding
         assert mu.sharding.spec == expected, mu.sharding
         assert kernel.sharding.mesh.shape == mesh.shape
-        print(f"ok {name}: mesh {data}x{width} fsdp={fsdp} equals one device "
-              f"(kernel {kernel.sharding.spec})")
+        print(
+            f"ok {name}: mesh {data}x{width} fsdp={fsdp} equals one device "
+            f"(kernel {kernel.sharding.spec})"
+        )
 print("ALL OK")

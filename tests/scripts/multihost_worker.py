@@ -27,9 +27,9 @@ def main(port, process_id, num_processes, out_file, steps):
         process_id=process_id,
         initialization_timeout=60,
     )
+    import data_parallel as example
     from jax.experimental import multihost_utils
 
-    import data_parallel as example
     import jaxopt_dl as jdl
     from jaxopt_dl import distributed
 

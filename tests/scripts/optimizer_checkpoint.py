@@ -35,7 +35,9 @@ def optimizer_factories():
     return {
         name: factory
         for name, factory in vars(optimizers).items()
-        if not name.startswith("_") and callable(factory) and not inspect.isclass(factory)
+        if not name.startswith("_")
+        and callable(factory)
+        and not inspect.isclass(factory)
         and next(iter(inspect.signature(factory).parameters), None) == "learning_rate"
     }
 
@@ -44,25 +46,32 @@ def cases():
     """Case name -> a function building the optimizer afresh."""
     built = {name: (lambda f=factory: f(1e-2)) for name, factory in optimizer_factories().items()}
     schedule = jdl.warmup_cosine_decay_schedule(0.0, 1e-2, warmup_steps=2, decay_steps=10)
-    built.update({
-        "chain_with_schedule": lambda: jdl.chain(
-            jdl.clip_by_global_norm(1.0), jdl.adamw(schedule, weight_decay=1e-2)),
-        "reduce_on_plateau": lambda: jdl.chain(
-            jdl.adam(1e-2), jdl.reduce_on_plateau(factor=0.5, patience=0, rtol=0.5)),
-        "multi_steps": lambda: jdl.MultiSteps(jdl.adam(1e-2), every_k_schedule=2),
-        "inject_hyperparams": lambda: jdl.inject_hyperparams(jdl.adam)(learning_rate=schedule),
-        "multi_transform": lambda: jdl.multi_transform(
-            {"adam": jdl.adam(1e-2), "sgd": jdl.sgd(0.1, momentum=0.9)},
-            {"w": "adam", "b": "sgd"}),
-        "fused_step_adam": lambda: jdl.adam(1e-2),
-        "fused_step_sgd_momentum": lambda: jdl.sgd(1e-2, momentum=0.9),
-    })
+    built.update(
+        {
+            "chain_with_schedule": lambda: jdl.chain(
+                jdl.clip_by_global_norm(1.0), jdl.adamw(schedule, weight_decay=1e-2)
+            ),
+            "reduce_on_plateau": lambda: jdl.chain(
+                jdl.adam(1e-2), jdl.reduce_on_plateau(factor=0.5, patience=0, rtol=0.5)
+            ),
+            "multi_steps": lambda: jdl.MultiSteps(jdl.adam(1e-2), every_k_schedule=2),
+            "inject_hyperparams": lambda: jdl.inject_hyperparams(jdl.adam)(learning_rate=schedule),
+            "multi_transform": lambda: jdl.multi_transform(
+                {"adam": jdl.adam(1e-2), "sgd": jdl.sgd(0.1, momentum=0.9)},
+                {"w": "adam", "b": "sgd"},
+            ),
+            "fused_step_adam": lambda: jdl.adam(1e-2),
+            "fused_step_sgd_momentum": lambda: jdl.sgd(1e-2, momentum=0.9),
+        }
+    )
     return built
 
 
 def initial_params():
-    return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
-            "b": jnp.asarray([0.5, -0.25, 0.125], jnp.float32)}
+    return {
+        "w": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
+        "b": jnp.asarray([0.5, -0.25, 0.125], jnp.float32),
+    }
 
 
 def loss(params):
@@ -99,9 +108,12 @@ def save(directory):
         state = {"params": params, "opt_state": opt_state}
         folder = os.path.join(directory, name)
         for backend in checkpoint.BACKENDS:
-            checkpoint.save_checkpoint(os.path.join(folder, backend), state, STEPS,
-                                       backend=backend)
-        write(os.path.join(folder, "saved.npz"), state, step(tx, params, opt_state, takes_value, fused))
+            checkpoint.save_checkpoint(os.path.join(folder, backend), state, STEPS, backend=backend)
+        write(
+            os.path.join(folder, "saved.npz"),
+            state,
+            step(tx, params, opt_state, takes_value, fused),
+        )
 
 
 def restore(directory):
