@@ -127,7 +127,7 @@ def test_discovery_finds_every_kind_of_factory():
         "masked",
         "MultiSteps",
         "inject_hyperparams",
-        "fused_adam",
+        "radam",
         "reduce_on_plateau",
         "initializers.sparse",
         "minimize[lbfgs]",
