@@ -243,7 +243,7 @@ def _orbax() -> types.SimpleNamespace:
     @ocp.args.register_with_handler(MsgpackHandler, for_restore=True)
     @dataclasses.dataclass
     class MsgpackRestore(ocp.args.CheckpointArgs):
-        pass
+        """Restoring a msgpack item takes no arguments."""
 
     return types.SimpleNamespace(ocp=ocp, MsgpackHandler=MsgpackHandler, MsgpackSave=MsgpackSave)
 

@@ -418,8 +418,7 @@ def check_out(out: str) -> None:
     """
     try:
         os.makedirs(out, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        tempfile.TemporaryFile(dir=out).close()  # can a file be created there?
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise UsageError(f"--out {out!r} is not a writable folder: {reason}") from None
