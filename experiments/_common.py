@@ -426,6 +426,48 @@ def write_table(
     return path
 
 
+def report(
+    module_globals: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    out: str,
+    measured: Mapping[str, Any],
+    figure: str,
+    verdict: str,
+    setup: str,
+    conclusion: str,
+    theory: str,
+    extra_tables: Optional[Mapping[str, Sequence[Mapping[str, Any]]]] = None,
+) -> Result:
+    """Write a claim's table (with the standard notes) and return its :class:`Result`.
+
+    Args:
+      module_globals: the script's ``globals()`` (``NAME``, ``TITLE``, ``CLAIM``, ...).
+      rows: the main table.
+      out: output folder.
+      measured: the numbers the criterion reads.
+      figure: path of the figure written.
+      verdict: one of :data:`VERDICTS`.
+      setup: one paragraph on what was run.
+      conclusion: one line for the gallery.
+      theory: the explanation of a verdict short of reproduced.
+      extra_tables: more tables under sub-headings.
+    """
+    notes = verdict_notes(module_globals, verdict, setup, theory)
+    table = write_table(
+        rows, out, module_globals["NAME"], module_globals["TITLE"], notes, extra_tables
+    )
+    return result(
+        module_globals,
+        measured,
+        None,
+        figure,
+        table,
+        verdict=verdict,
+        conclusion=conclusion,
+        theory=theory,
+    )
+
+
 def verdict_notes(
     module_globals: Mapping[str, Any], reproduced: bool | str, setup: str, theory: str = ""
 ) -> list[str]:

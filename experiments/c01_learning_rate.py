@@ -164,18 +164,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"{n_seeds} tuning and {n_seeds} evaluation noise seeds, {STEPS} steps, lr grid "
         f"{', '.join(f'{lr:.3g}' for lr in GRID)} (plus {SMALL:g})."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

@@ -196,18 +196,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"1/t: η {ETAS[0]:g} .. {ETAS[-1]:g} x t0 {T0S[0]:g} .. {T0S[-1]:g} (x2 each); "
         f"{n_seeds} tuning and {n_seeds} evaluation noise seeds."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

@@ -197,18 +197,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"{n_tune} tuning seeds, {n_eval} evaluation seeds, f averaged over the last "
         f"{tail} steps."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

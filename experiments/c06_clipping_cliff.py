@@ -252,22 +252,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"{n_seeds} seeds, {steps} SGD steps, batch {BATCH}, lr grid {LRS[0]:g} .. "
         f"{LRS[-1]:g} (x2), validation and test sets of 512 sequences."
     )
-    table = _common.write_table(
-        rows,
-        out_dir,
-        NAME,
-        TITLE,
-        notes=_common.verdict_notes(globals(), verdict, setup, theory),
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

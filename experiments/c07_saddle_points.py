@@ -254,23 +254,17 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"(near) and uniform in [0.3, 0.7] (far), same sign; noisy GD: {n_keys} keys, noise "
         f"std {NOISE}; Newton: {len(starts)} grid starts in [-0.5, 0.5]^2, maxiter 100."
     )
-    table = _common.write_table(
+    return _common.report(
+        globals(),
         rows,
         out_dir,
-        NAME,
-        TITLE,
-        notes=_common.verdict_notes(globals(), verdict, setup, theory),
-        extra_tables={"Newton from starts around the saddle": newton_rows},
-    )
-    return _common.result(
-        globals(),
         measured,
-        None,
         figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+        verdict,
+        setup,
+        conclusion,
+        theory,
+        extra_tables={"Newton from starts around the saddle": newton_rows},
     )
 
 

@@ -187,18 +187,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"{lrs[0]:g} .. {lrs[-1]:g} (x2) per (net, init) on tuning seeds {tune_seeds} by "
         f"mean log final training loss; {n_eval} evaluation seeds."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

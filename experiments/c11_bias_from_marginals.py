@@ -164,18 +164,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"test), MLP(64) with small_random(0.01) kernels, Adam {LR}, batch {BATCH}, "
         f"{epochs} epochs, {len(seeds)} seeds."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 

@@ -296,23 +296,17 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         }
         for n, (g, _) in tuning.items()
     ]
-    table = _common.write_table(
+    return _common.report(
+        globals(),
         rows,
         out_dir,
-        NAME,
-        TITLE,
-        notes=_common.verdict_notes(globals(), verdict, setup, theory),
-        extra_tables={"Tuned strengths": tune_rows},
-    )
-    return _common.result(
-        globals(),
         measured,
-        None,
         figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+        verdict,
+        setup,
+        conclusion,
+        theory,
+        extra_tables={"Tuned strengths": tune_rows},
     )
 
 

@@ -243,23 +243,17 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"{lrs[-1]:g} (x2) tuned per arm and condition on validation at {tune_budget} "
         f"epochs over seeds {list(tune_seeds)}; budgets {list(budgets)}; {n_eval} seeds."
     )
-    table = _common.write_table(
+    return _common.report(
+        globals(),
         rows,
         out_dir,
-        NAME,
-        TITLE,
-        notes=_common.verdict_notes(globals(), verdict, setup, theory),
-        extra_tables={"Tuning: mean final validation accuracy": tune_rows},
-    )
-    return _common.result(
-        globals(),
         measured,
-        None,
         figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+        verdict,
+        setup,
+        conclusion,
+        theory,
+        extra_tables={"Tuning: mean final validation accuracy": tune_rows},
     )
 
 

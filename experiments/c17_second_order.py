@@ -307,23 +307,17 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"uniform in [0.5, 4] x [0.3, 3] x [-1, 1]; {n_tune} tuning and {n_eval} "
         f"evaluation starts; lr grids x2, 1 - beta on a x2 grid 2^-1 .. 2^-7."
     )
-    table = _common.write_table(
+    return _common.report(
+        globals(),
         rows,
         out_dir,
-        NAME,
-        TITLE,
-        notes=_common.verdict_notes(globals(), verdict, setup, theory),
-        extra_tables={"Tuned first-order settings": tune_rows},
-    )
-    return _common.result(
-        globals(),
         measured,
-        None,
         figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+        verdict,
+        setup,
+        conclusion,
+        theory,
+        extra_tables={"Tuned first-order settings": tune_rows},
     )
 
 

@@ -204,18 +204,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         f"betas/eps of each optimizer; near-optimal = within {NEAR:.0%} of the seed's best "
         f"validation accuracy."
     )
-    table = _common.write_table(
-        rows, out_dir, NAME, TITLE, notes=_common.verdict_notes(globals(), verdict, setup, theory)
-    )
-    return _common.result(
-        globals(),
-        measured,
-        None,
-        figure,
-        table,
-        verdict=verdict,
-        conclusion=conclusion,
-        theory=theory,
+    return _common.report(
+        globals(), rows, out_dir, measured, figure, verdict, setup, conclusion, theory
     )
 
 
