@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 import jaxopt_dl as jdl
-from jaxopt_dl import checkpoint, optimizers
+from jaxopt_dl import checkpoint, contrib, optimizers
 
 STEPS = 3
 TAKE_VALUE = ("reduce_on_plateau",)  # the cases whose update takes the loss (value=)
@@ -31,10 +31,11 @@ FUSED_STEP = ("fused_step_adam", "fused_step_sgd_momentum")
 
 
 def optimizer_factories():
-    """Every public optimizer factory of the library (first argument ``learning_rate``)."""
+    """Every public optimizer factory of the library, contrib included (first argument ``learning_rate``)."""
     return {
         name: factory
-        for name, factory in vars(optimizers).items()
+        for module in (optimizers, contrib)
+        for name, factory in vars(module).items()
         if not name.startswith("_")
         and callable(factory)
         and not inspect.isclass(factory)
