@@ -13,11 +13,16 @@ All are called as ``model.apply(variables, x, train=...)``:
   ``"out"`` in their own scope) — read it with ``mutable=["intermediates"]`` for
   per-layer activation mean/std.
 * ``kernel_init`` accepts any initializer of :mod:`jaxopt_dl.initializers`.
+* ``CNN`` and ``ResNet`` convolve with :func:`conv_general_dilated`: on CPU a matrix
+  product of patches, whose gradient XLA runs fast inside ``fit``'s ``lax.scan``
+  (``lax``'s own convolution gradients run about 10x slower there). Pass it to your own
+  ``nn.Conv(..., conv_general_dilated=...)`` for the same.
 """
 
 from jaxopt_dl.models.cnn import CNN
+from jaxopt_dl.models.conv import conv_general_dilated
 from jaxopt_dl.models.mlp import MLP
 from jaxopt_dl.models.resnet import ResidualBlock, ResNet
 from jaxopt_dl.models.rnn import RNN
 
-__all__ = ["MLP", "CNN", "ResNet", "ResidualBlock", "RNN"]
+__all__ = ["MLP", "CNN", "ResNet", "ResidualBlock", "RNN", "conv_general_dilated"]

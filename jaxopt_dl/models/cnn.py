@@ -11,6 +11,7 @@ from jaxopt_dl import initializers
 from jaxopt_dl.data import as_images
 from jaxopt_dl.initializers import Initializer
 from jaxopt_dl.models._layers import Layers
+from jaxopt_dl.models.conv import conv_general_dilated
 
 
 class CNN(Layers):
@@ -64,6 +65,7 @@ class CNN(Layers):
                 use_bias=not self.use_batchnorm,
                 kernel_init=self.kernel_init,
                 bias_init=self.bias_init,
+                conv_general_dilated=conv_general_dilated,
                 name=f"conv_{i}",
             )(x)
             x = self.activation(self.normalize(x, train, f"bn_{i}"))

@@ -12,6 +12,7 @@ from jaxopt_dl import initializers
 from jaxopt_dl.data import as_images
 from jaxopt_dl.initializers import Initializer
 from jaxopt_dl.models._layers import Layers
+from jaxopt_dl.models.conv import conv_general_dilated
 
 
 class ResidualBlock(Layers):
@@ -58,6 +59,7 @@ class ResidualBlock(Layers):
             padding="SAME",
             use_bias=not self.use_batchnorm,
             kernel_init=self.kernel_init,
+            conv_general_dilated=conv_general_dilated,
             name=name,
         )(x)
 
@@ -137,6 +139,7 @@ class ResNet(Layers):
             padding="SAME",
             use_bias=not self.use_batchnorm,
             kernel_init=self.kernel_init,
+            conv_general_dilated=conv_general_dilated,
             name="stem",
         )(as_images(x))
         if not self.preactivation:
