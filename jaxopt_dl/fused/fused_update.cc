@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -51,8 +52,24 @@ int ConfiguredThreads() {
   return configured;
 }
 
-// Workers sleep on a condition variable between steps; `Run` wakes as many as a step
-// needs, runs part 0 on the calling thread and returns when every part is done.
+// One parallel step: `chunks` pieces of work handed out through an atomic counter.
+// The calling thread starts on them at once and the workers join when they wake, so a
+// worker that wakes late costs nothing: it finds the work done and leaves. The caller
+// returns when every piece is claimed and no worker is inside one.
+struct Job {
+  const std::function<void(int64_t)>* fn;
+  int64_t chunks;
+  std::atomic<int64_t> next{0};
+  std::atomic<int> in_flight{0};
+
+  // Claims and runs pieces until none is left.
+  void Work() {
+    for (int64_t c; (c = next.fetch_add(1)) < chunks;) (*fn)(c);
+  }
+};
+
+// Workers sleep on a condition variable between steps; `Run` publishes a job, wakes
+// them, works on it itself and waits only for workers that are inside a piece.
 class Pool {
  public:
   static Pool& Get() {
@@ -60,19 +77,20 @@ class Pool {
     return *pool;
   }
 
-  void Run(int parts, const std::function<void(int)>& fn) {
+  void Run(int64_t chunks, const std::function<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one step at a time uses the workers
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->chunks = chunks;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      fn_ = &fn;
-      parts_ = parts;
-      pending_ = parts - 1;
+      job_ = job;
       ++generation_;
     }
     wake_.notify_all();
-    fn(0);
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return pending_ == 0; });
+    job->Work();
+    // Every piece is claimed; a worker that enters now finds none and touches nothing.
+    while (job->in_flight.load() != 0) std::this_thread::yield();
   }
 
   int workers() const { return static_cast<int>(threads_.size()); }
@@ -80,34 +98,34 @@ class Pool {
  private:
   explicit Pool(int workers) {
     for (int id = 0; id < workers; ++id) {
-      threads_.emplace_back([this, id] { Loop(id + 1); });
+      threads_.emplace_back([this] { Loop(); });
       threads_.back().detach();
     }
   }
 
-  void Loop(int part) {
+  void Loop() {
 #ifdef __linux__
     pthread_setname_np(pthread_self(), "jdl-fused");
 #endif
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      wake_.wait(lock, [&] { return generation_ != seen; });
-      seen = generation_;
-      if (part >= parts_) continue;
-      const std::function<void(int)>* fn = fn_;
-      lock.unlock();
-      (*fn)(part);
-      lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        job = job_;
+      }
+      job->in_flight.fetch_add(1);
+      job->Work();
+      job->in_flight.fetch_sub(1);
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex run_mu_, mu_;
-  std::condition_variable wake_, done_;
-  const std::function<void(int)>* fn_ = nullptr;
-  int parts_ = 0, pending_ = 0;
+  std::condition_variable wake_;
+  std::shared_ptr<Job> job_;
   uint64_t generation_ = 0;
 };
 
@@ -115,47 +133,43 @@ struct Span {
   int64_t leaf, begin, end;
 };
 
-// Splits the elements of all leaves into `parts` contiguous runs of equal size.
-std::vector<std::vector<Span>> Partition(const std::vector<int64_t>& sizes, int parts) {
-  int64_t total = 0;
-  for (int64_t s : sizes) total += s;
-  std::vector<std::vector<Span>> out(parts);
-  int64_t per = (total + parts - 1) / parts;
-  per = std::max<int64_t>(64, (per + 63) / 64 * 64);  // whole cache lines per thread
-  int part = 0;
+// Splits the elements of all leaves into contiguous pieces of about `per` elements
+// (whole cache lines), each a list of spans.
+std::vector<std::vector<Span>> Partition(const std::vector<int64_t>& sizes, int64_t per) {
+  per = std::max<int64_t>(64, (per + 63) / 64 * 64);
+  std::vector<std::vector<Span>> out(1);
   int64_t room = per;
   for (int64_t leaf = 0; leaf < static_cast<int64_t>(sizes.size()); ++leaf) {
     int64_t pos = 0;
     while (pos < sizes[leaf]) {
-      int64_t take = std::min(room, sizes[leaf] - pos);
-      out[part].push_back({leaf, pos, pos + take});
-      pos += take;
-      room -= take;
-      if (room == 0 && part + 1 < parts) {
-        ++part;
+      if (room == 0) {
+        out.emplace_back();
         room = per;
       }
+      int64_t take = std::min(room, sizes[leaf] - pos);
+      out.back().push_back({leaf, pos, pos + take});
+      pos += take;
+      room -= take;
     }
   }
   return out;
 }
 
-// Runs body(leaf, begin, end) over every element; below ~256K elements per thread a
-// wake-up costs more than it saves, so small steps run inline on the calling thread.
+// Runs body(leaf, begin, end) over every element. Below 2^18 elements a wake-up costs
+// more than it saves, so small steps run inline on the calling thread; larger ones go
+// to the pool in pieces of 2^16 elements.
 template <typename Body>
 void ParallelFor(const std::vector<int64_t>& sizes, Body body) {
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
   Pool& pool = Pool::Get();
-  int parts = static_cast<int>(
-      std::min<int64_t>(pool.workers() + 1, std::max<int64_t>(1, total / (1 << 18))));
-  if (parts == 1) {
+  if (pool.workers() == 0 || total < (1 << 18)) {
     for (size_t leaf = 0; leaf < sizes.size(); ++leaf) body(leaf, 0, sizes[leaf]);
     return;
   }
-  auto plan = Partition(sizes, parts);
-  pool.Run(parts, [&](int p) {
-    for (const Span& s : plan[p]) body(s.leaf, s.begin, s.end);
+  auto plan = Partition(sizes, int64_t{1} << 16);
+  pool.Run(static_cast<int64_t>(plan.size()), [&](int64_t piece) {
+    for (const Span& s : plan[piece]) body(s.leaf, s.begin, s.end);
   });
 }
 
