@@ -10,7 +10,9 @@
 // division and square root; division by a scalar as multiplication by its reciprocal,
 // as XLA's simplifier rewrites it), so they are bitwise equal to the jitted pure-JAX
 // step. Moments may be stored as float32 or bfloat16: arithmetic is float32 and a
-// bfloat16 moment is rounded (to nearest even) only when stored, as XLA does.
+// bfloat16 moment is rounded (to nearest even) when stored, as XLA does. Adam's step
+// uses the moments as stored (as jaxopt_dl's scale_by_adam); momentum's uses the
+// trace before rounding (as optax.trace).
 //
 // Operands: scalars (f32[k], the hyperparameters already evaluated at this step),
 // then for each leaf (p, g, moments...); results: the scalars passed through (aliased;
@@ -177,27 +179,39 @@ void ParallelFor(const std::vector<int64_t>& sizes, Body body) {
 // Moment storage: float32 or bfloat16, arithmetic in float32.
 // ---------------------------------------------------------------------------
 
-template <bool kBf16>
-inline float Load(const void* base, int64_t i) {
-  if (!kBf16) return static_cast<const float*>(base)[i];
-  uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
+
+// The bfloat16 nearest to `f` (ties to even; NaN stays a quiet NaN), as its bits.
+inline uint16_t ToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return (bits & 0x7fffffffu) > 0x7f800000u
+             ? static_cast<uint16_t>((bits >> 16) | 0x40)  // quiet NaN
+             : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
+inline float FromBf16(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
 }
 
 template <bool kBf16>
-inline void Store(void* base, int64_t i, float f) {
+inline float Load(const void* base, int64_t i) {
+  return kBf16 ? FromBf16(static_cast<const uint16_t*>(base)[i])
+               : static_cast<const float*>(base)[i];
+}
+
+// Stores `f` and returns the value stored (the step is computed from stored moments).
+template <bool kBf16>
+inline float Store(void* base, int64_t i, float f) {
   if (!kBf16) {
     static_cast<float*>(base)[i] = f;
-    return;
+    return f;
   }
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  uint16_t h = (bits & 0x7fffffffu) > 0x7f800000u
-                   ? static_cast<uint16_t>((bits >> 16) | 0x40)  // quiet NaN
-                   : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+  const uint16_t h = ToBf16(f);
   static_cast<uint16_t*>(base)[i] = h;
+  return FromBf16(h);
 }
 
 // The element loops are compiled for several x86 levels and picked at load time, so
@@ -307,8 +321,8 @@ ffi::Error Step(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args, ffi::Rem
 
 // ---------------------------------------------------------------------------
 // Adam / AdamW. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root,
-// -lr, weight decay, then b1 and b2 rounded to bfloat16 (XLA multiplies a bfloat16
-// moment by the decay in the moment's dtype, then widens it without rounding).
+// -lr, weight decay, then the decays applied to bfloat16 moments (b1 and b2 again:
+// jaxopt_dl widens a bfloat16 moment before the decay multiplies it).
 // ---------------------------------------------------------------------------
 template <bool kM16, bool kV16>
 JDL_CLONES void AdamLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {
@@ -322,12 +336,10 @@ JDL_CLONES void AdamLoop(const float* s, const Leaf& L, int64_t begin, int64_t e
 #pragma GCC ivdep
   for (int64_t i = begin; i < end; ++i) {
     const float gi = g[i], pi = p[i];
-    const float m = std::fma(gi, omb1, b1 * Load<kM16>(m_in, i));
-    const float v = std::fma(gi * gi, omb2, b2 * Load<kV16>(v_in, i));
+    const float m = Store<kM16>(m_out, i, std::fma(gi, omb1, b1 * Load<kM16>(m_in, i)));
+    const float v = Store<kV16>(v_out, i, std::fma(gi * gi, omb2, b2 * Load<kV16>(v_in, i)));
     const float d = (m * rc1) / (std::sqrt(std::fma(v, rc2, eps_root)) + eps);
     p_out[i] = std::fma(std::fma(decay, pi, d), step, pi);
-    Store<kM16>(m_out, i, m);
-    Store<kV16>(v_out, i, v);
   }
 }
 

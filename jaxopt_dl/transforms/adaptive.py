@@ -266,8 +266,12 @@ def scale_by_adam(
     """Adam scaling (Kingma & Ba 2014; Goodfellow Alg. 8.7).
 
     Hand-written, not optax's: the ``bias_correction`` flag, ``nu_dtype``, float32
-    ``nu`` for float16 leaves and the division done in float32 for half-precision
-    moments.
+    ``nu`` for float16 leaves, the division done in float32 for half-precision
+    moments, and the decays applied in float32 to ``mu_dtype``/``nu_dtype`` moments of
+    float32 gradients (optax rounds ``b2=0.999`` to 1.0 in bfloat16), and the step
+    computed from the moments as stored (optax uses them before rounding them to
+    ``mu_dtype``): the state alone determines the next step, and XLA needs no copy of
+    the old moments.
 
     .. math::
         m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t,\\quad
@@ -281,7 +285,7 @@ def scale_by_adam(
       eps: added outside the root.
       eps_root: added inside the root.
       mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` halves its
-        memory); arithmetic happens in the gradient's dtype.
+        memory); arithmetic happens in the gradient's dtype, on the stored values.
       nesterov: NAdam's look-ahead first moment (Dozat 2016).
       bias_correction: ``False`` gives the "not quite Adam" of R. Neychev,
         "Optimization and regularization in Deep Learning" (no ``1-beta^t``).
@@ -302,8 +306,9 @@ def scale_by_adam(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        mu = _core.tree_ema(updates, state.mu, b1)
-        nu = _core.tree_ema_sq_norm(updates, state.nu, b2)
+        stored_mu = _core.tree_cast(_core.tree_ema(updates, state.mu, b1), mu_dtype)
+        stored_nu = _core.tree_cast(_core.tree_ema_sq_norm(updates, state.nu, b2), nu_dtype)
+        mu, nu = (_core.tree_map(_core.widen_to, m, updates) for m in (stored_mu, stored_nu))
         count = _core.safe_increment(state.count)
         if nesterov:
             mu_hat = _nesterov_mu_hat(updates, mu, b1, count, bias_correction)
@@ -313,9 +318,7 @@ def scale_by_adam(
             mu_hat = mu
         nu_hat = _core.tree_bias_correction(nu, b2, count) if bias_correction else nu
         updates = _core.tree_map(lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_hat)
-        return updates, optax.ScaleByAdamState(
-            count, _core.tree_cast(mu, mu_dtype), _core.tree_cast(nu, nu_dtype)
-        )
+        return updates, optax.ScaleByAdamState(count, stored_mu, stored_nu)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -405,14 +408,15 @@ def scale_by_amsgrad(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        mu = _core.tree_ema(updates, state.mu, b1)
+        stored_mu = _core.tree_cast(_core.tree_ema(updates, state.mu, b1), mu_dtype)
+        mu = _core.tree_map(_core.widen_to, stored_mu, updates)
         nu = _core.tree_ema_sq_norm(updates, state.nu, b2)
         count = _core.safe_increment(state.count)
         mu_hat = _core.tree_bias_correction(mu, b1, count) if bias_correction_mu else mu
         nu_eff = _core.tree_bias_correction(nu, b2, count) if bias_correction_nu else nu
         nu_max = _core.tree_map(jnp.maximum, state.nu_max, nu_eff)
         updates = _core.tree_map(lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_max)
-        return updates, optax.ScaleByAmsgradState(count, _core.tree_cast(mu, mu_dtype), nu, nu_max)
+        return updates, optax.ScaleByAmsgradState(count, stored_mu, nu, nu_max)
 
     return GradientTransformation(init_fn, update_fn)
 
