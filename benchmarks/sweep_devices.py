@@ -4,7 +4,10 @@
 
 Each configuration runs in its own process (the device count is fixed when jax
 starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), one after the other
-in the same invocation; rounds are medians, compile time excluded. Prints JSON;
+in the same invocation; rounds are medians, compile time excluded. Each timing also
+records the cores the process kept busy (CPU time / wall time): when one device already
+keeps every core busy, two devices cannot be faster by more than cores / cores used.
+Prints JSON;
 ``benchmarks/training.py`` records it.
 
     python benchmarks/sweep_devices.py [--quick]
@@ -69,12 +72,15 @@ def child(epochs: int, rounds: int) -> dict:
             one_run()
             runs["one_run"] = one_run
         times = {k: [] for k in runs}
+        busy = {k: [] for k in runs}  # cores in use: process CPU time / wall time
         for _ in range(rounds):
             for name, fn in runs.items():
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 fn()
                 times[name].append(time.perf_counter() - start)
+                busy[name].append((time.process_time() - cpu) / times[name][-1])
         row = {f"{k}_s": statistics.median(v) for k, v in times.items()}
+        row.update({f"{k}_cores_used": statistics.median(v) for k, v in busy.items()})
         if "one_run_s" in row:
             row["sixteen_sequential_s"] = SETTINGS * row["one_run_s"]
         out["configs"].append(
@@ -104,6 +110,7 @@ def measure(quick: bool) -> dict:
             {
                 **one,
                 "sweep_2_devices_s": two_s,
+                "sweep_2_devices_cores_used": two["sweep_cores_used"],
                 "speedup_2_devices_vs_1": one["sweep_s"] / two_s,
                 "speedup_2_devices_vs_sequential": one["sixteen_sequential_s"] / two_s,
             }
