@@ -489,32 +489,17 @@ def tree_ema(updates: Any, moment: Any, decay: jax.typing.ArrayLike, order: int 
     """Exponential moving average of the ``order``-th power of ``updates``.
 
     .. math:: m \\leftarrow (1 - \\beta) g^{order} + \\beta m
-
-    Computed in the wider of the two dtypes: a bfloat16 moment of float32 gradients
-    (``mu_dtype``/``nu_dtype``) is widened before ``decay`` multiplies it. optax
-    multiplies it in bfloat16, where a Python ``decay`` is rounded first: 0.999 becomes
-    1.0 and the second moment never decays.
     """
-    return _map(
-        lambda g, m: (1 - decay) * (widen_to(g, m) ** order) + decay * widen_to(m, g),
-        updates,
-        moment,
-    )
+    return _map(lambda g, m: (1 - decay) * (widen_to(g, m) ** order) + decay * m, updates, moment)
 
 
 def tree_ema_sq_norm(updates: Any, moment: Any, decay: jax.typing.ArrayLike) -> Any:
-    """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex), in
-    the wider dtype as :func:`tree_ema`."""
-    return _map(
-        lambda g, m: (1 - decay) * abs_sq(widen_to(g, m)) + decay * widen_to(m, g),
-        updates,
-        moment,
-    )
+    """EMA of ``|g|^2`` (equal to ``g^2`` for real gradients, correct for complex)."""
+    return _map(lambda g, m: (1 - decay) * abs_sq(widen_to(g, m)) + decay * m, updates, moment)
 
 
 def widen_to(g: jax.Array, m: jax.Array) -> jax.Array:
-    """``g`` in ``m``'s precision when that is wider (fp16 gradients into a float32
-    accumulator, a bfloat16 moment against float32 gradients)."""
+    """Square the gradient in the accumulator's precision when that is wider (fp16 grads)."""
     g = jnp.asarray(g)
     return g.astype(jnp.promote_types(g.dtype, jnp.asarray(m).dtype))
 

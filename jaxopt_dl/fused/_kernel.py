@@ -129,7 +129,7 @@ def scalar_vector(values: Sequence) -> jax.Array:
 
 
 def as_bf16_factor(value) -> jax.Array:
-    """``value`` as XLA multiplies it into a bfloat16 moment (``optax.trace``'s momentum).
+    """``value`` as XLA multiplies it into a bfloat16 moment.
 
     A Python number is weakly typed, so it takes the moment's dtype (rounded to
     bfloat16); an array keeps its own float32 value.

@@ -179,7 +179,6 @@ void ParallelFor(const std::vector<int64_t>& sizes, Body body) {
 // Moment storage: float32 or bfloat16, arithmetic in float32.
 // ---------------------------------------------------------------------------
 
-
 // The bfloat16 nearest to `f` (ties to even; NaN stays a quiet NaN), as its bits.
 inline uint16_t ToBf16(float f) {
   uint32_t bits;
@@ -321,8 +320,8 @@ ffi::Error Step(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args, ffi::Rem
 
 // ---------------------------------------------------------------------------
 // Adam / AdamW. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root,
-// -lr, weight decay, then the decays applied to bfloat16 moments (b1 and b2 again:
-// jaxopt_dl widens a bfloat16 moment before the decay multiplies it).
+// -lr, weight decay, then b1 and b2 rounded to bfloat16 (XLA multiplies a bfloat16
+// moment by the decay in the moment's dtype, then widens it without rounding).
 // ---------------------------------------------------------------------------
 template <bool kM16, bool kV16>
 JDL_CLONES void AdamLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {

@@ -61,8 +61,8 @@ def _adam_scalars(hp: dict, count: jax.Array, rate: jax.Array) -> list:
         hp["eps_root"],
         -rate,
         hp.get("weight_decay", 0.0),
-        b1,  # the decays of bfloat16 moments: applied in float32, as ``_core.tree_ema``
-        b2,
+        _kernel.as_bf16_factor(b1),
+        _kernel.as_bf16_factor(b2),
     ]
 
 

@@ -267,11 +267,15 @@ def scale_by_adam(
 
     Hand-written, not optax's: the ``bias_correction`` flag, ``nu_dtype``, float32
     ``nu`` for float16 leaves, the division done in float32 for half-precision
-    moments, and the decays applied in float32 to ``mu_dtype``/``nu_dtype`` moments of
-    float32 gradients (optax rounds ``b2=0.999`` to 1.0 in bfloat16), and the step
-    computed from the moments as stored (optax uses them before rounding them to
-    ``mu_dtype``): the state alone determines the next step, and XLA needs no copy of
-    the old moments.
+    moments, and the step computed from the moments as stored (optax uses them before
+    rounding them to ``mu_dtype``): the state alone determines the next step, and XLA
+    updates the moments in place without copying them first.
+
+    A bfloat16 moment moves only when its change exceeds half of bfloat16's spacing
+    (2^-9 of its value): an EMA with decay ``b`` stalls within about ``2^-9 / (1 - b)``
+    of its target, 2% for ``b1=0.9``; with ``b2=0.999`` a bfloat16 ``nu`` tracks
+    ``g^2`` only to within a factor of about 3. Keep ``nu`` in float32 unless memory
+    decides.
 
     .. math::
         m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t,\\quad
