@@ -285,3 +285,36 @@ def test_threads_persist_between_steps():
         params, state = step(params, grads_at(t, params), state)
     jax.block_until_ready(params)
     assert _pool_threads() == workers
+
+
+# NaNs with payloads whose rounding would carry into the exponent, infinities, values
+# that round to infinity or to even in bfloat16, subnormals, signed zeros.
+NAN_PAYLOADS = jax.lax.bitcast_convert_type(
+    jnp.asarray([0x7FFFFFFF, 0xFFBFFFFF], jnp.uint32), jnp.float32
+)
+SPECIAL = jnp.concatenate(
+    [
+        NAN_PAYLOADS,
+        jnp.asarray(
+            [jnp.nan, jnp.inf, -jnp.inf, 3.0e38, -3.0e38, 1e-40, -1e-45, 0.0, -0.0, 1.0]
+            + [1.00390625, 1.01171875, -2.5e-3, 7.0],
+            jnp.float32,
+        ),
+    ]
+)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["adam", "adam_bf16_mu", "adam_bf16_mu_nu", "sgd_bf16_trace"])
+def test_special_values_match_the_plain_step(name):
+    """On :data:`SPECIAL` gradients the kernel's moments are the plain step's bit for bit."""
+    tx = CASES[name]()
+    params = {"w": jnp.linspace(-1.0, 1.0, SPECIAL.size, dtype=jnp.float32)}
+    p1, s1 = params, tx.init(params)
+    p2, s2 = jax.tree.map(jnp.copy, params), tx.init(params)
+    plain, fused = plain_step(tx), fused_step(tx)
+    for t in range(3):
+        g = {"w": jnp.roll(SPECIAL, t) * (t + 1)}
+        p1, s1 = plain(p1, g, s1)
+        p2, s2 = fused(p2, g, s2)
+    assert_same_step((p1, s1), (p2, s2))

@@ -179,17 +179,18 @@ void ParallelFor(const std::vector<int64_t>& sizes, Body body) {
 // Moment storage: float32 or bfloat16, arithmetic in float32.
 // ---------------------------------------------------------------------------
 
-// The bfloat16 nearest to `f` (ties to even; NaN stays a quiet NaN), as its bits.
-inline uint16_t ToBf16(float f) {
+// The bits of `f` rounded to the nearest bfloat16 (ties to even; NaN stays a quiet NaN),
+// still as a float32 pattern: the low 16 bits are zero.
+inline uint32_t RoundedToBf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, sizeof bits);
-  return (bits & 0x7fffffffu) > 0x7f800000u
-             ? static_cast<uint16_t>((bits >> 16) | 0x40)  // quiet NaN
-             : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+  const uint32_t rounded = (bits & 0x7fffffffu) > 0x7f800000u
+                               ? bits | 0x00400000u  // quiet NaN
+                               : bits + 0x7fffu + ((bits >> 16) & 1);
+  return rounded & 0xffff0000u;
 }
 
-inline float FromBf16(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
+inline float AsFloat(uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
@@ -197,20 +198,20 @@ inline float FromBf16(uint16_t h) {
 
 template <bool kBf16>
 inline float Load(const void* base, int64_t i) {
-  return kBf16 ? FromBf16(static_cast<const uint16_t*>(base)[i])
+  return kBf16 ? AsFloat(static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16)
                : static_cast<const float*>(base)[i];
 }
 
-// Stores `f` and returns the value stored (the step is computed from stored moments).
+// Stores `f` and returns the value stored (Adam's step is computed from stored moments).
 template <bool kBf16>
 inline float Store(void* base, int64_t i, float f) {
   if (!kBf16) {
     static_cast<float*>(base)[i] = f;
     return f;
   }
-  const uint16_t h = ToBf16(f);
-  static_cast<uint16_t*>(base)[i] = h;
-  return FromBf16(h);
+  const uint32_t rounded = RoundedToBf16(f);
+  static_cast<uint16_t*>(base)[i] = static_cast<uint16_t>(rounded >> 16);
+  return AsFloat(rounded);
 }
 
 // The element loops are compiled for several x86 levels and picked at load time, so
