@@ -11,6 +11,7 @@ Batch-size schedules (epoch -> batch size) live next to the trainer, in
 :mod:`jaxopt_dl.training.batch_size`.
 """
 
+from jaxopt_dl.schedules import lecture, optax_named, plateau
 from jaxopt_dl.schedules.lecture import (
     cyclic_schedule,
     inverse_time_decay,
@@ -34,24 +35,4 @@ from jaxopt_dl.schedules.optax_named import (
 )
 from jaxopt_dl.schedules.plateau import ReduceLROnPlateauState, reduce_on_plateau
 
-__all__ = [
-    "constant_schedule",
-    "polynomial_schedule",
-    "linear_schedule",
-    "piecewise_constant_schedule",
-    "exponential_decay",
-    "cosine_decay_schedule",
-    "join_schedules",
-    "warmup_cosine_decay_schedule",
-    "warmup_exponential_decay_schedule",
-    "sgdr_schedule",
-    "linear_onecycle_schedule",
-    "cosine_onecycle_schedule",
-    "inverse_time_decay",
-    "step_decay",
-    "multistep_decay",
-    "per_epoch",
-    "cyclic_schedule",
-    "reduce_on_plateau",
-    "ReduceLROnPlateauState",
-]
+__all__ = optax_named.__all__ + lecture.__all__ + plateau.__all__

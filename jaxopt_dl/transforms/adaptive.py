@@ -241,6 +241,13 @@ def scale_by_stddev(
     return GradientTransformation(init_fn, update_fn)
 
 
+def _stored(moment: Any, dtype: Optional[Any], updates: Any) -> tuple[Any, Any]:
+    """A new moment as the state stores it (cast to ``dtype``) and as the step uses it:
+    the stored values, widened back to the gradients' precision."""
+    stored = _core.tree_cast(moment, dtype)
+    return stored, _core.tree_map(_core.widen_to, stored, updates)
+
+
 def _nesterov_mu_hat(updates, mu, b1, count, bias_correction):
     """NAdam's look-ahead first moment (Dozat 2016), as optax computes it."""
     if not bias_correction:
@@ -310,9 +317,8 @@ def scale_by_adam(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        stored_mu = _core.tree_cast(_core.tree_ema(updates, state.mu, b1), mu_dtype)
-        stored_nu = _core.tree_cast(_core.tree_ema_sq_norm(updates, state.nu, b2), nu_dtype)
-        mu, nu = (_core.tree_map(_core.widen_to, m, updates) for m in (stored_mu, stored_nu))
+        stored_mu, mu = _stored(_core.tree_ema(updates, state.mu, b1), mu_dtype, updates)
+        stored_nu, nu = _stored(_core.tree_ema_sq_norm(updates, state.nu, b2), nu_dtype, updates)
         count = _core.safe_increment(state.count)
         if nesterov:
             mu_hat = _nesterov_mu_hat(updates, mu, b1, count, bias_correction)
@@ -412,8 +418,7 @@ def scale_by_amsgrad(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        stored_mu = _core.tree_cast(_core.tree_ema(updates, state.mu, b1), mu_dtype)
-        mu = _core.tree_map(_core.widen_to, stored_mu, updates)
+        stored_mu, mu = _stored(_core.tree_ema(updates, state.mu, b1), mu_dtype, updates)
         nu = _core.tree_ema_sq_norm(updates, state.nu, b2)
         count = _core.safe_increment(state.count)
         mu_hat = _core.tree_bias_correction(mu, b1, count) if bias_correction_mu else mu
