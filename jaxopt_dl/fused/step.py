@@ -1,7 +1,7 @@
 """The fused step: ``tx.update`` plus ``apply_updates`` as one pass over memory on CPU.
 
 An optimizer built by a jaxopt_dl alias carries its name and arguments
-(``_core.metadata(tx)``). For the aliases with a kernel (``adam``, ``adamw``, ``sgd``
+(``_core.describe(tx)``). For the aliases with a kernel (``adam``, ``adamw``, ``sgd``
 with momentum) and float32 parameters, :func:`apply_gradients` reads the state's
 optax structure (``ScaleByAdamState``/``TraceState``, then ``EmptyState`` or
 ``ScaleByScheduleState``), evaluates the hyperparameters at the step's count, runs the
@@ -91,7 +91,7 @@ RULES = {
 
 @functools.lru_cache(maxsize=None)
 def _defaults(name: str) -> dict:
-    """The alias's arguments with their defaults (metadata may hold only those given)."""
+    """The alias's arguments with their defaults (a description may hold only those given)."""
     return {
         k: p.default
         for k, p in inspect.signature(getattr(optimizers, name)).parameters.items()
@@ -101,12 +101,12 @@ def _defaults(name: str) -> dict:
 
 def _plan(tx: Any) -> Optional[tuple[_Rule, dict]]:
     """The kernel rule and full hyperparameters for ``tx``, or None for the plain path."""
-    info = _core.metadata(tx)
-    rule = RULES.get(info.get("optimizer"))
+    description = _core.describe(tx)
+    rule = RULES.get(description.name)
     if rule is None:
         return None
-    hp = {**_defaults(info["optimizer"]), **info.get("hyperparams", {})}
-    if info["optimizer"] == "sgd" and hp.get("momentum") is None:
+    hp = {**_defaults(description.name), **description.hyperparams}
+    if description.name == "sgd" and hp.get("momentum") is None:
         return None
     if any(hp.get(k) is not v for k, v in rule.fixed.items()):
         return None
