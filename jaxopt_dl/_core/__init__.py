@@ -30,7 +30,13 @@ from jaxopt_dl._core.description import (  # noqa: F401
     times,
     wrapper_description,
 )
-from jaxopt_dl._core.factory import block, check_arguments, delegate, rate_of  # noqa: F401
+from jaxopt_dl._core.factory import (  # noqa: F401
+    block,
+    check_arguments,
+    delegate,
+    rate_of,
+    schedule_count,
+)
 from jaxopt_dl._core.treemath import *  # noqa: F401,F403
 from jaxopt_dl._core.treemath import _map, global_norm, safe_increment  # noqa: F401
 from jaxopt_dl._core.types import (  # noqa: F401

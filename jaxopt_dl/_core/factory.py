@@ -52,8 +52,12 @@ def check_arguments(signature: inspect.Signature, arguments: dict, checks: Optio
         check(name, arguments[name])
 
 
-def _schedule_count(state: Any) -> Any:
-    """The count of the (only) ``ScaleByScheduleState`` in a state."""
+def schedule_count(state: Any) -> Any:
+    """The count of the (only) ``ScaleByScheduleState`` in a state (optax's aliases).
+
+    Args:
+      state: an optimizer state.
+    """
     found = []
 
     def visit(node):
@@ -84,7 +88,7 @@ def rate_of(learning_rate: Any, count: Optional[Callable[[Any], Any]] = None) ->
         return None
     if not callable(learning_rate):
         return lambda state: jnp.asarray(learning_rate)
-    count = count or _schedule_count
+    count = count or schedule_count
     return lambda state: jnp.asarray(learning_rate(count(state)))
 
 
@@ -128,6 +132,7 @@ def block(
     rate: Optional[Callable[[dict], Optional[Callable]]] = None,
     rate_scale: Optional[Callable[[dict], Optional[Callable]]] = None,
     optimizer: bool = False,
+    tree_check: bool = True,
     composite: bool = False,
     doc: Optional[str] = None,
 ) -> Callable[[Callable], Callable]:
@@ -143,6 +148,8 @@ def block(
       rate_scale: ``arguments -> (state -> multiplier)`` (a plateau scale), or None.
       optimizer: a public optimizer (named, trees checked); its description is the
         built transform's, named and with the optimizer's arguments.
+      tree_check: with ``optimizer``, check that the gradients match the params (off
+        for optimizers whose params are not shaped like the gradients).
       composite: keep the built transform's description (children, rate) and add the
         arguments, the kind and the kernel to it, instead of describing a leaf.
       doc: the docstring (default: the function's own).
@@ -186,7 +193,7 @@ def block(
                     rate_scale=own_scale,
                     kernel=kernel,
                 )
-            if optimizer:
+            if optimizer and tree_check:
                 return _as_optimizer(transform, description)
             return desc_lib.attach(transform, description)
 
