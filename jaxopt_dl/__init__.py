@@ -69,6 +69,7 @@ from jaxopt_dl.optimizers import (
     adam,
     adamax,
     adamw,
+    adan,
     amsgrad,
     lamb,
     lion,

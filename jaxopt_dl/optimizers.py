@@ -529,3 +529,24 @@ References:
     weight_decay_rate=_optional(_core.check_nonnegative),
     factored=_core.check_bool,
 )
+
+adan = _optax_alias(
+    optax.adan,
+    """Adan (Xie et al. 2022): optax.adan, its arguments, numbers and state.
+
+Adaptive Nesterov momentum: moving averages of the gradient, of the gradient
+difference and of the squared look-ahead gradient, with decoupled weight decay.
+``learning_rate``, ``b1``, ``b2``, ``b3``, ``eps``, ``eps_root`` and ``weight_decay``
+are checked when built.
+
+References:
+  Xie et al. 2022, Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing
+  Deep Models; optax.adan.
+""",
+    b1=_core.check_decay,
+    b2=_core.check_decay,
+    b3=_core.check_decay,
+    eps=_core.check_nonnegative,
+    eps_root=_core.check_nonnegative,
+    weight_decay=_core.check_nonnegative,
+)

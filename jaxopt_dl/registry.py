@@ -69,6 +69,7 @@ OPTIMIZERS: dict[str, Entry] = {
     "adafactor": Entry(
         f"{_O}:adafactor", "Adafactor (factored second moments)", "Adafactor", "adafactor"
     ),
+    "adan": Entry(f"{_O}:adan", "Adan (adaptive Nesterov momentum)", "", "adan"),
     "radam": Entry(
         f"{_T}:radam", "RAdam (rectified warmup of the second moment)", "RAdam", "radam"
     ),

@@ -7,12 +7,12 @@
 * :mod:`~jaxopt_dl._core.description` -- what a transform is (:func:`describe`), its
   leaf blocks and the learning rate it applies next;
 * :mod:`~jaxopt_dl._core.factory` -- the one way a block or optimizer is built;
-* :mod:`~jaxopt_dl._core.chain` -- ``identity``, ``chain``, ``apply_updates``.
+* :mod:`~jaxopt_dl._core.compose` -- ``identity``, ``chain``, ``apply_updates``.
 
 Every name is re-exported here, so ``_core.X`` reaches it.
 """
 
-from jaxopt_dl._core.chain import apply_updates, chain, identity  # noqa: F401
+from jaxopt_dl._core.compose import apply_updates, chain, identity  # noqa: F401
 from jaxopt_dl._core.description import (  # noqa: F401
     OPAQUE,
     Description,

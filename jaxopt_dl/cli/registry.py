@@ -12,6 +12,8 @@ import os
 import tempfile
 from typing import Any, Callable, NamedTuple, Optional
 
+from jaxopt_dl.optimizers import MOMENTUM_FORMS
+
 PROG = "python -m jaxopt_dl"
 
 
@@ -166,7 +168,6 @@ INITS = {
     "small_random": "small Gaussian (std 0.01)",
 }
 SPARSE_K = 15
-MOMENTUM_FORMS = ("velocity", "ema", "trace")
 DATASETS = {"digits": "the 8x8 handwritten digits of scikit-learn (bundled)"}
 STANDARDIZE = {
     "global": "one mean and std over all pixels",
