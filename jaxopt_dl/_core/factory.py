@@ -107,6 +107,21 @@ def _header(doc: Optional[str], body: Callable) -> str:
     return doc + "\n\n" + "\n".join(lines[start:end]).rstrip()
 
 
+def accepted_keywords(update: Callable) -> "frozenset[str] | None":
+    """The keyword names ``update`` accepts beyond ``(updates, state, params)``; None: any.
+
+    Args:
+      update: an update function.
+    """
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
+
+
 def _as_optimizer(transform: Any, description: desc_lib.Description) -> Any:
     """``transform`` whose ``update`` names the first path where gradients and params differ.
 
@@ -114,10 +129,13 @@ def _as_optimizer(transform: Any, description: desc_lib.Description) -> Any:
     hyperparameters are unaffected.
     """
     inner = optax.with_extra_args_support(transform)
+    accepts = accepted_keywords(inner.update)
 
     def update_fn(updates, state, params=None, **extra_args):
         if params is not None:
             validation.check_tree_matches(updates, params, "params")
+        if accepts is not None:
+            extra_args = {key: extra_args[key] for key in accepts & extra_args.keys()}
         return inner.update(updates, state, params, **extra_args)
 
     update_fn.description = description
