@@ -479,7 +479,9 @@ def replace_leaf_states(description: Description, state: Any, new_states: Any) -
         nonlocal position
         if not desc.children:
             if position >= len(new_states):
-                raise ValueError(f"new_states has {len(new_states)} states, fewer than the leaves")
+                raise ValueError(
+                    f"new_states has {len(new_states)} states, fewer than the leaf blocks"
+                )
             position += 1
             return new_states[position - 1]
         parts = desc.child_states(node)
