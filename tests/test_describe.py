@@ -1,5 +1,7 @@
 """The description seam: what every transform is, read back from the transform itself."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,3 +132,9 @@ def test_registry_entries_build_described_optimizers(name):
     assert jdl.describe(tx).name == name
     assert "learning_rate" in registry.hyperparameters(name) or registry.OPTIMIZERS[name].wraps
     assert getattr(jdl, name) is registry.factory(name)
+
+
+def test_docs_registry_table_is_the_registry():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "registry.md").read_text()
+    table = page.split("<!-- registry-table -->\n")[1].split("<!-- /registry-table -->")[0]
+    assert table.strip() == registry.markdown_table()
