@@ -33,7 +33,6 @@ from jaxopt_dl._core.description import (  # noqa: F401
 from jaxopt_dl._core.factory import (  # noqa: F401
     block,
     check_arguments,
-    delegate,
     rate_of,
     schedule_count,
 )

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_dl._core import description as desc_lib
-from jaxopt_dl._core.factory import accepted_keywords, delegate
+from jaxopt_dl._core.factory import accepted_keywords, block
 from jaxopt_dl._core.types import (
     GradientTransformation,
     GradientTransformationExtraArgs,
@@ -16,11 +16,11 @@ from jaxopt_dl._core.types import (
 )
 from jaxopt_dl._core.validation import check_tree_matches
 
-identity = delegate(
-    optax.identity,
-    """Pass updates through unchanged: optax.identity, its state (``EmptyState``) and numbers.""",
-    kernel="identity",
-)
+
+@block(kernel="identity", signature_of=optax.identity)
+def identity():
+    """Pass updates through unchanged: optax.identity, its state (``EmptyState``) and numbers."""
+    return optax.identity()
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:

@@ -5,8 +5,8 @@ its arguments are bound (defaults filled in) and checked on entry -- every argum
 annotated ``bool`` must be a bool, ``learning_rate`` must be given unless its default
 is ``None``, and each ``checks`` entry runs -- then the function builds the transform
 and the factory attaches its :class:`~jaxopt_dl._core.description.Description`. The
-same decorator delegates to an optax factory (:func:`delegate`): optax's signature,
-numbers and state, the block's own docstring. With ``optimizer=True`` the result is a
+same decorator builds the blocks that delegate to optax (``signature_of=``): optax's
+signature, numbers and state, the block's own docstring. With ``optimizer=True`` the result is a
 public optimizer: it carries its name, and its ``update`` names the first path where
 the gradients and the params differ.
 """
@@ -122,6 +122,21 @@ def accepted_keywords(update: Callable) -> "frozenset[str] | None":
     return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
 
 
+def _check_same_parameters(body: Callable, reference: Callable) -> None:
+    """Raise ``TypeError`` unless ``body`` has ``reference``'s parameters exactly."""
+
+    def shape(function):
+        return [
+            (p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+        ]
+
+    if shape(body) != shape(reference):
+        raise TypeError(
+            f"{body.__qualname__} must have the parameters of {reference.__qualname__}: "
+            f"{shape(body)} vs {shape(reference)}"
+        )
+
+
 def _as_optimizer(transform: Any, description: desc_lib.Description) -> Any:
     """``transform`` whose ``update`` names the first path where gradients and params differ.
 
@@ -153,6 +168,7 @@ def block(
     tree_check: bool = True,
     composite: bool = False,
     doc: Optional[str] = None,
+    signature_of: Optional[Callable] = None,
 ) -> Callable[[Callable], Callable]:
     """Decorate a function that builds a transform: the public factory of a block.
 
@@ -171,6 +187,9 @@ def block(
       composite: keep the built transform's description (children, rate) and add the
         arguments, the kind and the kernel to it, instead of describing a leaf.
       doc: the docstring (default: the function's own).
+      signature_of: the optax function the block delegates to: the block shows its
+        signature (annotations included) and must have its parameters (names, kinds,
+        defaults), checked when the block is defined.
 
     Returns:
       ``decorate(body) -> factory`` with ``body``'s signature.
@@ -179,6 +198,8 @@ def block(
     def decorate(body: Callable) -> Callable:
         signature = inspect.signature(body)
         name = body.__name__
+        if signature_of is not None:
+            _check_same_parameters(body, signature_of)
 
         @functools.wraps(body)
         def build(*args, **kwargs):
@@ -216,26 +237,10 @@ def block(
             return desc_lib.attach(transform, description)
 
         build.__doc__ = _header(doc, body) if doc is not None else body.__doc__
+        if signature_of is not None:
+            build.__doc__ = _header(build.__doc__, signature_of)
+            build.__wrapped__ = signature_of  # inspect.signature shows optax's
         build.__module__ = body.__module__
         return build
 
     return decorate
-
-
-def delegate(factory: Callable, doc: str, **options: Any) -> Callable:
-    """optax's ``factory`` -- its signature, numbers and state -- as a block (see :func:`block`).
-
-    Args:
-      factory: the optax function (e.g. ``optax.trace``).
-      doc: the block's own docstring (optax's ``Args:`` section is appended when it
-        has none).
-      **options: :func:`block`'s keyword arguments.
-
-    Returns:
-      A function with ``factory``'s signature.
-    """
-    module = inspect.currentframe().f_back.f_globals["__name__"]
-    build = block(doc=doc, **options)(factory)
-    build.__module__ = module
-    build.__qualname__ = factory.__name__
-    return build
