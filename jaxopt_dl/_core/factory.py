@@ -196,10 +196,10 @@ def block(
     """
 
     def decorate(body: Callable) -> Callable:
-        signature = inspect.signature(body)
         name = body.__name__
         if signature_of is not None:
             _check_same_parameters(body, signature_of)
+        signature = inspect.signature(signature_of or body)  # annotations: optax's
 
         @functools.wraps(body)
         def build(*args, **kwargs):
