@@ -147,7 +147,8 @@ def test_block_matches_optax(name, args, kwargs):
 
 def test_adam_against_optax_own_bias_correction(monkeypatch):
     """With optax's own ``1 - b**t`` the trajectories differ by the correction alone:
-    at most 2.5e-6 absolute over the run (params of order 0.01 to 1)."""
+    within 2.5e-6 + 2e-5 |p| over the run (3.3e-6 at most here, params of order 0.01
+    to 1)."""
     monkeypatch.setattr(optax.tree, "bias_correction", OPTAX_BIAS_CORRECTION)
     params = make_params()
     for name in ("adam", "adamw", "nadam"):

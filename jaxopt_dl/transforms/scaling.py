@@ -1,6 +1,6 @@
 """Scaling by a constant, a learning rate or a schedule, and reading the current rate back.
 
-All three blocks are optax's own (:func:`jaxopt_dl._core.delegate`): same numbers,
+All three blocks are optax's own (built through :func:`jaxopt_dl._core.block`): same numbers,
 same states (``EmptyState`` for a constant, ``ScaleByScheduleState`` for a schedule).
 The learning rate is not stored in the state; :func:`current_learning_rate` computes
 it from the state and the transform.
