@@ -444,12 +444,12 @@ def diagnose(
 def _describe_optimizer(optimizer: GradientTransformation) -> str:
     from jaxopt_dl import _core
 
-    info = _core.metadata(optimizer)
-    if info.get("optimizer"):
+    description = _core.describe(optimizer)
+    if description.name:
         args = ", ".join(
-            f"{k}={v!r}" for k, v in info.get("hyperparams", {}).items() if not callable(v)
+            f"{k}={v!r}" for k, v in description.hyperparams.items() if not callable(v)
         )
-        return f"{info['optimizer']}({args})"
+        return f"{description.name}({args})"
     return "a GradientTransformation"
 
 

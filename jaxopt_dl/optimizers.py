@@ -4,15 +4,15 @@ Names, argument names, defaults and state trees follow optax where optax has the
 name (``jdl.adam(lr).init(p)`` has the tree structure and state classes of
 ``optax.adam(lr).init(p)``); the lecture conventions optax lacks are keywords
 (``form=``, ``eps_in_sqrt=``, ``bias_correction=``), never copies. Every optimizer
-checks ``learning_rate`` when built, names the first mismatched path when the
-gradients do not match the params, and carries ``optimizer=<name>`` and
-``hyperparams={argument: value}`` as :func:`jaxopt_dl._core.metadata`.
+checks its arguments when built (``learning_rate`` must be given unless it is
+optional, every bool argument must be a bool), names the first mismatched path when
+the gradients do not match the params, and carries its
+:class:`~jaxopt_dl._core.Description` (its name, its arguments, its blocks), read by
+:func:`jaxopt_dl.describe`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -24,45 +24,10 @@ from jaxopt_dl.transforms import adaptive, regularization, scaling
 from jaxopt_dl.transforms import momentum as momentum_lib
 
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
+"""The conventions of :func:`momentum`'s ``form``."""
 
-
-def _as_optimizer(name: str, transform: Any, arguments: dict) -> GradientTransformationExtraArgs:
-    """``transform`` whose ``update`` names the first path where gradients and params differ.
-
-    The check runs when traced (structure and shapes are static), so jit and vmap over
-    hyperparameters are unaffected. The transform keeps its metadata and gains
-    ``optimizer=name`` and ``hyperparams=arguments``.
-    """
-    inner = optax.with_extra_args_support(transform)
-
-    def update_fn(updates, state, params=None, **extra_args):
-        if params is not None:
-            _core.check_tree_matches(updates, params, "params")
-        return inner.update(updates, state, params, **extra_args)
-
-    return _core.with_metadata(
-        GradientTransformationExtraArgs(inner.init, update_fn),
-        **_core.metadata(transform),
-        optimizer=name,
-        hyperparams=arguments,
-    )
-
-
-def _optimizer(factory: Optional[Callable] = None, *, rate_optional: bool = False) -> Callable:
-    """Make ``factory`` an optimizer alias: ``learning_rate`` checked, trees checked, metadata."""
-    if factory is None:
-        return functools.partial(_optimizer, rate_optional=rate_optional)
-    signature = inspect.signature(factory)
-
-    @functools.wraps(factory)
-    def build(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        if not rate_optional:
-            _core.check_given_learning_rate("learning_rate", bound.arguments["learning_rate"])
-        return _as_optimizer(factory.__name__, factory(*args, **kwargs), dict(bound.arguments))
-
-    return build
+_optimizer = _core.block(optimizer=True)
+"""The factory idiom of every optimizer: checked on entry, described, trees checked."""
 
 
 def _with_lr(*blocks, learning_rate: ScalarOrSchedule) -> GradientTransformationExtraArgs:
@@ -233,7 +198,7 @@ def rmsprop(
     )
 
 
-@_optimizer(rate_optional=True)
+@_optimizer
 def adadelta(
     learning_rate: Optional[ScalarOrSchedule] = None,
     rho: float = 0.9,
@@ -493,57 +458,14 @@ def noisy_sgd(
     return _with_lr(regularization.add_noise(eta, gamma, key), learning_rate=learning_rate)
 
 
-def _schedule_count(state: Any) -> jax.Array:
-    """The count of the (only) ``ScaleByScheduleState`` in an optax alias's state."""
-    nodes = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
-    return next(n for n in nodes if isinstance(n, optax.ScaleByScheduleState)).count
-
-
-def _optax_alias(
-    factory: Callable,
-    *decays: str,
-    nonnegative: tuple = (),
-    checks: Optional[dict] = None,
-    rate_optional: bool = False,
-) -> Callable:
-    """An optax alias validated on entry, its trees checked and its learning rate readable.
-
-    ``decays`` are checked to lie in [0, 1), ``nonnegative`` to be finite and >= 0,
-    and ``checks`` maps further arguments to ``check(name, value)``; with
-    ``rate_optional`` a ``learning_rate`` of ``None`` is optax's "no rate scaling".
-    """
-
-    def attach(transform, arguments):
-        rate = arguments["learning_rate"]
-        if callable(rate):
-            reader = lambda state: jax.numpy.asarray(rate(_schedule_count(state)))
-        elif rate is not None:
-            reader = lambda state: jax.numpy.asarray(rate)
-        else:
-            reader = None
-        transform = _core.with_rate_reader(transform, reader)
-        return _as_optimizer(factory.__name__, transform, arguments)
-
-    checks = {
-        **(checks or {}),
-        "learning_rate": (
-            lambda name, value: _core.check_learning_rate(value, name, allow_none=True)
-        )
-        if rate_optional
-        else _core.check_given_learning_rate,
-    }
-    checks.update({name: _core.check_decay for name in decays})
-    checks.update({name: _core.check_nonnegative for name in nonnegative})
-    return _core.from_optax(factory, checks, attach)
+def _optax_alias(factory: Callable, doc: str, **checks: Callable) -> Callable:
+    """An optax alias as a jaxopt_dl optimizer (:func:`jaxopt_dl._core.delegate`)."""
+    return _core.delegate(factory, doc, optimizer=True, checks=checks)
 
 
 lamb = _optax_alias(
     optax.lamb,
-    "b1",
-    "b2",
-    nonnegative=("eps", "eps_root", "weight_decay"),
-)
-"""LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
+    """LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
 
 Adam's direction plus weight decay, rescaled per layer by the trust ratio
 ``||w|| / ||u||``. ``learning_rate``, ``b1``, ``b2``, ``eps``, ``eps_root`` and
@@ -552,15 +474,17 @@ argument and the value).
 
 References:
   You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
-"""
+""",
+    b1=_core.check_decay,
+    b2=_core.check_decay,
+    eps=_core.check_nonnegative,
+    eps_root=_core.check_nonnegative,
+    weight_decay=_core.check_nonnegative,
+)
 
 lion = _optax_alias(
     optax.lion,
-    "b1",
-    "b2",
-    nonnegative=("weight_decay",),
-)
-"""Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
+    """Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
 
 .. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
     m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
@@ -569,7 +493,11 @@ lion = _optax_alias(
 
 References:
   Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
-"""
+""",
+    b1=_core.check_decay,
+    b2=_core.check_decay,
+    weight_decay=_core.check_nonnegative,
+)
 
 
 def _optional(check: Callable) -> Callable:
@@ -579,19 +507,7 @@ def _optional(check: Callable) -> Callable:
 
 adafactor = _optax_alias(
     optax.adafactor,
-    nonnegative=("decay_rate", "eps"),
-    checks={
-        "min_dim_size_to_factor": _core.check_int,
-        "decay_offset": _core.check_int,
-        "multiply_by_parameter_scale": _core.check_bool,
-        "clipping_threshold": _optional(_core.check_nonnegative),
-        "momentum": _optional(_core.check_decay),
-        "weight_decay_rate": _optional(_core.check_nonnegative),
-        "factored": _core.check_bool,
-    },
-    rate_optional=True,
-)
-"""Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
+    """Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
 
 Factored second moments (row and column averages) for matrices, so the state costs
 ``O(n + m)`` instead of ``O(nm)``. The numeric and boolean arguments are checked
@@ -602,4 +518,14 @@ when built (``ValueError``/``TypeError`` naming the argument and the value);
 
 References:
   Shazeer & Stern 2018, Adafactor; optax.adafactor.
-"""
+""",
+    decay_rate=_core.check_nonnegative,
+    eps=_core.check_nonnegative,
+    min_dim_size_to_factor=_core.check_int,
+    decay_offset=_core.check_int,
+    multiply_by_parameter_scale=_core.check_bool,
+    clipping_threshold=_optional(_core.check_nonnegative),
+    momentum=_optional(_core.check_decay),
+    weight_decay_rate=_optional(_core.check_nonnegative),
+    factored=_core.check_bool,
+)

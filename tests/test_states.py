@@ -206,7 +206,9 @@ def test_donated_plateau_chain_step():
 )
 def test_python_scalar_gradient_leaves_work_as_in_optax(name):
     # Reference: optax on the same numbers as float arrays (optax's nadam divides an int
-    # leaf by an int-cast bias correction and returns -inf; ours stays finite).
+    # leaf by an int-cast bias correction and returns -inf; ours stays finite). optax
+    # forms 1 - b2**t in float32 (1.3e-5 relative off at t = 1, 6.5e-6 in the update);
+    # ours is accurate, hence rtol 2e-5.
     params = {"a": jnp.asarray(0.5), "b": jnp.asarray(1.5)}
     grads = {"a": 1.0, "b": 2}
     float_grads = {"a": jnp.asarray(1.0), "b": jnp.asarray(2.0)}
@@ -215,7 +217,7 @@ def test_python_scalar_gradient_leaves_work_as_in_optax(name):
     for _ in range(2):
         u_ours, state_ours = ours.update(grads, state_ours, params)
         u_theirs, state_theirs = theirs.update(float_grads, state_theirs, params)
-        chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)
+        chex.assert_trees_all_close(u_ours, u_theirs, rtol=2e-5)
 
 
 def test_integer_array_seed_as_inject_hyperparams_passes_it():
@@ -343,12 +345,13 @@ def test_delegated_pieces_validate_on_entry(factory, kwargs, argument):
         factory(**kwargs)
 
 
-def test_optimizer_metadata_names_alias_and_arguments():
+def test_optimizer_description_names_alias_and_arguments():
     opt = jdl.adamw(SCHEDULE, b1=0.8)
-    info = jdl._core.metadata(opt)
-    assert info["optimizer"] == "adamw"
-    assert info["hyperparams"]["learning_rate"] is SCHEDULE
-    assert info["hyperparams"]["b1"] == 0.8 and info["hyperparams"]["weight_decay"] == 1e-4
+    description = jdl._core.describe(opt)
+    assert description.name == "adamw"
+    assert description.hyperparams["learning_rate"] is SCHEDULE
+    assert description.hyperparams["b1"] == 0.8
+    assert description.hyperparams["weight_decay"] == 1e-4
 
 
 # Bias-corrected centered RMSProp is left out: its first step divides by a variance that
@@ -452,8 +455,8 @@ def test_the_step_uses_the_moments_as_stored():
         grads = {"w": jax.random.normal(jax.random.fold_in(key, t), (256,))}
         updates, state = tx.update(grads, state, params)
         mu, nu = (np.asarray(m["w"]).astype(np.float32) for m in (state[0].mu, state[0].nu))
-        # 1 - b**t exactly as the library forms it (float32 power of the int32 count)
-        c1, c2 = (np.asarray(1 - b ** jnp.asarray(t, jnp.int32), np.float32) for b in (b1, b2))
+        # 1 - b**t in float64, rounded to float32 (the library's accurate form)
+        c1, c2 = (np.float32(1 - b**t) for b in (b1, b2))
         want = np.float32(-lr) * ((mu / c1) / (np.sqrt(nu / c2) + np.float32(eps)))
         np.testing.assert_allclose(np.asarray(updates["w"]), want, rtol=1e-6)
 

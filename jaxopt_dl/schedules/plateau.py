@@ -9,12 +9,12 @@ import jax.numpy as jnp
 
 from jaxopt_dl._core import (
     GradientTransformationExtraArgs,
+    block,
     check_decay,
     check_in_range,
     check_int,
     check_nonnegative,
     check_positive,
-    register_rate_scale,
     safe_increment,
     tree_scale,
     zero_count,
@@ -43,10 +43,11 @@ class ReduceLROnPlateauState(NamedTuple):
     count: jax.Array
     avg_value: jax.Array
 
+    rate_scale_field = "scale"
+    """The field holding the learning-rate multiplier (read by ``current_learning_rate``)."""
 
-register_rate_scale(ReduceLROnPlateauState)
 
-
+@block(rate_scale=lambda arguments: lambda state: state.scale)
 def reduce_on_plateau(
     factor: float = 0.1,
     patience: int = 10,

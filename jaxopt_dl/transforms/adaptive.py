@@ -78,6 +78,7 @@ def _check_adaptive(eps, decays=(), eps_root=0.0):
         _core.check_decay(name, value)
 
 
+@_core.block()
 def scale_by_rss(
     initial_accumulator_value: jax.typing.ArrayLike = 0.1,
     eps: jax.typing.ArrayLike = 1e-7,
@@ -126,6 +127,7 @@ def scale_by_rss(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block()
 def scale_by_rms(
     decay: jax.typing.ArrayLike = 0.9,
     eps: jax.typing.ArrayLike = 1e-8,
@@ -180,6 +182,7 @@ def scale_by_rms(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block()
 def scale_by_stddev(
     decay: jax.typing.ArrayLike = 0.9,
     eps: jax.typing.ArrayLike = 1e-8,
@@ -259,6 +262,7 @@ def _nesterov_mu_hat(updates, mu, b1, count, bias_correction):
     )
 
 
+@_core.block(kernel="adam")
 def scale_by_adam(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.999,
@@ -333,6 +337,7 @@ def scale_by_adam(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block()
 def scale_by_adamax(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.999,
@@ -376,6 +381,7 @@ def scale_by_adamax(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block()
 def scale_by_amsgrad(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.999,
@@ -430,6 +436,7 @@ def scale_by_amsgrad(
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block()
 def scale_by_adadelta(
     rho: jax.typing.ArrayLike = 0.9, eps: jax.typing.ArrayLike = 1e-6
 ) -> GradientTransformation:

@@ -22,18 +22,19 @@ def _stateless(update_fn) -> GradientTransformation:
     return GradientTransformation(lambda params: _core.EmptyState(), update_fn)
 
 
-clip = _core.from_optax(
+clip = _core.delegate(
     optax.clip,
+    """Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
+
+    .. math:: u = \\mathrm{clip}(g, -c, c)
+
+    ``max_delta`` is checked when built (non-negative).
+    """,
     checks={"max_delta": _core.check_nonnegative},
 )
-"""Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
-
-.. math:: u = \\mathrm{clip}(g, -c, c)
-
-``max_delta`` is checked when built (non-negative).
-"""
 
 
+@_core.block(kernel="clip_by_global_norm", checks={"max_norm": _core.check_nonnegative})
 def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformation:
     """Rescale the whole update when its global norm exceeds ``max_norm`` (clip by norm).
 
@@ -47,7 +48,6 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
     Args:
       max_norm: the largest global norm let through (>= 0).
     """
-    _core.check_nonnegative("max_norm", max_norm)
 
     def update_fn(updates, state, params=None):
         del params
@@ -64,6 +64,7 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
     return _stateless(update_fn)
 
 
+@_core.block(checks={"threshold": _core.check_nonnegative})
 def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation:
     """Rescale each leaf whose root-mean-square exceeds ``threshold``.
 
@@ -74,7 +75,6 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
     Args:
       threshold: the largest per-leaf RMS let through (>= 0).
     """
-    _core.check_nonnegative("threshold", threshold)
 
     def update_fn(updates, state, params=None):
         del params
@@ -111,6 +111,7 @@ def unitwise_norm(x: jax.Array, axis: Optional[Union[int, tuple]] = None) -> jax
     return jnp.broadcast_to(jnp.sqrt(squared), x.shape)
 
 
+@_core.block(checks={"clipping": _core.check_nonnegative, "eps": _core.check_nonnegative})
 def adaptive_grad_clip(
     clipping: jax.typing.ArrayLike,
     eps: jax.typing.ArrayLike = 1e-3,
@@ -131,8 +132,6 @@ def adaptive_grad_clip(
     References:
       Brock et al. 2021 (NFNets).
     """
-    _core.check_nonnegative("clipping", clipping)
-    _core.check_nonnegative("eps", eps)
 
     def update_fn(updates, state, params):
         if params is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from jaxopt_dl import _core
@@ -44,41 +43,43 @@ class BiasCorrectionState(NamedTuple):
     count: jax.Array
 
 
-trace = _core.from_optax(
+trace = _core.delegate(
     optax.trace,
-    checks={"decay": _core.check_nonnegative_finite},
+    """Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
+
+    .. math::
+        m_t = g_t + \\beta m_{t-1}, \\qquad
+        u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
+
+    optax's numbers and ``TraceState``; ``decay`` is checked when built (finite and
+    non-negative; ``decay=1`` is a running sum, as optax and torch allow).
+
+    References:
+      Polyak 1964; Sutskever et al. 2013.
+    """,
+    kernel="trace",
+    checks={"decay": _core.check_nonnegative},
 )
-"""Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
 
-.. math::
-    m_t = g_t + \\beta m_{t-1}, \\qquad
-    u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
-
-optax's numbers and ``TraceState``; ``decay`` is checked when built (finite and
-non-negative; ``decay=1`` is a running sum, as optax and torch allow).
-
-References:
-  Polyak 1964; Sutskever et al. 2013.
-"""
-
-ema = _core.from_optax(
+ema = _core.delegate(
     optax.ema,
+    """Exponential moving average of the updates: optax.ema, optionally bias-corrected.
+
+    .. math::
+        m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
+        u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
+
+    optax's numbers and ``EmaState``; ``decay`` is checked when built (in [0, 1)).
+    ``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
+
+    References:
+      Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.
+    """,
     checks={"decay": _core.check_decay},
 )
-"""Exponential moving average of the updates: optax.ema, optionally bias-corrected.
-
-.. math::
-    m_t = \\beta m_{t-1} + (1 - \\beta) g_t, \\qquad
-    u_t = m_t / (1 - \\beta^t) \\;\\text{if debias}
-
-optax's numbers and ``EmaState``; ``decay`` is checked when built (in [0, 1)).
-``chain(ema(b, debias=False), bias_correction(b))`` equals ``ema(b)``.
-
-References:
-  Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.
-"""
 
 
+@_core.block(checks={"decay": _core.check_decay})
 def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
     """Divide incoming (already averaged) updates by ``1 - decay**t``.
 
@@ -94,7 +95,6 @@ def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
       >>> import jaxopt_dl as jdl
       >>> tx = jdl.chain(jdl.ema(0.9, debias=False), jdl.bias_correction(0.9))  # == jdl.ema(0.9)
     """
-    _core.check_decay("decay", decay)
 
     def init_fn(params):
         del params
@@ -108,6 +108,7 @@ def bias_correction(decay: jax.typing.ArrayLike) -> GradientTransformation:
     return GradientTransformation(init_fn, update_fn)
 
 
+@_core.block(checks={"decay": _core.check_decay})
 def nesterov_ema(decay: jax.typing.ArrayLike) -> GradientTransformation:
     """Decoupled EMA momentum with Nesterov look-ahead, in look-ahead variables.
 
@@ -123,7 +124,6 @@ def nesterov_ema(decay: jax.typing.ArrayLike) -> GradientTransformation:
     Args:
       decay: the EMA decay ``beta``, in [0, 1).
     """
-    _core.check_decay("decay", decay)
 
     def init_fn(params):
         return optax.TraceState(trace=_core.tree_zeros_like(params))
@@ -138,7 +138,13 @@ def nesterov_ema(decay: jax.typing.ArrayLike) -> GradientTransformation:
     return GradientTransformation(init_fn, update_fn)
 
 
-def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool = False):
+@_core.block(
+    checks={"beta": _core.check_decay},
+    rate=lambda a: _core.rate_of(a["learning_rate"], count=lambda state: state.count),
+)
+def velocity(
+    learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool = False
+) -> GradientTransformation:
     """Goodfellow's coupled velocity momentum, the learning rate inside the velocity.
 
     Hand-written: optax has only the decoupled ``trace``; with a changing rate the
@@ -163,8 +169,6 @@ def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool 
     References:
       Goodfellow, Bengio & Courville 2016, Alg. 8.2 and 8.3; Sutskever et al. 2013.
     """
-    _core.check_learning_rate(learning_rate)
-    _core.check_decay("beta", beta)
 
     def init_fn(params):
         return VelocityState(_core.zero_count(), _core.tree_zeros_like(params))
@@ -182,7 +186,4 @@ def velocity(learning_rate: ScalarOrSchedule, beta: float = 0.9, nesterov: bool 
         new_v = _core.tree_cast_like(new_v, state.velocity)
         return out, VelocityState(_core.safe_increment(state.count), new_v)
 
-    return _core.with_rate_reader(
-        GradientTransformation(init_fn, update_fn),
-        lambda state: jnp.asarray(_core.evaluate(learning_rate, state.count)),
-    )
+    return GradientTransformation(init_fn, update_fn)

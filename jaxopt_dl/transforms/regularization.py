@@ -48,8 +48,6 @@ def _add_penalty_gradient(
     mask: Optional[Union[Any, Callable]] = None,
 ) -> GradientTransformation:
     """``u = g + penalty_grad(weight_t, w)``, with ``weight`` a float or a schedule."""
-    _core.check_nonnegative(name, weight)
-    _core.check_finite(name, weight)
 
     def init_fn(params):
         del params
@@ -71,19 +69,22 @@ def _add_penalty_gradient(
     return optax.masked(transform, mask) if mask is not None else transform
 
 
-add_decayed_weights = _core.from_optax(
+add_decayed_weights = _core.delegate(
     optax.add_decayed_weights,
-    checks={"weight_decay": _core.check_nonnegative_finite},
+    """Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
+
+    Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
+    (Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient
+    (:func:`add_l2`). optax's numbers and states (with a ``mask``, optax's
+    ``MaskedState`` around ``EmptyState``); ``weight_decay`` is checked when built
+    (finite, non-negative).
+    """,
+    kernel="decoupled_decay",
+    checks={"weight_decay": _core.check_nonnegative},
 )
-"""Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
-
-Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
-(Loshchilov & Hutter 2019); placed before, it is the L2 penalty's gradient
-(:func:`add_l2`). optax's numbers and states; ``weight_decay`` is checked when built
-(finite, non-negative).
-"""
 
 
+@_core.block(kernel="add_l2", checks={"weight": _core.check_nonnegative})
 def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
     """Add the gradient of the L2 penalty ``weight/2 * ||w||^2``, i.e. ``weight * w``.
 
@@ -100,6 +101,7 @@ def add_l2(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
     return _add_penalty_gradient("weight", weight, _scaled_weights, mask)
 
 
+@_core.block(checks={"weight": _core.check_nonnegative})
 def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None):
     """Add the subgradient of the L1 penalty ``weight * ||w||_1``: ``weight * sign(w)``.
 
@@ -114,6 +116,7 @@ def add_l1(weight: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
     return _add_penalty_gradient("weight", weight, _scaled_sign, mask)
 
 
+@_core.block(checks={"l1": _core.check_nonnegative, "l2": _core.check_nonnegative})
 def add_elastic_net(
     l1: ScalarOrSchedule, l2: ScalarOrSchedule, mask: Optional[Union[Any, Callable]] = None
 ) -> GradientTransformation:
@@ -132,6 +135,13 @@ def add_elastic_net(
     )
 
 
+@_core.block(
+    checks={
+        "eta": _core.check_nonnegative,
+        "gamma": _core.check_nonnegative,
+        "key": lambda name, value: value is None or _core.check_key(name, value),
+    }
+)
 def add_noise(
     eta: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike, key: Union[jax.Array, int, None] = None
 ) -> GradientTransformation:
@@ -155,8 +165,4 @@ def add_noise(
       Neelakantan et al. 2015, Adding Gradient Noise Improves Learning for Very Deep
       Networks.
     """
-    _core.check_nonnegative("eta", eta)
-    _core.check_nonnegative("gamma", gamma)
-    if key is not None:
-        _core.check_key("key", key)
     return optax.add_noise(eta, gamma, 0 if key is None else key)

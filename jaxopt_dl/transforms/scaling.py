@@ -1,6 +1,6 @@
 """Scaling by a constant, a learning rate or a schedule, and reading the current rate back.
 
-All three blocks are optax's own (:func:`jaxopt_dl._core.from_optax`): same numbers,
+All three blocks are optax's own (:func:`jaxopt_dl._core.delegate`): same numbers,
 same states (``EmptyState`` for a constant, ``ScaleByScheduleState`` for a schedule).
 The learning rate is not stored in the state; :func:`current_learning_rate` computes
 it from the state and the transform.
@@ -21,55 +21,51 @@ def _check_callable(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be callable (step -> value), got {name}={value!r}")
 
 
-scale = _core.from_optax(
+scale = _core.delegate(
     optax.scale,
+    """Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
+
+    ``step_size`` is checked when built (finite).
+
+    Example:
+      >>> import jaxopt_dl as jdl
+      >>> tx = jdl.scale(-0.1)
+    """,
     checks={"step_size": _core.check_finite},
 )
-"""Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
 
-``step_size`` is checked when built (finite).
-
-Example:
-  >>> import jaxopt_dl as jdl
-  >>> tx = jdl.scale(-0.1)
-"""
-
-scale_by_schedule = _core.from_optax(
+scale_by_schedule = _core.delegate(
     optax.scale_by_schedule,
+    """Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
+
+    ``count`` is the number of updates applied so far; the state is optax's
+    ``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
+    ``ValueError`` when built.
+    """,
     checks={"step_size_fn": _check_callable},
 )
-"""Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
-
-``count`` is the number of updates applied so far; the state is optax's
-``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
-``ValueError`` when built.
-"""
 
 
-def _attach_rate(transform, arguments):
+def _rate(arguments: dict):
     """The rate the next update applies: the constant, or the schedule at the state's count."""
-    learning_rate = arguments["learning_rate"]
-    if callable(learning_rate):
-        return _core.with_rate_reader(
-            transform, lambda state: jnp.asarray(learning_rate(state.count))
-        )
-    return _core.with_rate_reader(transform, lambda state: jnp.asarray(learning_rate))
+    return _core.rate_of(arguments["learning_rate"], count=lambda state: state.count)
 
 
-scale_by_learning_rate = _core.from_optax(
+scale_by_learning_rate = _core.delegate(
     optax.scale_by_learning_rate,
+    """Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
+
+    .. math:: u_t = -\\epsilon_t \\, g_t
+
+    The state is optax's: ``EmptyState`` for a constant rate, ``ScaleByScheduleState``
+    for a schedule. :func:`current_learning_rate` reads the rate the next update applies
+    from that state and this transform. ``learning_rate`` is checked when built (``None``,
+    a negative or a non-finite number raise ``ValueError``).
+    """,
+    kernel="learning_rate",
     checks={"learning_rate": _core.check_given_learning_rate},
-    attach=_attach_rate,
+    rate=_rate,
 )
-"""Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
-
-.. math:: u_t = -\\epsilon_t \\, g_t
-
-The state is optax's: ``EmptyState`` for a constant rate, ``ScaleByScheduleState``
-for a schedule. :func:`current_learning_rate` reads the rate the next update applies
-from that state and this transform. ``learning_rate`` is checked when built (``None``,
-a negative or a non-finite number raise ``ValueError``).
-"""
 
 
 _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
@@ -131,11 +127,9 @@ def current_learning_rate(opt_state: Any, optimizer: Optional[Any] = None) -> An
       1.0
     """
     if optimizer is not None:
-        if isinstance(optimizer, optax.MultiSteps):
-            optimizer = optimizer.gradient_transformation()
-        reader = _core.rate_reader(optimizer)
-        if reader is not None:
-            return reader(opt_state)
+        rate = _core.read_rate(_core.describe(optimizer), opt_state)
+        if rate is not None:
+            return rate
     rate = _rate_in_state(opt_state)
     if rate is not None:
         return rate

@@ -1,8 +1,8 @@
 """optax's wrappers, which take any GradientTransformation, ours included.
 
-Each is optax's own function with optax's state; jaxopt_dl adds only what
-:func:`jaxopt_dl.current_learning_rate` needs to read the wrapped optimizer's rate
-(and an early check of ``MultiSteps``' ``every_k_schedule``).
+Each is optax's own function with optax's state; jaxopt_dl adds the checks on entry
+(and an early check of ``MultiSteps``' ``every_k_schedule``). What each wraps is read
+by :func:`jaxopt_dl.describe`, as for optax's own wrappers.
 
 * ``apply_if_finite(inner, max_consecutive_errors)`` -- skip a step whose gradient has a
   NaN/Inf: params and the inner state stay bit-identical; state fields
@@ -20,67 +20,37 @@ import functools
 import inspect
 from typing import Any, Callable, Iterable, Mapping
 
-import jax.numpy as jnp
 import optax
 
 from jaxopt_dl import _core
 
-
-def _inner_reader(transform, arguments, inner_name, field):
-    """Attach ``state -> rate`` that reads the inner transform's rate from ``state.<field>``."""
-    inner = _core.rate_reader(arguments[inner_name])
-    if inner is None:
-        return transform
-    return _core.with_rate_reader(transform, lambda state: inner(getattr(state, field)))
-
-
 _TREE_OR_FUNCTION = "a pytree or a function of the params"
 
-masked = _core.from_optax(
+masked = _core.delegate(
     optax.masked,
+    """Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.
+
+    ``inner`` must be a transform and ``mask`` a pytree or a function (``TypeError``
+    naming the argument otherwise).
+    """,
+    composite=True,
     checks={
         "inner": _core.check_transform,
         "mask": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
     },
-    attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
-"""Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.
 
-``inner`` must be a transform and ``mask`` a pytree or a function (``TypeError``
-naming the argument otherwise).
-"""
-
-apply_if_finite = _core.from_optax(
+apply_if_finite = _core.delegate(
     optax.apply_if_finite,
+    """Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
+
+    Params and the inner state stay bit-identical on a skipped step; the state is
+    optax's ``ApplyIfFiniteState``. ``inner`` must be a transform and
+    ``max_consecutive_errors`` a whole number >= 0.
+    """,
+    composite=True,
     checks={"inner": _core.check_transform, "max_consecutive_errors": _core.check_int},
-    attach=lambda tx, arguments: _inner_reader(tx, arguments, "inner", "inner_state"),
 )
-"""Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
-
-Params and the inner state stay bit-identical on a skipped step; the state is
-optax's ``ApplyIfFiniteState``. ``inner`` must be a transform and
-``max_consecutive_errors`` a whole number >= 0.
-"""
-
-
-def _group_rates(transform, arguments):
-    """``{group: rate}`` for every group whose transform applies a readable rate."""
-    readers = {
-        group: reader
-        for group, inner in arguments["transforms"].items()
-        if (reader := _core.rate_reader(inner)) is not None
-    }
-    if not readers:
-        return transform
-
-    def read(state):
-        rates = {
-            group: reader(state.inner_states[group].inner_state)
-            for group, reader in readers.items()
-        }
-        return rates if len(rates) > 1 else next(iter(rates.values()))
-
-    return _core.with_rate_reader(transform, read)
 
 
 def _check_transforms(name: str, value: Any) -> None:
@@ -91,20 +61,20 @@ def _check_transforms(name: str, value: Any) -> None:
         _core.check_transform(f"{name}[{label!r}]", inner)
 
 
-multi_transform = _core.from_optax(
+multi_transform = _core.delegate(
     optax.multi_transform,
+    """A different transform per parameter label: optax.multi_transform.
+
+    :func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
+    apply a rate. ``transforms`` must be a dict of transforms and ``param_labels`` a
+    pytree or a function (``TypeError`` naming the argument otherwise).
+    """,
+    composite=True,
     checks={
         "transforms": _check_transforms,
         "param_labels": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
     },
-    attach=_group_rates,
 )
-"""A different transform per parameter label: optax.multi_transform.
-
-:func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
-apply a rate. ``transforms`` must be a dict of transforms and ``param_labels`` a
-pytree or a function (``TypeError`` naming the argument otherwise).
-"""
 
 
 def inject_hyperparams(
@@ -148,18 +118,7 @@ def inject_hyperparams(
             arguments = inspect.signature(inner_factory).bind(*args, **kwargs).arguments
         except (TypeError, ValueError):
             return transform
-        if "learning_rate" not in arguments:
-            return transform
-        schedule = arguments["learning_rate"]
-
-        def read(state):
-            if callable(schedule):
-                rate = schedule(state.hyperparams_states["learning_rate"].count)
-            else:
-                rate = state.hyperparams["learning_rate"]
-            return _core.times(jnp.asarray(rate), _core.state_rate_scale(state.inner_state))
-
-        return _core.with_rate_reader(transform, read)
+        return _core.attach(transform, _core.inject_description(inner_factory, arguments))
 
     return build
 
@@ -190,15 +149,6 @@ class MultiSteps(optax.MultiSteps):
             _core.check_int("every_k_schedule", every_k_schedule, low=1)
             every_k_schedule = int(every_k_schedule)
         super().__init__(opt, every_k_schedule, *args, **kwargs)
-        self._rate_reader = _core.rate_reader(opt)
-
-    def gradient_transformation(self) -> optax.GradientTransformationExtraArgs:
-        """The ``(init, update)`` pair, with the inner optimizer's learning-rate reader."""
-        transform = super().gradient_transformation()
-        inner = self._rate_reader
-        if inner is None:
-            return transform
-        return _core.with_rate_reader(transform, lambda state: inner(state.inner_opt_state))
 
 
 __all__ = ["MultiSteps", "apply_if_finite", "inject_hyperparams", "masked", "multi_transform"]

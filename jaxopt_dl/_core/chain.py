@@ -1,0 +1,100 @@
+"""Composition: ``identity``, ``chain`` and ``apply_updates``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_dl._core import description as desc_lib
+from jaxopt_dl._core.factory import delegate
+from jaxopt_dl._core.types import (
+    GradientTransformation,
+    GradientTransformationExtraArgs,
+    Params,
+    Updates,
+)
+from jaxopt_dl._core.validation import check_tree_matches
+
+identity = delegate(
+    optax.identity,
+    """Pass updates through unchanged: optax.identity, its state (``EmptyState``) and numbers.""",
+    kernel="identity",
+)
+
+
+def _accepted_keywords(update: Callable) -> "frozenset[str] | None":
+    """The keyword names ``update`` accepts beyond ``(updates, state, params)``; None: any."""
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
+    """Apply transforms in sequence; the state is the tuple of their states (as optax.chain).
+
+    Any optax transform can appear in a jaxopt_dl chain and vice versa; extra keyword
+    arguments to ``update`` (e.g. ``value=loss`` for reduce-on-plateau) reach the
+    transforms that accept them, and only those: a transform whose ``update`` names
+    its keywords (without ``**kwargs``) gets just the ones it names.
+
+    Args:
+      *transforms: the transforms, applied in order (jaxopt_dl's or optax's).
+
+    Example:
+      >>> import jaxopt_dl as jdl
+      >>> tx = jdl.chain(jdl.clip_by_global_norm(1.0), jdl.scale_by_adam(), jdl.scale(-1e-3))
+    """
+    description = desc_lib.sequence_description(tuple(map(desc_lib.describe, transforms)))
+    transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
+    accepts = tuple(_accepted_keywords(t.update) for t in transforms)
+
+    def init_fn(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if len(state) != len(transforms):
+            raise ValueError(
+                f"chain has {len(transforms)} transforms but the state has {len(state)} entries"
+            )
+        new_state = []
+        for t, s, names in zip(transforms, state, accepts):
+            extra = extra_args
+            if names is not None:
+                extra = {key: extra_args[key] for key in names & extra_args.keys()}
+            updates, s = t.update(updates, s, params, **extra)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    update_fn.description = description
+    return GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """``params + updates``, each result in its param's dtype (bf16/fp16 stay bf16/fp16).
+
+    Args:
+      params: a tree of parameters.
+      updates: a tree with the same structure and shapes.
+
+    Returns:
+      The updated parameters, each leaf in the dtype of its parameter.
+
+    Raises:
+      ValueError: naming the first path where the trees or leaf shapes differ (checked
+        when traced, so it costs nothing in a jitted step).
+    """
+    check_tree_matches(updates, params, "params")
+    return jax.tree.map(
+        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
