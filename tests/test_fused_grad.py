@@ -98,9 +98,7 @@ def test_train_state_meta_gradient():
     y = jnp.arange(32) % 10
 
     def run(lr, apply):
-        state = jdl.training.create_train_state(
-            model, jdl.adam(lr), jax.random.PRNGKey(1), x[:1]
-        )
+        state = jdl.training.create_train_state(model, jdl.adam(lr), jax.random.PRNGKey(1), x[:1])
 
         def batch_loss(params):
             logits = model.apply({"params": params}, x, train=False)
