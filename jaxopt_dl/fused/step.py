@@ -280,6 +280,17 @@ def _rule_scalars(plan: _Plan, count: Optional[jax.Array], step: Any) -> list:
     ]
 
 
+def _per_leaf(term: Any, leaves: int) -> Optional[jax.Array]:
+    """``[on, weight]`` per leaf (float32, ``(leaves, 2)``) of an L2 term or a decay."""
+    if term is None:
+        return jnp.zeros((leaves, 2), jnp.float32)
+    weight = _factor(term[0], jnp.float32)
+    if weight is None:
+        return None
+    on = np.asarray(term[1], np.float32)
+    return jnp.stack([jnp.asarray(on), jnp.broadcast_to(weight, on.shape)], axis=1)
+
+
 def apply_gradients(
     tx: Any,
     grads: Any,
@@ -384,14 +395,13 @@ def _fused_step(parts, grads, opt_state, params, where):
         norm = _core.global_norm(seen)
         prologue[1:5] = [1.0, norm < plan.clip, norm, _factor(plan.clip, jnp.float32)]
     values = prologue + _rule_scalars(plan, new_count, step)
-    leaf_values = len(values)
-    for i in range(len(p_leaves)):
-        l2_on, l2 = (plan.l2[1][i], _factor(plan.l2[0], jnp.float32)) if plan.l2 else (0, 0.0)
-        on, wd = (plan.decay[1][i], _factor(plan.decay[0], jnp.float32)) if plan.decay else (0, 0.0)
-        values += [1.0 if l2_on else 0.0, l2, 1.0 if on else 0.0, wd]
-    if any(v is None for v in values):
+    per_leaf = [_per_leaf(plan.l2, len(p_leaves)), _per_leaf(plan.decay, len(p_leaves))]
+    if any(v is None for v in values + per_leaf):
         return None  # a product wider than float32: the plain step's dtypes differ
-    scalars = _kernel.scalar_vector(values)
+    leaf_values = len(values)
+    scalars = jnp.concatenate(
+        [_kernel.scalar_vector(values), jnp.concatenate(per_leaf, axis=1).reshape(-1)]
+    )
     results = _kernel.step(
         plan.kernel,
         scalars,
