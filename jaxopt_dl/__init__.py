@@ -15,6 +15,7 @@ from jaxopt_dl import (
     initializers,
     lr_finder,
     models,
+    registry,
     schedules,
     training,
 )
@@ -26,6 +27,7 @@ from jaxopt_dl._core import (
     Schedule,
     apply_updates,
     chain,
+    describe,
     global_norm,
     identity,
     safe_increment,
@@ -67,6 +69,7 @@ from jaxopt_dl.optimizers import (
     adam,
     adamax,
     adamw,
+    adan,
     amsgrad,
     lamb,
     lion,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxopt_dl import _core
@@ -458,46 +459,52 @@ def noisy_sgd(
     return _with_lr(regularization.add_noise(eta, gamma, key), learning_rate=learning_rate)
 
 
-def _optax_alias(factory: Callable, doc: str, **checks: Callable) -> Callable:
-    """An optax alias as a jaxopt_dl optimizer (:func:`jaxopt_dl._core.delegate`)."""
-    return _core.delegate(factory, doc, optimizer=True, checks=checks)
-
-
-lamb = _optax_alias(
-    optax.lamb,
+@_core.block(
+    optimizer=True,
+    checks={
+        "b1": _core.check_decay,
+        "b2": _core.check_decay,
+        "eps": _core.check_nonnegative,
+        "eps_root": _core.check_nonnegative,
+        "weight_decay": _core.check_nonnegative,
+    },
+    signature_of=optax.lamb,
+)
+def lamb(learning_rate, b1=0.9, b2=0.999, eps=1e-06, eps_root=0.0, weight_decay=0.0, mask=None):
     """LAMB (You et al. 2020): optax.lamb, its arguments, numbers and state.
 
-Adam's direction plus weight decay, rescaled per layer by the trust ratio
-``||w|| / ||u||``. ``learning_rate``, ``b1``, ``b2``, ``eps``, ``eps_root`` and
-``weight_decay`` are checked when built (``ValueError``/``TypeError`` naming the
-argument and the value).
+    Adam's direction plus weight decay, rescaled per layer by the trust ratio
+    ``||w|| / ||u||``. ``learning_rate``, ``b1``, ``b2``, ``eps``, ``eps_root`` and
+    ``weight_decay`` are checked when built (``ValueError``/``TypeError`` naming the
+    argument and the value).
 
-References:
-  You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
-""",
-    b1=_core.check_decay,
-    b2=_core.check_decay,
-    eps=_core.check_nonnegative,
-    eps_root=_core.check_nonnegative,
-    weight_decay=_core.check_nonnegative,
+    References:
+      You et al. 2020, Large Batch Optimization for Deep Learning; optax.lamb.
+    """
+    return optax.lamb(learning_rate, b1, b2, eps, eps_root, weight_decay, mask)
+
+
+@_core.block(
+    optimizer=True,
+    checks={
+        "b1": _core.check_decay,
+        "b2": _core.check_decay,
+        "weight_decay": _core.check_nonnegative,
+    },
+    signature_of=optax.lion,
 )
-
-lion = _optax_alias(
-    optax.lion,
+def lion(learning_rate, b1=0.9, b2=0.99, mu_dtype=None, weight_decay=0.001, mask=None):
     """Lion (Chen et al. 2023): optax.lion, its arguments, numbers and state.
 
-.. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
-    m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
+    .. math:: u_t = -\\epsilon\\, \\mathrm{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t),\\quad
+        m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
 
-``learning_rate``, ``b1``, ``b2`` and ``weight_decay`` are checked when built.
+    ``learning_rate``, ``b1``, ``b2`` and ``weight_decay`` are checked when built.
 
-References:
-  Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
-""",
-    b1=_core.check_decay,
-    b2=_core.check_decay,
-    weight_decay=_core.check_nonnegative,
-)
+    References:
+      Chen et al. 2023, Symbolic Discovery of Optimization Algorithms; optax.lion.
+    """
+    return optax.lion(learning_rate, b1, b2, mu_dtype, weight_decay, mask)
 
 
 def _optional(check: Callable) -> Callable:
@@ -505,27 +512,87 @@ def _optional(check: Callable) -> Callable:
     return lambda name, value: check(name, value, allow_none=True)
 
 
-adafactor = _optax_alias(
-    optax.adafactor,
+@_core.block(
+    optimizer=True,
+    checks={
+        "decay_rate": _core.check_nonnegative,
+        "eps": _core.check_nonnegative,
+        "min_dim_size_to_factor": _core.check_int,
+        "decay_offset": _core.check_int,
+        "multiply_by_parameter_scale": _core.check_bool,
+        "clipping_threshold": _optional(_core.check_nonnegative),
+        "momentum": _optional(_core.check_decay),
+        "weight_decay_rate": _optional(_core.check_nonnegative),
+        "factored": _core.check_bool,
+    },
+    signature_of=optax.adafactor,
+)
+def adafactor(
+    learning_rate=None,
+    min_dim_size_to_factor=128,
+    decay_rate=0.8,
+    decay_offset=0,
+    multiply_by_parameter_scale=True,
+    clipping_threshold=1.0,
+    momentum=None,
+    dtype_momentum=jnp.float32,
+    weight_decay_rate=None,
+    eps=1e-30,
+    factored=True,
+    weight_decay_mask=None,
+):
     """Adafactor (Shazeer & Stern 2018): optax.adafactor, its arguments, numbers and state.
 
-Factored second moments (row and column averages) for matrices, so the state costs
-``O(n + m)`` instead of ``O(nm)``. The numeric and boolean arguments are checked
-when built (``ValueError``/``TypeError`` naming the argument and the value);
-``learning_rate=None``, the default, is optax's: no learning-rate scaling, and
-``None`` also switches off ``clipping_threshold``, ``momentum`` and
-``weight_decay_rate``.
+    Factored second moments (row and column averages) for matrices, so the state costs
+    ``O(n + m)`` instead of ``O(nm)``. The numeric and boolean arguments are checked
+    when built (``ValueError``/``TypeError`` naming the argument and the value);
+    ``learning_rate=None``, the default, is optax's: no learning-rate scaling, and
+    ``None`` also switches off ``clipping_threshold``, ``momentum`` and
+    ``weight_decay_rate``.
 
-References:
-  Shazeer & Stern 2018, Adafactor; optax.adafactor.
-""",
-    decay_rate=_core.check_nonnegative,
-    eps=_core.check_nonnegative,
-    min_dim_size_to_factor=_core.check_int,
-    decay_offset=_core.check_int,
-    multiply_by_parameter_scale=_core.check_bool,
-    clipping_threshold=_optional(_core.check_nonnegative),
-    momentum=_optional(_core.check_decay),
-    weight_decay_rate=_optional(_core.check_nonnegative),
-    factored=_core.check_bool,
+    References:
+      Shazeer & Stern 2018, Adafactor; optax.adafactor.
+    """
+    return optax.adafactor(
+        learning_rate,
+        min_dim_size_to_factor,
+        decay_rate,
+        decay_offset,
+        multiply_by_parameter_scale,
+        clipping_threshold,
+        momentum,
+        dtype_momentum,
+        weight_decay_rate,
+        eps,
+        factored,
+        weight_decay_mask,
+    )
+
+
+@_core.block(
+    optimizer=True,
+    checks={
+        "b1": _core.check_decay,
+        "b2": _core.check_decay,
+        "b3": _core.check_decay,
+        "eps": _core.check_nonnegative,
+        "eps_root": _core.check_nonnegative,
+        "weight_decay": _core.check_nonnegative,
+    },
+    signature_of=optax.adan,
 )
+def adan(
+    learning_rate, b1=0.98, b2=0.92, b3=0.99, eps=1e-08, eps_root=1e-08, weight_decay=0.0, mask=None
+):
+    """Adan (Xie et al. 2022): optax.adan, its arguments, numbers and state.
+
+    Adaptive Nesterov momentum: moving averages of the gradient, of the gradient
+    difference and of the squared look-ahead gradient, with decoupled weight decay.
+    ``learning_rate``, ``b1``, ``b2``, ``b3``, ``eps``, ``eps_root`` and ``weight_decay``
+    are checked when built.
+
+    References:
+      Xie et al. 2022, Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing
+      Deep Models; optax.adan.
+    """
+    return optax.adan(learning_rate, b1, b2, b3, eps, eps_root, weight_decay, mask)

@@ -368,3 +368,35 @@ def test_nonfinite_loss_stops_and_keeps_last_finite_params(tmp_path, capsys):
     assert (tmp_path / "params.msgpack").exists()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "step" in metrics["error"]
+
+
+@pytest.mark.parametrize("name", [n for n, e in jdl.registry.OPTIMIZERS.items() if not e.wraps])
+def test_every_registry_optimizer_builds_from_the_command_line(name):
+    config = config_for("--optimizer", name, "--lr", "0.01")
+    tx = optimizer_factory(config, seed=0)(0.01)
+    assert jdl.describe(tx).name == name
+
+
+def test_opt_arg_reaches_any_argument_and_names_unknown_ones():
+    config = config_for(
+        "--optimizer",
+        "radam",
+        "--opt-arg",
+        "decoupled_weight_decay=True",
+        "--opt-arg",
+        "weight_decay=0.01",
+        "--b2",
+        "0.99",
+    )
+    assert config["optimizer_arguments"] == {
+        "b1": 0.9,
+        "b2": 0.99,
+        "eps": 1e-8,
+        "decoupled_weight_decay": True,
+        "weight_decay": 0.01,
+    }
+    hyperparams = jdl.describe(optimizer_factory(config, seed=0)(0.01)).hyperparams
+    assert hyperparams["decoupled_weight_decay"] is True and hyperparams["b2"] == 0.99
+    proc = cli("train", "--optimizer", "yogi", "--opt-arg", "nesterov=True")
+    assert proc.returncode == 2
+    assert "--opt-arg nesterov=... is not an argument of --optimizer yogi" in proc.stderr

@@ -277,7 +277,18 @@ NUMBER_INPUTS = {
     "decay 1.0": 1.0,
     "decay 1.5": 1.5,
 }
-BOOL_INPUTS = {"None": None, "number": 1, "string": "yes"}
+# A bool argument takes only bools: numbers and strings ("no" is truthy) raise.
+BOOL_INPUTS = {
+    "None": None,
+    "number": 1,
+    "number 0": 0,
+    "float number": 1.0,
+    "numpy int": np.int64(1),
+    "string": "yes",
+    "string no": "no",
+    "string False": "False",
+    "empty string": "",
+}
 
 
 def _is_number_slot(param, base) -> bool:

@@ -19,6 +19,7 @@ import torch
 from torch.optim import swa_utils
 
 import jaxopt_dl as jdl
+from jaxopt_dl import registry
 
 STEPS = 100
 RTOL = 2e-5
@@ -314,12 +315,17 @@ def test_bad_hyperparameters_raise_naming_argument_and_value(build, message):
         build()
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [jdl.radam, jdl.torch_nadam, jdl.asgd, jdl.rprop, jdl.adabelief, jdl.yogi, jdl.lars, jdl.muon],
-)
-def test_vmap_over_learning_rate(factory):
+CONTRIB = [
+    name
+    for name, entry in registry.OPTIMIZERS.items()
+    if entry.factory.startswith("jaxopt_dl.contrib") and not entry.wraps
+]
+
+
+@pytest.mark.parametrize("name", CONTRIB)
+def test_vmap_over_learning_rate(name):
     """Validation lets traced rates through: one program over a grid of rates."""
+    factory = registry.factory(name)
     params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
     grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.full(2, -0.5)}
 

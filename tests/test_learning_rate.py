@@ -13,6 +13,7 @@ import pytest
 from flax.training import train_state
 
 import jaxopt_dl as jdl
+from jaxopt_dl import registry
 
 PARAMS = {"a": jnp.ones(3), "b": jnp.ones(2)}
 GRAD = {"a": jnp.full(3, 2.0), "b": jnp.full(2, 2.0)}
@@ -171,3 +172,109 @@ def test_reading_the_rate_works_under_jit():
     eager = jdl.current_learning_rate(state, opt)
     jitted = jax.jit(lambda s: jdl.current_learning_rate(s, opt))(state)
     assert float(jitted) == pytest.approx(float(eager))
+
+
+# ------------------------------------------------ every optimizer of the registry
+
+MATRIX_PARAMS = {"a": jnp.ones(3), "w": jnp.linspace(0.5, 1.5, 6).reshape(3, 2)}
+# Their state depends on the rate's history (or takes no schedule): a constant rate.
+# lars's momentum comes after the rate, so a schedule's history stays in its state too.
+CONSTANT_RATE = {
+    "momentum",
+    "rprop",
+    "asgd",
+    "schedule_free_sgd",
+    "schedule_free_adamw",
+    "lars",
+}
+EXTRA = {"asgd": dict(lambd=0.05), "sam": dict(), "lookahead": dict(sync_period=3)}
+
+
+def _grads(step, params):
+    keys = jax.random.split(jax.random.key(step), len(params))
+    return {
+        k: (1.0 + jax.random.uniform(key, p.shape)) * (-1.0) ** step
+        for key, (k, p) in zip(keys, sorted(params.items()))
+    }
+
+
+def _build(name, rate):
+    if name == "sam":  # a zero ascent: the descent step applies the outer rate alone
+        return jdl.sam(jdl.sgd(rate), jdl.sgd(0.0))
+    return registry.example(name, rate, **EXTRA.get(name, {}))
+
+
+def _applied_ratio(u, u_ref):
+    """The rate an update applied relative to the same optimizer at rate 1 (None: no move)."""
+    u, u_ref = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]) for t in (u, u_ref))
+    moved = np.abs(u_ref) > 1e-3 * np.abs(u_ref).max(initial=0.0)
+    if not moved.any() or not np.abs(u_ref).max() > 1e-9:
+        return None
+    ratio = u[moved] / u_ref[moved]
+    np.testing.assert_allclose(ratio, np.median(ratio), rtol=1e-3)
+    return float(np.median(ratio))
+
+
+@pytest.mark.parametrize("name", list(registry.OPTIMIZERS))
+def test_every_optimizer_reports_the_rate_it_applies(name):
+    """The rate read before each step is the one the step applies: the update divided by
+    the same optimizer's update at rate 1 (asgd and rprop: the update divided by the
+    gradient and its sign, which is their step size)."""
+    rate = 0.1 if name in CONSTANT_RATE else SCHEDULE
+    opt = _build(name, rate)
+    ref = _build(name, 1.0)
+    params = MATRIX_PARAMS
+    if name == "asgd":  # zero params: the update is -eta g exactly
+        params = jax.tree.map(jnp.zeros_like, params)
+    wrap = (lambda p: optax.LookaheadParams.init_synced(p)) if name == "lookahead" else None
+    p = wrap(params) if wrap else params
+    state, ref_state = opt.init(p), ref.init(p)
+    checked = 0
+    for step in range(6):
+        reported = float(jdl.current_learning_rate(state, opt))
+        grads = _grads(step, params)
+        u, state = opt.update(grads, state, p)
+        u_ref, ref_state = ref.update(grads, ref_state, p)
+        if name == "lookahead":
+            if (step + 1) % 3 == 0:  # the synchronizing step also moves the slow weights
+                continue
+            u, u_ref = u.fast, u_ref.fast
+        if name == "asgd":
+            applied = -float(u["a"][0] / grads["a"][0])
+        elif name == "rprop":
+            moved = np.abs(np.asarray(u["a"])) > 0
+            if not moved.any():  # the step after a sign flip does not move
+                continue
+            applied = -float(u["a"][0] * np.sign(grads["a"][0]))
+        else:
+            applied = _applied_ratio(u, u_ref)
+            if applied is None:
+                continue
+        assert reported == pytest.approx(applied, rel=1e-4), step
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rate: optax.multi_transform(
+            {"x": jdl.radam(rate), "y": jdl.yogi(rate)}, {"a": "x", "w": "y"}
+        ),
+        lambda rate: optax.chain(jdl.torch_nadam(rate)),
+        lambda rate: optax.inject_hyperparams(jdl.radam)(learning_rate=rate),
+        lambda rate: optax.chain(optax.clip(10.0), jdl.adabelief(rate)),
+    ],
+    ids=["optax_multi_transform", "optax_chain", "optax_inject_hyperparams", "optax_chain_2"],
+)
+def test_optax_composers_of_our_optimizers_report_the_rate(make):
+    opt, ref = make(SCHEDULE), make(1.0)
+    state, ref_state = opt.init(MATRIX_PARAMS), ref.init(MATRIX_PARAMS)
+    for step in range(4):
+        reported = jdl.current_learning_rate(state, opt)
+        rates = reported.values() if isinstance(reported, dict) else [reported]
+        grads = _grads(step, MATRIX_PARAMS)
+        u, state = opt.update(grads, state, MATRIX_PARAMS)
+        u_ref, ref_state = ref.update(grads, ref_state, MATRIX_PARAMS)
+        for rate in rates:
+            assert float(rate) == pytest.approx(_applied_ratio(u, u_ref), rel=1e-4)

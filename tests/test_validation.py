@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxopt_dl as jdl
 from jaxopt_dl import _core
 
 NUMBER_CHECKS = {
@@ -174,3 +175,32 @@ def test_check_transform_names_the_argument_and_value():
     for bad in (None, "adam", optax.sgd):
         with pytest.raises(TypeError, match=r"inner.*" + _escaped(bad)):
             _core.check_transform("inner", bad)
+
+
+@pytest.mark.parametrize(
+    "build,argument",
+    [
+        (lambda: jdl.sgd(0.1, momentum=0.9, nesterov="no"), "nesterov"),
+        (lambda: jdl.adam(0.1, nesterov="no"), "nesterov"),
+        (lambda: jdl.rmsprop(0.1, centered="no"), "centered"),
+        (lambda: jdl.momentum(0.1, nesterov="no"), "nesterov"),
+        (lambda: jdl.trace(0.9, nesterov="no"), "nesterov"),
+        (lambda: jdl.radam(decoupled_weight_decay="no"), "decoupled_weight_decay"),
+        (lambda: jdl.adabelief(0.1, nesterov="no"), "nesterov"),
+        (lambda: jdl.adagrad(0.1, eps_in_sqrt="no"), "eps_in_sqrt"),
+    ],
+)
+def test_a_string_for_a_bool_raises_naming_argument_and_value(build, argument):
+    with pytest.raises(TypeError, match=f"{argument} must be a bool, got {argument}='no'"):
+        build()
+
+
+def test_numpy_bools_are_bools():
+    tx = jdl.sgd(0.1, momentum=0.9, nesterov=np.bool_(True))
+    assert jdl.describe(tx).children[0].hyperparams["nesterov"]
+
+
+@pytest.mark.parametrize("factory", [jdl.adam, jdl.yogi, jdl.radam, jdl.torch_nadam, jdl.lamb])
+def test_a_missing_learning_rate_raises_the_same_error_everywhere(factory):
+    with pytest.raises(ValueError, match="learning_rate must be a number, an array or a schedule"):
+        factory(None)

@@ -7,12 +7,12 @@
 * :mod:`~jaxopt_dl._core.description` -- what a transform is (:func:`describe`), its
   leaf blocks and the learning rate it applies next;
 * :mod:`~jaxopt_dl._core.factory` -- the one way a block or optimizer is built;
-* :mod:`~jaxopt_dl._core.chain` -- ``identity``, ``chain``, ``apply_updates``.
+* :mod:`~jaxopt_dl._core.compose` -- ``identity``, ``chain``, ``apply_updates``.
 
 Every name is re-exported here, so ``_core.X`` reaches it.
 """
 
-from jaxopt_dl._core.chain import apply_updates, chain, identity  # noqa: F401
+from jaxopt_dl._core.compose import apply_updates, chain, identity  # noqa: F401
 from jaxopt_dl._core.description import (  # noqa: F401
     OPAQUE,
     Description,
@@ -30,7 +30,12 @@ from jaxopt_dl._core.description import (  # noqa: F401
     times,
     wrapper_description,
 )
-from jaxopt_dl._core.factory import block, check_arguments, delegate, rate_of  # noqa: F401
+from jaxopt_dl._core.factory import (  # noqa: F401
+    block,
+    check_arguments,
+    rate_of,
+    schedule_count,
+)
 from jaxopt_dl._core.treemath import *  # noqa: F401,F403
 from jaxopt_dl._core.treemath import _map, global_norm, safe_increment  # noqa: F401
 from jaxopt_dl._core.types import (  # noqa: F401

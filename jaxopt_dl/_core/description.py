@@ -382,9 +382,11 @@ def _describe_update(update: Callable) -> Description:
     if qualname == "flatten.<locals>.update_fn" and "inner" in env:
         return wrapper_description("flatten", describe(env["inner"]), None)
     if qualname.startswith("inject_hyperparams.") and "inner_factory" in env:
-        return inject_description(
-            env["inner_factory"], {**env.get("other_hps", {}), **env.get("sched_hps", {})}
-        )
+        schedules = {  # optax wraps each schedule; the user's function is schedule_fn
+            name: getattr(value, "schedule_fn", value)
+            for name, value in env.get("sched_hps", {}).items()
+        }
+        return inject_description(env["inner_factory"], {**env.get("other_hps", {}), **schedules})
     if qualname == "reduce_on_plateau.<locals>.update_fn":
         return Description("reduce_on_plateau", rate_scale=lambda state: state.scale)
     return OPAQUE
@@ -477,7 +479,9 @@ def replace_leaf_states(description: Description, state: Any, new_states: Any) -
         nonlocal position
         if not desc.children:
             if position >= len(new_states):
-                raise ValueError(f"new_states has {len(new_states)} states, fewer than the leaves")
+                raise ValueError(
+                    f"new_states has {len(new_states)} states, fewer than the leaf blocks"
+                )
             position += 1
             return new_states[position - 1]
         parts = desc.child_states(node)

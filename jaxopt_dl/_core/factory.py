@@ -5,8 +5,8 @@ its arguments are bound (defaults filled in) and checked on entry -- every argum
 annotated ``bool`` must be a bool, ``learning_rate`` must be given unless its default
 is ``None``, and each ``checks`` entry runs -- then the function builds the transform
 and the factory attaches its :class:`~jaxopt_dl._core.description.Description`. The
-same decorator delegates to an optax factory (:func:`delegate`): optax's signature,
-numbers and state, the block's own docstring. With ``optimizer=True`` the result is a
+same decorator builds the blocks that delegate to optax (``signature_of=``): optax's
+signature, numbers and state, the block's own docstring. With ``optimizer=True`` the result is a
 public optimizer: it carries its name, and its ``update`` names the first path where
 the gradients and the params differ.
 """
@@ -52,8 +52,12 @@ def check_arguments(signature: inspect.Signature, arguments: dict, checks: Optio
         check(name, arguments[name])
 
 
-def _schedule_count(state: Any) -> Any:
-    """The count of the (only) ``ScaleByScheduleState`` in a state."""
+def schedule_count(state: Any) -> Any:
+    """The count of the (only) ``ScaleByScheduleState`` in a state (optax's aliases).
+
+    Args:
+      state: an optimizer state.
+    """
     found = []
 
     def visit(node):
@@ -84,7 +88,7 @@ def rate_of(learning_rate: Any, count: Optional[Callable[[Any], Any]] = None) ->
         return None
     if not callable(learning_rate):
         return lambda state: jnp.asarray(learning_rate)
-    count = count or _schedule_count
+    count = count or schedule_count
     return lambda state: jnp.asarray(learning_rate(count(state)))
 
 
@@ -103,6 +107,36 @@ def _header(doc: Optional[str], body: Callable) -> str:
     return doc + "\n\n" + "\n".join(lines[start:end]).rstrip()
 
 
+def accepted_keywords(update: Callable) -> "frozenset[str] | None":
+    """The keyword names ``update`` accepts beyond ``(updates, state, params)``; None: any.
+
+    Args:
+      update: an update function.
+    """
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
+
+
+def _check_same_parameters(body: Callable, reference: Callable) -> None:
+    """Raise ``TypeError`` unless ``body`` has ``reference``'s parameters exactly."""
+
+    def shape(function):
+        return [
+            (p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+        ]
+
+    if shape(body) != shape(reference):
+        raise TypeError(
+            f"{body.__qualname__} must have the parameters of {reference.__qualname__}: "
+            f"{shape(body)} vs {shape(reference)}"
+        )
+
+
 def _as_optimizer(transform: Any, description: desc_lib.Description) -> Any:
     """``transform`` whose ``update`` names the first path where gradients and params differ.
 
@@ -110,10 +144,13 @@ def _as_optimizer(transform: Any, description: desc_lib.Description) -> Any:
     hyperparameters are unaffected.
     """
     inner = optax.with_extra_args_support(transform)
+    accepts = accepted_keywords(inner.update)
 
     def update_fn(updates, state, params=None, **extra_args):
         if params is not None:
             validation.check_tree_matches(updates, params, "params")
+        if accepts is not None:
+            extra_args = {key: extra_args[key] for key in accepts & extra_args.keys()}
         return inner.update(updates, state, params, **extra_args)
 
     update_fn.description = description
@@ -128,8 +165,10 @@ def block(
     rate: Optional[Callable[[dict], Optional[Callable]]] = None,
     rate_scale: Optional[Callable[[dict], Optional[Callable]]] = None,
     optimizer: bool = False,
+    tree_check: bool = True,
     composite: bool = False,
     doc: Optional[str] = None,
+    signature_of: Optional[Callable] = None,
 ) -> Callable[[Callable], Callable]:
     """Decorate a function that builds a transform: the public factory of a block.
 
@@ -143,17 +182,24 @@ def block(
       rate_scale: ``arguments -> (state -> multiplier)`` (a plateau scale), or None.
       optimizer: a public optimizer (named, trees checked); its description is the
         built transform's, named and with the optimizer's arguments.
+      tree_check: with ``optimizer``, check that the gradients match the params (off
+        for optimizers whose params are not shaped like the gradients).
       composite: keep the built transform's description (children, rate) and add the
         arguments, the kind and the kernel to it, instead of describing a leaf.
       doc: the docstring (default: the function's own).
+      signature_of: the optax function the block delegates to: the block shows its
+        signature (annotations included) and must have its parameters (names, kinds,
+        defaults), checked when the block is defined.
 
     Returns:
       ``decorate(body) -> factory`` with ``body``'s signature.
     """
 
     def decorate(body: Callable) -> Callable:
-        signature = inspect.signature(body)
         name = body.__name__
+        if signature_of is not None:
+            _check_same_parameters(body, signature_of)
+        signature = inspect.signature(signature_of or body)  # annotations: optax's
 
         @functools.wraps(body)
         def build(*args, **kwargs):
@@ -186,31 +232,15 @@ def block(
                     rate_scale=own_scale,
                     kernel=kernel,
                 )
-            if optimizer:
+            if optimizer and tree_check:
                 return _as_optimizer(transform, description)
             return desc_lib.attach(transform, description)
 
         build.__doc__ = _header(doc, body) if doc is not None else body.__doc__
+        if signature_of is not None:
+            build.__doc__ = _header(build.__doc__, signature_of)
+            build.__wrapped__ = signature_of  # inspect.signature shows optax's
         build.__module__ = body.__module__
         return build
 
     return decorate
-
-
-def delegate(factory: Callable, doc: str, **options: Any) -> Callable:
-    """optax's ``factory`` -- its signature, numbers and state -- as a block (see :func:`block`).
-
-    Args:
-      factory: the optax function (e.g. ``optax.trace``).
-      doc: the block's own docstring (optax's ``Args:`` section is appended when it
-        has none).
-      **options: :func:`block`'s keyword arguments.
-
-    Returns:
-      A function with ``factory``'s signature.
-    """
-    module = inspect.currentframe().f_back.f_globals["__name__"]
-    build = block(doc=doc, **options)(factory)
-    build.__module__ = module
-    build.__qualname__ = factory.__name__
-    return build

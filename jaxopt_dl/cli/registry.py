@@ -7,10 +7,14 @@ the building of a resolved configuration's model and optimizer.
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import os
 import tempfile
 from typing import Any, Callable, NamedTuple, Optional
+
+from jaxopt_dl import registry as optimizer_registry
+from jaxopt_dl.optimizers import MOMENTUM_FORMS
 
 PROG = "python -m jaxopt_dl"
 
@@ -41,7 +45,7 @@ class Optimizer(NamedTuple):
 
 
 ADAM_FLAGS = {"b1": "b1", "b2": "b2", "eps": "eps"}
-OPTIMIZERS = {
+_CURATED = {
     "sgd": Optimizer(
         "stochastic gradient descent, with --momentum a heavy-ball velocity",
         "sgd",
@@ -65,17 +69,8 @@ OPTIMIZERS = {
     "adadelta": Optimizer(
         "AdaDelta", "adadelta", {"decay": "rho", "eps": "eps", "weight_decay": "weight_decay"}
     ),
-    "adam": Optimizer("Adam", "adam", ADAM_FLAGS),
     "adamw": Optimizer(
         "Adam with decoupled weight decay", "adamw", {**ADAM_FLAGS, "weight_decay": "weight_decay"}
-    ),
-    "adamax": Optimizer("AdaMax (Adam with the infinity norm)", "adamax", ADAM_FLAGS),
-    "nadam": Optimizer("Adam with Nesterov momentum", "nadam", ADAM_FLAGS),
-    "radam": Optimizer(
-        "RAdam (Adam with a rectified warmup of the second moment)", "radam", ADAM_FLAGS
-    ),
-    "amsgrad": Optimizer(
-        "AMSGrad (Adam with a non-decreasing second moment)", "amsgrad", ADAM_FLAGS
     ),
     "lamb": Optimizer(
         "LAMB (layer-wise trust ratio)", "lamb", {**ADAM_FLAGS, "weight_decay": "weight_decay"}
@@ -90,6 +85,33 @@ OPTIMIZERS = {
         "SGD with annealed Gaussian gradient noise (seeded by --seed)", "noisy_sgd", {}
     ),
 }
+"""Optimizers whose flags are not derived from their arguments' names (others are)."""
+
+_SHARED_FLAGS = {"b1": "b1", "b2": "b2", "eps": "eps", "momentum": "momentum"}
+"""``{flag dest: argument}`` applied wherever an optimizer has that argument."""
+
+
+def _optimizers() -> dict:
+    """Every optimizer of :data:`jaxopt_dl.registry.OPTIMIZERS` that takes no other
+    optimizer, with its flags (the curated ones, else those of :data:`_SHARED_FLAGS` its
+    signature has); every other argument is reached with ``--opt-arg NAME=VALUE``."""
+    table = {}
+    for name, entry in optimizer_registry.OPTIMIZERS.items():
+        if entry.wraps:
+            continue
+        if name in _CURATED:
+            table[name] = _CURATED[name]
+            if name == "momentum":
+                table["nesterov"] = _CURATED["nesterov"]
+            continue
+        arguments = optimizer_registry.hyperparameters(name)
+        flags = {flag: arg for flag, arg in _SHARED_FLAGS.items() if arg in arguments}
+        table[name] = Optimizer(entry.summary, name, flags)
+    return table
+
+
+OPTIMIZERS = _optimizers()
+"""The optimizers of the command line: the registry's, by name."""
 
 
 class Schedule(NamedTuple):
@@ -166,7 +188,6 @@ INITS = {
     "small_random": "small Gaussian (std 0.01)",
 }
 SPARSE_K = 15
-MOMENTUM_FORMS = ("velocity", "ema", "trace")
 DATASETS = {"digits": "the 8x8 handwritten digits of scikit-learn (bundled)"}
 STANDARDIZE = {
     "global": "one mean and std over all pixels",
@@ -253,6 +274,27 @@ def _widths(text: str) -> tuple[int, ...]:
 
 OPTIMIZER_FLAGS = ("momentum", "momentum_form", "b1", "b2", "eps", "decay")
 """Flags of the optimizers' own arguments (each applies to some of :data:`OPTIMIZERS`)."""
+
+
+def opt_arg(text: str) -> tuple:
+    """``NAME=VALUE`` of ``--opt-arg``: the value as a Python literal (else the string).
+
+    Args:
+      text: the flag's value.
+
+    Returns:
+      ``(name, value)``.
+
+    Raises:
+      argparse.ArgumentTypeError: without ``=`` or a name.
+    """
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
 
 
 def adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
@@ -364,6 +406,17 @@ def add_optimizer_flags(add: Callable[..., None], lr_help: Optional[str]) -> Non
         help="decay of the squared-gradient average (adadelta's rho), for "
         + ", ".join(applies_to("decay")),
     )
+    add(
+        "--opt-arg",
+        dest="opt_arg",
+        action="append",
+        type=opt_arg,
+        default=None,
+        metavar="NAME=VALUE",
+        shown="none",
+        help="any other argument of the optimizer's function, e.g. --opt-arg "
+        "nesterov=True (a Python literal; repeatable)",
+    )
 
 
 def add_run_flags(add: Callable[..., None], out: str, writes: str) -> None:
@@ -432,6 +485,13 @@ def _optimizer_arguments(args) -> dict:
     for flag, name in optimizer.flags.items():
         value = getattr(args, flag, None)  # only train has --weight-decay
         resolved[name] = defaults[name].default if value is None else value
+    for name, value in getattr(args, "opt_arg", None) or ():
+        if name not in defaults or name == "learning_rate":
+            raise UsageError(
+                f"--opt-arg {name}=... is not an argument of --optimizer {args.optimizer} "
+                f"(its arguments: {', '.join(n for n in defaults if n != 'learning_rate')})"
+            )
+        resolved[name] = value
     return {**resolved, **(optimizer.fixed or {})}
 
 
@@ -447,7 +507,7 @@ def resolve_config(args) -> dict:
     config = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in vars(args).items()
-        if k not in ("command", "run", *OPTIMIZER_FLAGS)
+        if k not in ("command", "run", "opt_arg", *OPTIMIZER_FLAGS)
     }
     config["optimizer_arguments"] = _optimizer_arguments(args)
     config["batchnorm"] = args.batchnorm if args.batchnorm is not None else args.model == "resnet"

@@ -22,16 +22,15 @@ def _stateless(update_fn) -> GradientTransformation:
     return GradientTransformation(lambda params: _core.EmptyState(), update_fn)
 
 
-clip = _core.delegate(
-    optax.clip,
+@_core.block(checks={"max_delta": _core.check_nonnegative}, signature_of=optax.clip)
+def clip(max_delta):
     """Clip every coordinate to ``[-max_delta, max_delta]`` (clip by value): optax.clip.
 
     .. math:: u = \\mathrm{clip}(g, -c, c)
 
     ``max_delta`` is checked when built (non-negative).
-    """,
-    checks={"max_delta": _core.check_nonnegative},
-)
+    """
+    return optax.clip(max_delta)
 
 
 @_core.block(kernel="clip_by_global_norm", checks={"max_norm": _core.check_nonnegative})

@@ -43,8 +43,8 @@ class BiasCorrectionState(NamedTuple):
     count: jax.Array
 
 
-trace = _core.delegate(
-    optax.trace,
+@_core.block(kernel="trace", checks={"decay": _core.check_nonnegative}, signature_of=optax.trace)
+def trace(decay, nesterov=False, accumulator_dtype=None):
     """Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
 
     .. math::
@@ -56,13 +56,12 @@ trace = _core.delegate(
 
     References:
       Polyak 1964; Sutskever et al. 2013.
-    """,
-    kernel="trace",
-    checks={"decay": _core.check_nonnegative},
-)
+    """
+    return optax.trace(decay, nesterov, accumulator_dtype)
 
-ema = _core.delegate(
-    optax.ema,
+
+@_core.block(checks={"decay": _core.check_decay}, signature_of=optax.ema)
+def ema(decay, debias=True, accumulator_dtype=None):
     """Exponential moving average of the updates: optax.ema, optionally bias-corrected.
 
     .. math::
@@ -74,9 +73,8 @@ ema = _core.delegate(
 
     References:
       Kingma & Ba 2014 (bias correction); Bipin, the exponentially weighted average.
-    """,
-    checks={"decay": _core.check_decay},
-)
+    """
+    return optax.ema(decay, debias, accumulator_dtype)
 
 
 @_core.block(checks={"decay": _core.check_decay})

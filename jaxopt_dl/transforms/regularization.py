@@ -69,8 +69,12 @@ def _add_penalty_gradient(
     return optax.masked(transform, mask) if mask is not None else transform
 
 
-add_decayed_weights = _core.delegate(
-    optax.add_decayed_weights,
+@_core.block(
+    kernel="decoupled_decay",
+    checks={"weight_decay": _core.check_nonnegative},
+    signature_of=optax.add_decayed_weights,
+)
+def add_decayed_weights(weight_decay=0.0, mask=None):
     """Add ``weight_decay * w`` to the updates: optax.add_decayed_weights.
 
     Placed after the adaptive scaling (as in ``adamw``) this is decoupled weight decay
@@ -78,10 +82,8 @@ add_decayed_weights = _core.delegate(
     (:func:`add_l2`). optax's numbers and states (with a ``mask``, optax's
     ``MaskedState`` around ``EmptyState``); ``weight_decay`` is checked when built
     (finite, non-negative).
-    """,
-    kernel="decoupled_decay",
-    checks={"weight_decay": _core.check_nonnegative},
-)
+    """
+    return optax.add_decayed_weights(weight_decay, mask)
 
 
 @_core.block(kernel="add_l2", checks={"weight": _core.check_nonnegative})

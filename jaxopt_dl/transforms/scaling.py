@@ -1,6 +1,6 @@
 """Scaling by a constant, a learning rate or a schedule, and reading the current rate back.
 
-All three blocks are optax's own (:func:`jaxopt_dl._core.delegate`): same numbers,
+All three blocks are optax's own (built through :func:`jaxopt_dl._core.block`): same numbers,
 same states (``EmptyState`` for a constant, ``ScaleByScheduleState`` for a schedule).
 The learning rate is not stored in the state; :func:`current_learning_rate` computes
 it from the state and the transform.
@@ -21,8 +21,8 @@ def _check_callable(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be callable (step -> value), got {name}={value!r}")
 
 
-scale = _core.delegate(
-    optax.scale,
+@_core.block(checks={"step_size": _core.check_finite}, signature_of=optax.scale)
+def scale(step_size):
     """Multiply updates by a fixed ``step_size``: optax.scale, its state and numbers.
 
     ``step_size`` is checked when built (finite).
@@ -30,20 +30,19 @@ scale = _core.delegate(
     Example:
       >>> import jaxopt_dl as jdl
       >>> tx = jdl.scale(-0.1)
-    """,
-    checks={"step_size": _core.check_finite},
-)
+    """
+    return optax.scale(step_size)
 
-scale_by_schedule = _core.delegate(
-    optax.scale_by_schedule,
+
+@_core.block(checks={"step_size_fn": _check_callable}, signature_of=optax.scale_by_schedule)
+def scale_by_schedule(step_size_fn):
     """Multiply updates by ``step_size_fn(count)``: optax.scale_by_schedule.
 
     ``count`` is the number of updates applied so far; the state is optax's
     ``ScaleByScheduleState``. A ``step_size_fn`` that is not callable raises
     ``ValueError`` when built.
-    """,
-    checks={"step_size_fn": _check_callable},
-)
+    """
+    return optax.scale_by_schedule(step_size_fn)
 
 
 def _rate(arguments: dict):
@@ -51,8 +50,13 @@ def _rate(arguments: dict):
     return _core.rate_of(arguments["learning_rate"], count=lambda state: state.count)
 
 
-scale_by_learning_rate = _core.delegate(
-    optax.scale_by_learning_rate,
+@_core.block(
+    kernel="learning_rate",
+    checks={"learning_rate": _core.check_given_learning_rate},
+    rate=_rate,
+    signature_of=optax.scale_by_learning_rate,
+)
+def scale_by_learning_rate(learning_rate=None, *, flip_sign=True):
     """Multiply updates by ``-learning_rate``: optax.scale_by_learning_rate.
 
     .. math:: u_t = -\\epsilon_t \\, g_t
@@ -61,11 +65,8 @@ scale_by_learning_rate = _core.delegate(
     for a schedule. :func:`current_learning_rate` reads the rate the next update applies
     from that state and this transform. ``learning_rate`` is checked when built (``None``,
     a negative or a non-finite number raise ``ValueError``).
-    """,
-    kernel="learning_rate",
-    checks={"learning_rate": _core.check_given_learning_rate},
-    rate=_rate,
-)
+    """
+    return optax.scale_by_learning_rate(learning_rate, flip_sign=flip_sign)
 
 
 _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)

@@ -26,31 +26,37 @@ from jaxopt_dl import _core
 
 _TREE_OR_FUNCTION = "a pytree or a function of the params"
 
-masked = _core.delegate(
-    optax.masked,
-    """Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.
 
-    ``inner`` must be a transform and ``mask`` a pytree or a function (``TypeError``
-    naming the argument otherwise).
-    """,
+@_core.block(
     composite=True,
     checks={
         "inner": _core.check_transform,
         "mask": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
     },
+    signature_of=optax.masked,
 )
+def masked(inner, mask, *, mask_compatible_extra_args=False):
+    """Apply ``inner`` only where ``mask`` is True: optax.masked, its state and numbers.
 
-apply_if_finite = _core.delegate(
-    optax.apply_if_finite,
+    ``inner`` must be a transform and ``mask`` a pytree or a function (``TypeError``
+    naming the argument otherwise).
+    """
+    return optax.masked(inner, mask, mask_compatible_extra_args=mask_compatible_extra_args)
+
+
+@_core.block(
+    composite=True,
+    checks={"inner": _core.check_transform, "max_consecutive_errors": _core.check_int},
+    signature_of=optax.apply_if_finite,
+)
+def apply_if_finite(inner, max_consecutive_errors):
     """Skip a step whose gradient has a NaN/Inf: optax.apply_if_finite.
 
     Params and the inner state stay bit-identical on a skipped step; the state is
     optax's ``ApplyIfFiniteState``. ``inner`` must be a transform and
     ``max_consecutive_errors`` a whole number >= 0.
-    """,
-    composite=True,
-    checks={"inner": _core.check_transform, "max_consecutive_errors": _core.check_int},
-)
+    """
+    return optax.apply_if_finite(inner, max_consecutive_errors)
 
 
 def _check_transforms(name: str, value: Any) -> None:
@@ -61,20 +67,24 @@ def _check_transforms(name: str, value: Any) -> None:
         _core.check_transform(f"{name}[{label!r}]", inner)
 
 
-multi_transform = _core.delegate(
-    optax.multi_transform,
-    """A different transform per parameter label: optax.multi_transform.
-
-    :func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
-    apply a rate. ``transforms`` must be a dict of transforms and ``param_labels`` a
-    pytree or a function (``TypeError`` naming the argument otherwise).
-    """,
+@_core.block(
     composite=True,
     checks={
         "transforms": _check_transforms,
         "param_labels": lambda name, value: _core.check_given(name, value, _TREE_OR_FUNCTION),
     },
+    signature_of=optax.multi_transform,
 )
+def multi_transform(transforms, param_labels, *, mask_compatible_extra_args=False):
+    """A different transform per parameter label: optax.multi_transform.
+
+    :func:`jaxopt_dl.current_learning_rate` gives ``{group: rate}`` when several groups
+    apply a rate. ``transforms`` must be a dict of transforms and ``param_labels`` a
+    pytree or a function (``TypeError`` naming the argument otherwise).
+    """
+    return optax.multi_transform(
+        transforms, param_labels, mask_compatible_extra_args=mask_compatible_extra_args
+    )
 
 
 def inject_hyperparams(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxopt_dl._core import description as desc_lib
-from jaxopt_dl._core.factory import delegate
+from jaxopt_dl._core.factory import accepted_keywords, block
 from jaxopt_dl._core.types import (
     GradientTransformation,
     GradientTransformationExtraArgs,
@@ -19,22 +16,11 @@ from jaxopt_dl._core.types import (
 )
 from jaxopt_dl._core.validation import check_tree_matches
 
-identity = delegate(
-    optax.identity,
-    """Pass updates through unchanged: optax.identity, its state (``EmptyState``) and numbers.""",
-    kernel="identity",
-)
 
-
-def _accepted_keywords(update: Callable) -> "frozenset[str] | None":
-    """The keyword names ``update`` accepts beyond ``(updates, state, params)``; None: any."""
-    try:
-        parameters = list(inspect.signature(update).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return None
-    return frozenset(p.name for p in parameters[3:] if p.kind is not p.VAR_POSITIONAL)
+@block(kernel="identity", signature_of=optax.identity)
+def identity():
+    """Pass updates through unchanged: optax.identity, its state (``EmptyState``) and numbers."""
+    return optax.identity()
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArgs:
@@ -54,7 +40,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
     """
     description = desc_lib.sequence_description(tuple(map(desc_lib.describe, transforms)))
     transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
-    accepts = tuple(_accepted_keywords(t.update) for t in transforms)
+    accepts = tuple(accepted_keywords(t.update) for t in transforms)
 
     def init_fn(params):
         return tuple(t.init(params) for t in transforms)
