@@ -8,7 +8,7 @@ runs as one compiled multi-threaded kernel (an XLA FFI library built when the pa
 is installed) over all float32 leaves, the prefix entering as scalars. Any other
 optimizer, GPU/TPU, or a process where the kernel was not built or cannot be loaded
 runs ``tx.update`` and ``apply_updates``. Both paths give the same optax state and,
-up to how XLA contracts ``a * b + c`` (see :func:`apply_gradients`), the same numbers.
+up to how XLA rounds the plain step (see :func:`apply_gradients`), the same numbers.
 """
 
 from jaxopt_dl.fused._kernel import kernel_available, local_program

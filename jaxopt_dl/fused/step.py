@@ -313,10 +313,14 @@ def apply_gradients(
 
     The kernel rounds every ``a * b + c`` once (a fused multiply-add), as XLA's code
     for the plain step does on a CPU with FMA instructions when the step is compiled
-    on its own: there the moments and parameters are bitwise the plain step's. Where
-    XLA rounds the product and the sum separately (a CPU without FMA, or the step
-    compiled inside a larger program such as ``fit``'s ``lax.scan``) the two differ by
-    that rounding, about 1e-7 relative per step.
+    on its own: there the moments of Adam, AdamW and momentum are bitwise the plain
+    step's. The parameters (and the moments after a clip or an L2 term) agree to a few
+    roundings, because XLA's simplifier rewrites the plain step's divisions and folds
+    the prefix into the moments differently in different programs: the plain step is
+    not bitwise the same across programs either. Where XLA rounds a product and a sum
+    separately (a CPU without FMA, or the step inside a larger program such as
+    ``fit``'s ``lax.scan``) the two differ by that rounding, about 1e-7 relative per
+    step.
 
     Differentiable: ``jax.grad``, ``jax.jvp`` and ``jax.vjp`` through it give the
     plain step's derivatives (the kernel's derivative rule is the same arithmetic in
