@@ -304,13 +304,24 @@ ffi::Error PassScalars(ffi::Buffer<ffi::F32> scalars, ffi::RemainingRets rets) {
 constexpr int64_t kPrologue = 6;
 constexpr int64_t kPerLeaf = 4;
 
-// The gradient the rule sees: the plain prefix (L2 term, global-norm clip) applied with
-// the operations XLA emits for it (`g + l * p` contracted, a true division by the norm).
-inline float Prologue(const float* s, const float* leaf, float g, float p) {
-  const bool l2 = leaf[0] != 0.0f, l2_first = s[5] != 0.0f;
-  if (l2 && l2_first) g = std::fma(leaf[1], p, g);
-  if (s[1] != 0.0f && s[2] == 0.0f) g = (g / s[3]) * s[4];
-  if (l2 && !l2_first) g = std::fma(leaf[1], p, g);
+// How the gradient reaches the rule, fixed for a whole leaf: unchanged, through the
+// clip's scaling, the L2 term, or both in either order.
+enum Prologue { kNone, kClip, kL2, kClipThenL2, kL2ThenClip };
+
+// The leaf's prologue: the clip scales only when the norm exceeded the bound.
+inline Prologue PrologueOf(const float* s, const float* leaf) {
+  const bool clip = s[1] != 0.0f && s[2] == 0.0f, l2 = leaf[0] != 0.0f;
+  if (clip && l2) return s[5] != 0.0f ? kL2ThenClip : kClipThenL2;
+  return clip ? kClip : (l2 ? kL2 : kNone);
+}
+
+// The gradient the rule sees, with the operations XLA emits for the plain prefix
+// (`g + l * p` contracted, a true division by the norm, then the bound).
+template <Prologue kPro>
+inline float Gradient(float g, float p, float l2, float norm, float bound) {
+  if (kPro == kL2 || kPro == kL2ThenClip) g = std::fma(l2, p, g);
+  if (kPro == kClip || kPro == kClipThenL2 || kPro == kL2ThenClip) g = (g / norm) * bound;
+  if (kPro == kClipThenL2) g = std::fma(l2, p, g);
   return g;
 }
 
@@ -370,13 +381,13 @@ ffi::Error Step(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args, ffi::Rem
 // ---------------------------------------------------------------------------
 constexpr int64_t kAdam = kPrologue;
 
-template <bool kM16, bool kV16, bool kDecay, bool kPro>
+template <bool kM16, bool kV16, bool kDecay, Prologue kPro>
 JDL_CLONES void AdamLoop(const float* s, const float* leaf, const Leaf& L, int64_t begin,
                          int64_t end) {
   const float* r = s + kAdam;
   const float b1 = kM16 ? r[1] : r[0], omb1 = r[2], b2 = kV16 ? r[4] : r[3], omb2 = r[5];
   const float rc1 = r[6], rc2 = r[7], eps = r[8], eps_root = r[9], step = r[10];
-  const float decay = leaf[3];
+  const float decay = leaf[3], l2 = leaf[1], norm = s[3], bound = s[4];
   const float *p = L.p, *g = L.g;
   float* p_out = L.p_out;
   const void *m_in = L.m[0], *v_in = L.m[1];
@@ -384,7 +395,7 @@ JDL_CLONES void AdamLoop(const float* s, const float* leaf, const Leaf& L, int64
 #pragma GCC ivdep
   for (int64_t i = begin; i < end; ++i) {
     const float pi = p[i];
-    const float gi = kPro ? Prologue(s, leaf, g[i], pi) : g[i];
+    const float gi = Gradient<kPro>(g[i], pi, l2, norm, bound);
     const float m = Store<kM16>(m_out, i, std::fma(gi, omb1, b1 * Load<kM16>(m_in, i)));
     const float v = Store<kV16>(v_out, i, std::fma(gi * gi, omb2, b2 * Load<kV16>(v_in, i)));
     const float d = (m * rc1) / (std::sqrt(std::fma(v, rc2, eps_root)) + eps);
@@ -392,15 +403,19 @@ JDL_CLONES void AdamLoop(const float* s, const float* leaf, const Leaf& L, int64
   }
 }
 
-// True when the leaf's gradient goes through the prologue (a clip or an L2 term).
-inline bool HasPrologue(const float* s, const float* leaf) {
-  return s[1] != 0.0f || leaf[0] != 0.0f;
-}
+// Calls `Loop<kPro>` for the leaf's prologue.
+#define JDL_BY_PROLOGUE(LOOP, ...)                                     \
+  switch (PrologueOf(s, leaf)) {                                      \
+    case kClip: return LOOP<__VA_ARGS__, kClip>(s, leaf, L, begin, end);             \
+    case kL2: return LOOP<__VA_ARGS__, kL2>(s, leaf, L, begin, end);                 \
+    case kClipThenL2: return LOOP<__VA_ARGS__, kClipThenL2>(s, leaf, L, begin, end); \
+    case kL2ThenClip: return LOOP<__VA_ARGS__, kL2ThenClip>(s, leaf, L, begin, end); \
+    default: return LOOP<__VA_ARGS__, kNone>(s, leaf, L, begin, end);                \
+  }
 
 template <bool kM16, bool kV16, bool kDecay>
 void AdamPick(const float* s, const float* leaf, const Leaf& L, int64_t begin, int64_t end) {
-  if (HasPrologue(s, leaf)) return AdamLoop<kM16, kV16, kDecay, true>(s, leaf, L, begin, end);
-  AdamLoop<kM16, kV16, kDecay, false>(s, leaf, L, begin, end);
+  JDL_BY_PROLOGUE(AdamLoop, kM16, kV16, kDecay)
 }
 
 void AdamRule(const float* s, const float* leaf, const Leaf& L, int64_t begin, int64_t end) {
@@ -424,11 +439,12 @@ void AdamRule(const float* s, const float* leaf, const Leaf& L, int64_t begin, i
 // ---------------------------------------------------------------------------
 constexpr int64_t kMomentum = kPrologue;
 
-template <bool kM16, bool kNesterov, bool kPro>
+template <bool kM16, bool kNesterov, Prologue kPro>
 JDL_CLONES void MomentumLoop(const float* s, const float* leaf, const Leaf& L, int64_t begin,
                              int64_t end) {
   const float* r = s + kMomentum;
   const float beta = kM16 ? r[1] : r[0], beta_new = r[2], step = r[3];
+  const float l2 = leaf[1], norm = s[3], bound = s[4];
   const float *p = L.p, *g = L.g;
   float* p_out = L.p_out;
   const void* m_in = L.m[0];
@@ -436,7 +452,7 @@ JDL_CLONES void MomentumLoop(const float* s, const float* leaf, const Leaf& L, i
 #pragma GCC ivdep
   for (int64_t i = begin; i < end; ++i) {
     const float pi = p[i];
-    const float gi = kPro ? Prologue(s, leaf, g[i], pi) : g[i];
+    const float gi = Gradient<kPro>(g[i], pi, l2, norm, bound);
     const float m = std::fma(beta, Load<kM16>(m_in, i), gi);
     const float u = kNesterov ? std::fma(beta_new, m, gi) : m;
     p_out[i] = std::fma(u, step, pi);
@@ -444,20 +460,21 @@ JDL_CLONES void MomentumLoop(const float* s, const float* leaf, const Leaf& L, i
   }
 }
 
+template <bool kM16, bool kNesterov>
+void MomentumPick(const float* s, const float* leaf, const Leaf& L, int64_t begin,
+                  int64_t end) {
+  JDL_BY_PROLOGUE(MomentumLoop, kM16, kNesterov)
+}
+
 void MomentumRule(const float* s, const float* leaf, const Leaf& L, int64_t begin,
                   int64_t end) {
-  const int which = (L.bf16[0] ? 4 : 0) | (s[kMomentum + 4] != 0.0f ? 2 : 0) |
-                    (HasPrologue(s, leaf) ? 1 : 0);
-  switch (which) {
-    case 7: return MomentumLoop<true, true, true>(s, leaf, L, begin, end);
-    case 6: return MomentumLoop<true, true, false>(s, leaf, L, begin, end);
-    case 5: return MomentumLoop<true, false, true>(s, leaf, L, begin, end);
-    case 4: return MomentumLoop<true, false, false>(s, leaf, L, begin, end);
-    case 3: return MomentumLoop<false, true, true>(s, leaf, L, begin, end);
-    case 2: return MomentumLoop<false, true, false>(s, leaf, L, begin, end);
-    case 1: return MomentumLoop<false, false, true>(s, leaf, L, begin, end);
-    default: return MomentumLoop<false, false, false>(s, leaf, L, begin, end);
+  const bool nesterov = s[kMomentum + 4] != 0.0f;
+  if (L.bf16[0]) {
+    return nesterov ? MomentumPick<true, true>(s, leaf, L, begin, end)
+                    : MomentumPick<true, false>(s, leaf, L, begin, end);
   }
+  nesterov ? MomentumPick<false, true>(s, leaf, L, begin, end)
+           : MomentumPick<false, false>(s, leaf, L, begin, end);
 }
 
 ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
