@@ -19,7 +19,7 @@ result = jdl.training.sweep(
     lambda learning_rate: jdl.adam(learning_rate), {"learning_rate": np.logspace(-3, -1, 5)},
     seeds=[0, 1], model=jdl.models.MLP(hidden=(16,)), data=(x[:256], y[:256]),
     epochs=2, batch_size=64)
-split = jax.jit(jdl.fused.over_host_devices(lambda a, b: a * b))(np.arange(4.0), 2.0)
+split = jax.jit(jdl.training.over_host_devices(lambda a, b: a * b))(np.arange(4.0), 2.0)
 print(json.dumps({"devices": len(split.sharding.device_set), "loss": result.step_loss.tolist(),
                   "final": result.final_accuracy.tolist()}))
 """

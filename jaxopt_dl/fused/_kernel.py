@@ -5,8 +5,8 @@ The kernel is compiled when the package is installed (``setup.py`` builds it aga
 wheel carries it and no compiler ever runs in a user's process. It is registered with
 ``jax.ffi`` on first use. It is never required for correctness: when it was not built
 (no compiler at install time, an unsupported platform), on GPU/TPU, in a program that
-spans several devices, or with ``JAXOPT_DL_NO_KERNEL=1``, callers take the plain
-optax path instead. ``JAXOPT_DL_FUSED_THREADS`` caps its threads (default: all cores).
+spans several devices, with ``JAXOPT_DL_NO_KERNEL=1``, or when the library is present
+but cannot be loaded (one warning), callers take the plain optax path instead. ``JAXOPT_DL_FUSED_THREADS`` caps its threads (default: all cores).
 """
 
 from __future__ import annotations
@@ -17,16 +17,22 @@ import ctypes
 import functools
 import importlib.util
 import os
+import warnings
 from typing import Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _EXTENSION = "jaxopt_dl.fused._fused_update"
 _TARGETS = {"adam": "JdlFusedAdam", "momentum": "JdlFusedMomentum"}
 # XLA's compile time grows faster than linearly in the operand count of one custom
 # call (400 leaves in one call: ~10 s), so the leaves go in calls of at most this many.
 CALL_LEAVES = 16
+# Values per leaf in the scalar operand: l2_on, l2, decay_on, decay.
+PER_LEAF = 4
+# Values before the rule's: apply, clip, keep, norm, max_norm, l2_first.
+PROLOGUE = 6
 
 # True while tracing a program that runs on one device of several (a shard_map body).
 _LOCAL_PROGRAM = contextvars.ContextVar("jaxopt_dl_fused_local_program", default=False)
@@ -46,7 +52,16 @@ def _register() -> bool:
     path = library_path()
     if path is None:
         return False
-    library = ctypes.cdll.LoadLibrary(path)
+    try:
+        library = ctypes.cdll.LoadLibrary(path)
+    except OSError as error:
+        warnings.warn(
+            f"the fused optimizer kernel {path} cannot be loaded ({error}); "
+            "every step takes the plain optax path",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
     for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(
             _target(name), jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
@@ -85,7 +100,9 @@ def kernel_available() -> bool:
     return _register()
 
 
-def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -> list[list]:
+def call(
+    name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]], leaf_values: int
+) -> list[list]:
     """The kernel ``name`` over all leaves: chained calls of at most ``CALL_LEAVES`` leaves.
 
     Each leaf's outputs overwrite its inputs in place (parameter, then moments): the
@@ -95,14 +112,17 @@ def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -
 
     Args:
       name: the kernel (``"adam"`` or ``"momentum"``).
-      scalars: the float32 vector of the step's hyperparameters.
+      scalars: the float32 vector of the step's values (``fused_update.cc`` gives the
+        layout): the prologue's and the rule's, then ``PER_LEAF`` values per leaf.
       leaves: per leaf ``(p, g, *moments)``: float32 ``p`` and ``g``, float32 or
         bfloat16 moments, all of one shape.
+      leaf_values: where the first leaf's values start in ``scalars``.
 
     Returns:
       Per leaf ``[p', *moments']``.
     """
     n_in = len(leaves[0])
+    per_entry = scalars.shape[-1]
     outs = []
     for start in range(0, len(leaves), CALL_LEAVES):
         chunk = leaves[start : start + CALL_LEAVES]
@@ -116,7 +136,12 @@ def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -
                 results.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
         flat = jax.ffi.ffi_call(
             _target(name), results, input_output_aliases=aliases, vmap_method="broadcast_all"
-        )(scalars, *[x for arrays in chunk for x in arrays])
+        )(
+            scalars,
+            *[x for arrays in chunk for x in arrays],
+            per_entry=np.int64(per_entry),
+            leaf_values=np.int64(leaf_values + PER_LEAF * start),
+        )
         scalars = flat[0]
         width = n_in - 1
         outs += [list(flat[1 + i * width : 1 + (i + 1) * width]) for i in range(len(chunk))]
@@ -124,16 +149,67 @@ def call(name: str, scalars: jax.Array, leaves: Sequence[Sequence[jax.Array]]) -
 
 
 def scalar_vector(values: Sequence) -> jax.Array:
-    """Stack Python numbers and traced scalars into the kernel's float32 scalar operand."""
+    """Stack numbers and traced scalars (each exact in float32) into the scalar operand."""
     return jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in values])
 
 
-def as_bf16_factor(value) -> jax.Array:
-    """``value`` as XLA multiplies it into a bfloat16 moment.
+def _reference(name: str, scalars: jax.Array, leaves: Sequence, leaf_values: int) -> list:
+    """The kernel's arithmetic in ``jax.numpy`` (its derivative rule; see :func:`step`)."""
+    s = scalars
+    apply, clip, keep = s[0] != 0, s[1] != 0, s[2] != 0
+    norm, max_norm, l2_first = s[3], s[4], s[5] != 0
+    r = s[PROLOGUE:]
+    outs = []
+    for i, (p, g, *moments) in enumerate(leaves):
+        leaf = s[leaf_values + PER_LEAF * i : leaf_values + PER_LEAF * (i + 1)]
+        l2_on, l2, decay_on, decay = leaf[0] != 0, leaf[1], leaf[2] != 0, leaf[3]
+        g = jnp.where(l2_on & l2_first, g + l2 * p, g)
+        g = jnp.where(clip & ~keep, (g / norm) * max_norm, g)
+        g = jnp.where(l2_on & ~l2_first, g + l2 * p, g)
 
-    A Python number is weakly typed, so it takes the moment's dtype (rounded to
-    bfloat16); an array keeps its own float32 value.
+        def stored(x, like):
+            return x.astype(like.dtype).astype(jnp.float32)
+
+        if name == "adam":
+            mu, nu = moments
+            b1 = r[1] if mu.dtype == jnp.bfloat16 else r[0]
+            b2 = r[4] if nu.dtype == jnp.bfloat16 else r[3]
+            m = stored(g * r[2] + b1 * mu.astype(jnp.float32), mu)
+            v = stored((g * g) * r[5] + b2 * nu.astype(jnp.float32), nu)
+            d = (m * r[6]) / (jnp.sqrt(v * r[7] + r[9]) + r[8])
+            d = jnp.where(decay_on, d + decay * p, d)
+            new = [p + d * r[10], m.astype(mu.dtype), v.astype(nu.dtype)]
+        else:
+            (trace,) = moments
+            beta = r[1] if trace.dtype == jnp.bfloat16 else r[0]
+            t = g + beta * trace.astype(jnp.float32)
+            u = jnp.where(r[4] != 0, g + r[2] * t, t)
+            new = [p + u * r[3], t.astype(trace.dtype)]
+        outs.append([jnp.where(apply, a, b) for a, b in zip(new, [p, *moments])])
+    return outs
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 3))
+def step(name: str, scalars: jax.Array, leaves: Sequence, leaf_values: int) -> list:
+    """:func:`call`, differentiable: its derivatives are those of the same arithmetic in
+    ``jax.numpy``, so ``jax.grad``, ``jax.jvp`` and ``jax.vjp`` go through a fused step.
+
+    Args:
+      name: the kernel.
+      scalars: the scalar operand.
+      leaves: per leaf ``(p, g, *moments)``.
+      leaf_values: where the first leaf's values start in ``scalars``.
+
+    Returns:
+      Per leaf ``[p', *moments']``.
     """
-    if isinstance(value, (int, float)):
-        return jnp.asarray(value, jnp.bfloat16).astype(jnp.float32)
-    return jnp.asarray(value, jnp.float32)
+    return call(name, scalars, leaves, leaf_values)
+
+
+@step.defjvp
+def _step_jvp(name, leaf_values, primals, tangents):
+    out = step(name, *primals, leaf_values)
+    _, tangents_out = jax.jvp(
+        lambda s, leaves: _reference(name, s, leaves, leaf_values), primals, tangents
+    )
+    return out, tangents_out

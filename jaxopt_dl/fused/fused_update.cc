@@ -5,11 +5,14 @@
 // writes the new parameter and moments (aliased to the inputs by the caller, so with
 // donated buffers the step happens in place), split over a persistent pool of threads.
 //
-// The moments follow exactly the operations XLA:CPU emits for jaxopt_dl's pure-JAX
-// transforms (the same fused multiply-adds where LLVM contracts `a * b + c`; IEEE
-// division and square root; division by a scalar as multiplication by its reciprocal,
-// as XLA's simplifier rewrites it), so they are bitwise equal to the jitted pure-JAX
-// step. Moments may be stored as float32 or bfloat16: arithmetic is float32 and a
+// The arithmetic follows the operations XLA:CPU emits for jaxopt_dl's pure-JAX
+// transforms as one jitted step: IEEE division and square root, division by a scalar
+// as multiplication by its reciprocal where XLA's simplifier rewrites it, and each
+// `a * b + c` as one fused multiply-add (std::fma), which is what XLA's LLVM backend
+// emits on a CPU with FMA instructions. Where XLA does not contract a product and a
+// sum (a CPU without FMA, or a step fused differently, e.g. inside a loop body), the
+// plain step rounds twice where the kernel rounds once, and the two differ by that
+// rounding. Moments may be stored as float32 or bfloat16: arithmetic is float32 and a
 // bfloat16 moment is rounded (to nearest even) when stored, as XLA does. Adam's step
 // uses the moments as stored (as jaxopt_dl's scale_by_adam); momentum's uses the
 // trace before rounding (as optax.trace).
@@ -288,107 +291,200 @@ ffi::Error PassScalars(ffi::Buffer<ffi::F32> scalars, ffi::RemainingRets rets) {
   return ffi::Error::Success();
 }
 
-// Under vmap (``vmap_method="broadcast_all"``) every operand gains a leading batch axis:
-// the scalars hold `per_entry` values per batch entry and each leaf `batch` equal
-// segments, segment b stepped with the scalars of entry b.
+// The scalar operand of one batch entry: the prologue's values, the rule's, then
+// `kPerLeaf` values per leaf of the whole step (all its calls); this call's first leaf
+// has its values at `leaf_values`. Under vmap (``vmap_method="broadcast_all"``) every
+// operand gains a leading batch axis: the scalars hold `per_entry` values per batch
+// entry and each leaf `batch` equal segments, segment b stepped with entry b's values.
+//
+// Prologue: apply (0: the step is skipped and every output equals its input), clip
+// (1: a global-norm clip precedes the rule), keep (1: the norm was below the bound),
+// the norm, the bound, l2_first (1: the L2 term is added before the clip).
+// Per leaf: l2_on, l2 weight, decay_on, decay (decoupled weight decay, AdamW).
+constexpr int64_t kPrologue = 6;
+constexpr int64_t kPerLeaf = 4;
+
+// How the gradient reaches the rule, fixed for a whole leaf: unchanged, through the
+// clip's scaling, the L2 term, or both in either order.
+enum Prologue { kNone, kClip, kL2, kClipThenL2, kL2ThenClip };
+
+// The leaf's prologue: the clip scales only when the norm exceeded the bound.
+inline Prologue PrologueOf(const float* s, const float* leaf) {
+  const bool clip = s[1] != 0.0f && s[2] == 0.0f, l2 = leaf[0] != 0.0f;
+  if (clip && l2) return s[5] != 0.0f ? kL2ThenClip : kClipThenL2;
+  return clip ? kClip : (l2 ? kL2 : kNone);
+}
+
+// The gradient the rule sees, with the operations XLA emits for the plain prefix
+// (`g + l * p` contracted, a true division by the norm, then the bound).
+template <Prologue kPro>
+inline float Gradient(float g, float p, float l2, float norm, float bound) {
+  if (kPro == kL2 || kPro == kL2ThenClip) g = std::fma(l2, p, g);
+  if (kPro == kClip || kPro == kClipThenL2 || kPro == kL2ThenClip) g = (g / norm) * bound;
+  if (kPro == kClipThenL2) g = std::fma(l2, p, g);
+  return g;
+}
+
+// Copies a leaf's inputs to its outputs where XLA did not alias them (a skipped step).
+void Unchanged(const Leaf& L, int moments, int64_t begin, int64_t end) {
+  if (L.p_out != L.p) std::copy(L.p + begin, L.p + end, L.p_out + begin);
+  for (int k = 0; k < moments; ++k) {
+    const int64_t width = L.bf16[k] ? 2 : 4;
+    if (L.m_out[k] != L.m[k])
+      std::memcpy(static_cast<char*>(L.m_out[k]) + begin * width,
+                  static_cast<const char*>(L.m[k]) + begin * width, (end - begin) * width);
+  }
+}
+
 template <typename Rule>
 ffi::Error Step(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args, ffi::RemainingRets rets,
-                Rule rule, int moments, int64_t per_entry) {
+                int64_t per_entry, int64_t leaf_values, Rule rule, int moments) {
   if (ffi::Error error = PassScalars(scalars, rets); error.failure()) return error;
-  const int64_t batch = scalars.element_count() / per_entry;
+  const int64_t batch = per_entry > 0 ? scalars.element_count() / per_entry : 0;
   if (batch < 1 || batch * per_entry != static_cast<int64_t>(scalars.element_count()))
     return ffi::Error::InvalidArgument("fused step: wrong number of scalars");
   auto collected = Collect(args, rets, moments);
   if (!collected.has_value()) return collected.error();
   const std::vector<Leaf>& leaves = *collected;
+  if (leaf_values < kPrologue ||
+      leaf_values + kPerLeaf * static_cast<int64_t>(leaves.size()) > per_entry)
+    return ffi::Error::InvalidArgument("fused step: wrong number of scalars");
   std::vector<int64_t> sizes;
   for (const Leaf& leaf : leaves) {
     if (leaf.size % batch != 0)
       return ffi::Error::InvalidArgument("fused step: leaf not divisible by the batch");
     sizes.push_back(leaf.size);
   }
-  const float* s = scalars.typed_data();
+  const float* all = scalars.typed_data();
   ParallelFor(sizes, [&](int64_t i, int64_t begin, int64_t end) {
     const int64_t segment = leaves[i].size / batch;
     if (segment == 0) return;
     for (int64_t b = begin / segment; b * segment < end; ++b) {
-      rule(s + b * per_entry, leaves[i], std::max(begin, b * segment),
-           std::min(end, (b + 1) * segment));
+      const float* s = all + b * per_entry;
+      const int64_t lo = std::max(begin, b * segment), hi = std::min(end, (b + 1) * segment);
+      if (s[0] == 0.0f) {
+        Unchanged(leaves[i], moments, lo, hi);
+      } else {
+        rule(s, s + leaf_values + kPerLeaf * i, leaves[i], lo, hi);
+      }
     }
   });
   return ffi::Error::Success();
 }
 
 // ---------------------------------------------------------------------------
-// Adam / AdamW. scalars: b1, 1-b1, b2, 1-b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root,
-// -lr, weight decay, then b1 and b2 rounded to bfloat16 (XLA multiplies a bfloat16
-// moment by the decay in the moment's dtype, then widens it without rounding).
+// Adam / AdamW. Rule scalars (after the prologue): b1 as it multiplies a float32 and
+// a bfloat16 first moment, 1-b1, b2 (float32, bfloat16 moment), 1-b2,
+// 1/(1-b1^t), 1/(1-b2^t), eps, eps_root, -lr. A decay multiplies a bfloat16 moment in
+// the dtype JAX's promotion gives the product (bfloat16 for a weakly typed decay,
+// float32 for a float32 one); either way the product is widened without rounding.
 // ---------------------------------------------------------------------------
-template <bool kM16, bool kV16>
-JDL_CLONES void AdamLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {
-  const float b1 = kM16 ? s[10] : s[0], b2 = kV16 ? s[11] : s[2];
-  const float omb1 = s[1], omb2 = s[3], rc1 = s[4], rc2 = s[5];
-  const float eps = s[6], eps_root = s[7], step = s[8], decay = s[9];
+constexpr int64_t kAdam = kPrologue;
+
+template <bool kM16, bool kV16, bool kDecay, Prologue kPro>
+JDL_CLONES void AdamLoop(const float* s, const float* leaf, const Leaf& L, int64_t begin,
+                         int64_t end) {
+  const float* r = s + kAdam;
+  const float b1 = kM16 ? r[1] : r[0], omb1 = r[2], b2 = kV16 ? r[4] : r[3], omb2 = r[5];
+  const float rc1 = r[6], rc2 = r[7], eps = r[8], eps_root = r[9], step = r[10];
+  const float decay = leaf[3], l2 = leaf[1], norm = s[3], bound = s[4];
   const float *p = L.p, *g = L.g;
   float* p_out = L.p_out;
   const void *m_in = L.m[0], *v_in = L.m[1];
   void *m_out = L.m_out[0], *v_out = L.m_out[1];
 #pragma GCC ivdep
   for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i], pi = p[i];
+    const float pi = p[i];
+    const float gi = Gradient<kPro>(g[i], pi, l2, norm, bound);
     const float m = Store<kM16>(m_out, i, std::fma(gi, omb1, b1 * Load<kM16>(m_in, i)));
     const float v = Store<kV16>(v_out, i, std::fma(gi * gi, omb2, b2 * Load<kV16>(v_in, i)));
     const float d = (m * rc1) / (std::sqrt(std::fma(v, rc2, eps_root)) + eps);
-    p_out[i] = std::fma(std::fma(decay, pi, d), step, pi);
+    p_out[i] = std::fma(kDecay ? std::fma(decay, pi, d) : d, step, pi);
   }
 }
 
-void AdamRule(const float* s, const Leaf& L, int64_t begin, int64_t end) {
-  if (L.bf16[0] && L.bf16[1]) return AdamLoop<true, true>(s, L, begin, end);
-  if (L.bf16[0]) return AdamLoop<true, false>(s, L, begin, end);
-  if (L.bf16[1]) return AdamLoop<false, true>(s, L, begin, end);
-  AdamLoop<false, false>(s, L, begin, end);
+// Calls `Loop<kPro>` for the leaf's prologue.
+#define JDL_BY_PROLOGUE(LOOP, ...)                                     \
+  switch (PrologueOf(s, leaf)) {                                      \
+    case kClip: return LOOP<__VA_ARGS__, kClip>(s, leaf, L, begin, end);             \
+    case kL2: return LOOP<__VA_ARGS__, kL2>(s, leaf, L, begin, end);                 \
+    case kClipThenL2: return LOOP<__VA_ARGS__, kClipThenL2>(s, leaf, L, begin, end); \
+    case kL2ThenClip: return LOOP<__VA_ARGS__, kL2ThenClip>(s, leaf, L, begin, end); \
+    default: return LOOP<__VA_ARGS__, kNone>(s, leaf, L, begin, end);                \
+  }
+
+template <bool kM16, bool kV16, bool kDecay>
+void AdamPick(const float* s, const float* leaf, const Leaf& L, int64_t begin, int64_t end) {
+  JDL_BY_PROLOGUE(AdamLoop, kM16, kV16, kDecay)
+}
+
+void AdamRule(const float* s, const float* leaf, const Leaf& L, int64_t begin, int64_t end) {
+  const int which = (L.bf16[0] ? 4 : 0) | (L.bf16[1] ? 2 : 0) | (leaf[2] != 0.0f ? 1 : 0);
+  switch (which) {
+    case 7: return AdamPick<true, true, true>(s, leaf, L, begin, end);
+    case 6: return AdamPick<true, true, false>(s, leaf, L, begin, end);
+    case 5: return AdamPick<true, false, true>(s, leaf, L, begin, end);
+    case 4: return AdamPick<true, false, false>(s, leaf, L, begin, end);
+    case 3: return AdamPick<false, true, true>(s, leaf, L, begin, end);
+    case 2: return AdamPick<false, true, false>(s, leaf, L, begin, end);
+    case 1: return AdamPick<false, false, true>(s, leaf, L, begin, end);
+    default: return AdamPick<false, false, false>(s, leaf, L, begin, end);
+  }
 }
 
 // ---------------------------------------------------------------------------
-// SGD with heavy-ball momentum (optax.trace). scalars: beta, -lr, nesterov (0/1),
-// then beta rounded to bfloat16.
+// SGD with heavy-ball momentum (optax.trace). Rule scalars (after the prologue): beta
+// as it multiplies a float32 and a bfloat16 trace, beta as it multiplies the new trace
+// (Nesterov), -lr, nesterov (0/1).
 // ---------------------------------------------------------------------------
-template <bool kM16, bool kNesterov>
-JDL_CLONES void MomentumLoop(const float* s, const Leaf& L, int64_t begin, int64_t end) {
-  const float beta = kM16 ? s[3] : s[0], step = s[1];
+constexpr int64_t kMomentum = kPrologue;
+
+template <bool kM16, bool kNesterov, Prologue kPro>
+JDL_CLONES void MomentumLoop(const float* s, const float* leaf, const Leaf& L, int64_t begin,
+                             int64_t end) {
+  const float* r = s + kMomentum;
+  const float beta = kM16 ? r[1] : r[0], beta_new = r[2], step = r[3];
+  const float l2 = leaf[1], norm = s[3], bound = s[4];
   const float *p = L.p, *g = L.g;
   float* p_out = L.p_out;
   const void* m_in = L.m[0];
   void* m_out = L.m_out[0];
 #pragma GCC ivdep
   for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i];
+    const float pi = p[i];
+    const float gi = Gradient<kPro>(g[i], pi, l2, norm, bound);
     const float m = std::fma(beta, Load<kM16>(m_in, i), gi);
-    const float u = kNesterov ? std::fma(s[0], m, gi) : m;
-    p_out[i] = std::fma(u, step, p[i]);
+    const float u = kNesterov ? std::fma(beta_new, m, gi) : m;
+    p_out[i] = std::fma(u, step, pi);
     Store<kM16>(m_out, i, m);
   }
 }
 
-void MomentumRule(const float* s, const Leaf& L, int64_t begin, int64_t end) {
-  const bool nesterov = s[2] != 0.0f;
+template <bool kM16, bool kNesterov>
+void MomentumPick(const float* s, const float* leaf, const Leaf& L, int64_t begin,
+                  int64_t end) {
+  JDL_BY_PROLOGUE(MomentumLoop, kM16, kNesterov)
+}
+
+void MomentumRule(const float* s, const float* leaf, const Leaf& L, int64_t begin,
+                  int64_t end) {
+  const bool nesterov = s[kMomentum + 4] != 0.0f;
   if (L.bf16[0]) {
-    return nesterov ? MomentumLoop<true, true>(s, L, begin, end)
-                    : MomentumLoop<true, false>(s, L, begin, end);
+    return nesterov ? MomentumPick<true, true>(s, leaf, L, begin, end)
+                    : MomentumPick<true, false>(s, leaf, L, begin, end);
   }
-  nesterov ? MomentumLoop<false, true>(s, L, begin, end)
-           : MomentumLoop<false, false>(s, L, begin, end);
+  nesterov ? MomentumPick<false, true>(s, leaf, L, begin, end)
+           : MomentumPick<false, false>(s, leaf, L, begin, end);
 }
 
 ffi::Error AdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets) {
-  return Step(scalars, args, rets, AdamRule, 2, 12);
+                    ffi::RemainingRets rets, int64_t per_entry, int64_t leaf_values) {
+  return Step(scalars, args, rets, per_entry, leaf_values, AdamRule, 2);
 }
 
 ffi::Error MomentumImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                        ffi::RemainingRets rets) {
-  return Step(scalars, args, rets, MomentumRule, 1, 4);
+                        ffi::RemainingRets rets, int64_t per_entry, int64_t leaf_values) {
+  return Step(scalars, args, rets, per_entry, leaf_values, MomentumRule, 1);
 }
 
 }  // namespace
@@ -397,10 +493,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdam, AdamImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .RemainingArgs()
-                                  .RemainingRets());
+                                  .RemainingRets()
+                                  .Attr<int64_t>("per_entry")
+                                  .Attr<int64_t>("leaf_values"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedMomentum, MomentumImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .RemainingArgs()
-                                  .RemainingRets());
+                                  .RemainingRets()
+                                  .Attr<int64_t>("per_entry")
+                                  .Attr<int64_t>("leaf_values"));

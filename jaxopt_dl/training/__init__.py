@@ -34,6 +34,7 @@ from jaxopt_dl.training.curriculum import (
     example_scores,
     linear_pacing,
 )
+from jaxopt_dl.training.devices import over_host_devices
 from jaxopt_dl.training.epoch import epoch_indices, scan_epoch, train_state_shardings
 from jaxopt_dl.training.history import History, plot_history
 from jaxopt_dl.training.loop import FitConfig, evaluate, fit
@@ -80,6 +81,7 @@ __all__ = [
     "plot_history",
     "sweep",
     "SweepResult",
+    "over_host_devices",
     "CurriculumSampler",
     "linear_pacing",
     "baby_steps",

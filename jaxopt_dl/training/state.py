@@ -81,22 +81,38 @@ class TrainState(train_state.TrainState):
     nonfinite_total: jax.Array
     nonfinite_leaf: jax.Array
 
-    def apply_gradients(self, *, grads: Any, value: Optional[Any] = None, **kwargs) -> "TrainState":
+    def apply_gradients(
+        self,
+        *,
+        grads: Any,
+        value: Optional[Any] = None,
+        where: Optional[jax.typing.ArrayLike] = None,
+        **kwargs,
+    ) -> "TrainState":
         """One optimizer step through :func:`jaxopt_dl.fused.apply_gradients` (fused on CPU).
 
         Args:
           grads: gradient of the loss with respect to ``params``.
           value: the batch's loss, passed as ``value=`` to optimizers that accept extra
             arguments (``reduce_on_plateau``).
+          where: a boolean scalar: ``False`` skips the step (``step``, params and
+            optimizer state unchanged bit for bit, in place when donated); default
+            ``None``: always step.
           **kwargs: other fields to replace (e.g. ``batch_stats``).
 
         Returns:
           The state with ``step + 1``, the new params and optimizer state.
         """
         params, opt_state = fused.apply_gradients(
-            self.tx, grads, self.opt_state, self.params, **loss_arguments(self.tx, value)
+            self.tx,
+            grads,
+            self.opt_state,
+            self.params,
+            where=where,
+            **loss_arguments(self.tx, value),
         )
-        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
+        step = self.step + 1 if where is None else jnp.where(where, self.step + 1, self.step)
+        return self.replace(step=step, params=params, opt_state=opt_state, **kwargs)
 
     def variables(self, params: Optional[Any] = None) -> dict:
         """The ``variables`` dict ``model.apply`` expects (evaluation mode).

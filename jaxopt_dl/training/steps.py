@@ -17,8 +17,9 @@ optimizer through :meth:`TrainState.apply_gradients`. It also
   one compiled step (a ``lax.scan``): the update equals the one of the whole batch for a
   model without batch norm (with batch norm each micro-batch is normalized by its own
   statistics, as on separate devices); the step counter advances once;
-* skips a step whose loss, gradient or new params have a NaN/Inf: params, optimizer
-  state, batch statistics and ``step`` stay bit-identical and the skip is counted in the
+* skips a step whose loss or gradient has a NaN/Inf: params, optimizer state, batch
+  statistics and ``step`` stay bit-identical (the optimizer step is told to skip, so the
+  fused step still updates in place) and the skip is counted in the
   state (``nonfinite_streak``, ``nonfinite_total``, ``nonfinite_leaf``). After
   ``max_consecutive_nonfinite`` skips in a row the state freezes (every later step is a
   no-op) so a host-side loop can stop at its next check without losing the last finite
@@ -336,33 +337,28 @@ def train_step_fn(
     """
     grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, resolve_loss(loss))
     means = _means(sums)
-    new = state.apply_gradients(grads=grads, value=means["loss"], batch_stats=batch_stats)
-    if not feed_loss:
-        new = new.replace(opt_state=keep_plateau_states(new.opt_state, state.opt_state))
-
-    # A leaf is bad when its gradient (or, e.g. under a NaN learning rate, its new value) is.
-    leaf_bad = jnp.stack(
-        [
-            ~(jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p)))
-            for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new.params), strict=True)
-        ]
-    )
+    leaf_bad = jnp.stack([~jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     finite = jnp.isfinite(means["loss"]) & ~jnp.any(leaf_bad)
     halted = jnp.asarray(False)
     if max_consecutive_nonfinite is not None:
         halted = state.nonfinite_streak >= max_consecutive_nonfinite
     apply = finite & ~halted
-
-    def pick(new_value, old_value):
-        return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new_value, old_value)
+    # The skip is the step's own flag (no select over the old buffers): the fused
+    # kernel then updates params and moments in place.
+    new = state.apply_gradients(
+        grads=grads,
+        value=means["loss"],
+        where=apply,
+        batch_stats=jax.tree.map(
+            lambda a, b: jnp.where(apply, a, b), batch_stats, state.batch_stats
+        ),
+    )
+    if not feed_loss:
+        new = new.replace(opt_state=keep_plateau_states(new.opt_state, state.opt_state))
 
     bad_leaf = jnp.where(jnp.any(leaf_bad), jnp.argmax(leaf_bad), -1).astype(jnp.int32)
     skipped = ~finite & ~halted
-    new_state = state.replace(
-        step=jnp.where(apply, new.step, state.step).astype(state.step.dtype),
-        params=pick(new.params, state.params),
-        opt_state=pick(new.opt_state, state.opt_state),
-        batch_stats=pick(new.batch_stats, state.batch_stats),
+    new_state = new.replace(
         nonfinite_streak=jnp.where(
             halted, state.nonfinite_streak, jnp.where(finite, 0, state.nonfinite_streak + 1)
         ).astype(jnp.int32),

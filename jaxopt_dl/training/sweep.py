@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl import fused
 from jaxopt_dl._core import GradientTransformation, check_positive
+from jaxopt_dl.training.devices import over_host_devices
 from jaxopt_dl.training.epoch import epoch_indices, scan_epoch
 from jaxopt_dl.training.state import create_train_state
 from jaxopt_dl.training.steps import eval_step_fn
@@ -183,4 +183,4 @@ def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
     over_settings = jax.vmap(over_seeds, in_axes=(0, None, None, None, None, None))
     # Several host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N): each
     # runs its share of the settings, so the sweep uses N cores.
-    return jax.jit(fused.over_host_devices(over_settings))
+    return jax.jit(over_host_devices(over_settings))

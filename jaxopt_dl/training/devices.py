@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jaxopt_dl.fused import _kernel
+from jaxopt_dl.fused import local_program
 
 _AXIS = "runs"
 
@@ -47,7 +47,7 @@ def over_host_devices(fn: Callable) -> Callable:
     mesh = Mesh(np.array(devices), (_AXIS,))
 
     def local(batched, *shared):
-        with _kernel.local_program():
+        with local_program():
             return fn(batched, *shared)
 
     def split(batched, *shared):
