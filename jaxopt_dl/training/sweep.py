@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_dl import fused
-from jaxopt_dl._core import GradientTransformation, check_positive
+from jaxopt_dl._core import GradientTransformation, check_int
 from jaxopt_dl.training.epoch import epoch_indices, scan_epoch
 from jaxopt_dl.training.state import create_train_state
 from jaxopt_dl.training.steps import eval_step_fn
@@ -52,7 +52,7 @@ class SweepResult(NamedTuple):
 
 def _mean_metrics(state, data):
     out = eval_step_fn(state, data)
-    return out["loss_sum"] / out["weight"], out["correct"] / out["weight"]
+    return out["loss_sum"] / out["weight"], out["accuracy"] / out["weight"]
 
 
 def sweep(
@@ -116,7 +116,9 @@ def sweep(
     References:
       Bergstra & Bengio 2012, "Random Search for Hyper-Parameter Optimization".
     """
-    check_positive("epochs", epochs)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("grad_accum_steps", grad_accum_steps, 1)
     if not hyperparams:
         raise ValueError("hyperparams must name at least one hyperparameter, got {}")
     hp = {k: jnp.asarray(v) for k, v in hyperparams.items()}
