@@ -40,6 +40,7 @@ import numpy as np
 from jaxopt_dl._core import GradientTransformation
 from jaxopt_dl.diagnostics import gradient_check as _gradient_check
 from jaxopt_dl.training.loop import epoch_indices
+from jaxopt_dl.training.modules import check_linen
 from jaxopt_dl.training.state import TrainState, create_train_state
 from jaxopt_dl.training.steps import cross_entropy, train_step_fn
 
@@ -314,7 +315,8 @@ def diagnose(
     ``jaxopt_dl.models`` sow every hidden layer's output).
 
     Args:
-      model: a flax classifier called as ``model.apply(variables, x, train=...)``.
+      model: a Linen classifier, with or without a ``train`` argument (see
+        :func:`jaxopt_dl.training.model_apply`).
       train_data: ``(x, y)`` with integer labels ``0..C-1``.
       optimizer: the optimizer to diagnose (a ``GradientTransformation``).
       val_data: held-out ``(x, y)`` for the ``learns`` item; default: a stratified 20%
@@ -358,6 +360,7 @@ def diagnose(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    check_linen(model)
     x, y = np.asarray(train_data[0]), np.asarray(train_data[1])
     if val_data is None:
         from sklearn.model_selection import train_test_split
