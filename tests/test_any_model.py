@@ -114,9 +114,7 @@ def test_evaluating_a_batch_statistics_module_leaves_its_running_averages_alone(
     training.evaluate(state, (X_TEST, Y_TEST))
     logits = training.predict(state, X[:32])
     # it normalizes with the batch statistics, as the module itself does
-    expected, _ = PlainBatchNorm().apply(
-        state.variables(), X[:32], mutable=["batch_stats"]
-    )
+    expected, _ = PlainBatchNorm().apply(state.variables(), X[:32], mutable=["batch_stats"])
     np.testing.assert_allclose(logits, expected, rtol=1e-6)
     jax.tree.map(np.testing.assert_array_equal, state.batch_stats, before)
 

@@ -493,9 +493,7 @@ def _record_epoch(
         logs[name] = mean(name)
         history.record(name, logs[name])
     if val_data is not None:
-        val = evaluate_metrics(
-            trainer.state, val_data, config.eval_batch_size, loss_fn, metric_fns
-        )
+        val = evaluate_metrics(trainer.state, val_data, config.eval_batch_size, loss_fn, metric_fns)
         for name, value in val.items():
             logs[f"val_{name}"] = value
             history.record(f"val_{name}", value)

@@ -178,9 +178,7 @@ def resolve_metrics(metrics: Optional[Sequence[Any]], loss_fn: LossFn) -> Metric
     if metrics is None:
         return (("accuracy", accuracy),) if loss_fn is softmax_cross_entropy else ()
     if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Sequence):
-        raise TypeError(
-            f"metrics must be a list of names and functions, got metrics={metrics!r}"
-        )
+        raise TypeError(f"metrics must be a list of names and functions, got metrics={metrics!r}")
     pairs = []
     for metric in metrics:
         if isinstance(metric, str):
@@ -194,14 +192,11 @@ def resolve_metrics(metrics: Optional[Sequence[Any]], loss_fn: LossFn) -> Metric
             pairs.append((getattr(metric, "__name__", type(metric).__name__), metric))
         else:
             raise TypeError(
-                f"metrics entries must be names or functions fn(outputs, targets), "
-                f"got {metric!r}"
+                f"metrics entries must be names or functions fn(outputs, targets), got {metric!r}"
             )
     names = [name for name, _ in pairs]
     for name in names:
-        if name in ("loss", "lr", "learning_rate", "weight", "finite") or name.startswith(
-            "val_"
-        ):
+        if name in ("loss", "lr", "learning_rate", "weight", "finite") or name.startswith("val_"):
             raise ValueError(f"metrics must not be named {name!r} (a reserved key)")
         if names.count(name) > 1:
             raise ValueError(f"metrics names must be distinct, got {name!r} twice in {names}")
@@ -446,9 +441,7 @@ def train_step_fn(
     """
     loss_fn = resolve_loss(loss)
     metrics = resolve_metrics(None, loss_fn) if metrics is None else metrics
-    grads, sums, batch_stats, _ = _grads(
-        state, batch, grad_accum_steps, loss_fn, metrics=metrics
-    )
+    grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, loss_fn, metrics=metrics)
     means = _means(sums)
     new = state.apply_gradients(grads=grads, value=means["loss"], batch_stats=batch_stats)
     if not feed_loss:
