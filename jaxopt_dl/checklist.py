@@ -23,6 +23,11 @@ with figures:
    data ("make sure input is connected to output");
 7. ``nonfinite`` -- the first NaN/Inf, with the step and the layer ("evaluate your
    network layer by layer and see where the NaNs appear").
+
+The advice about the learning rate is one verdict shared by every item
+(:func:`learning_rate_verdict`): "lower it" when the updates are far above 1e-3 of the
+weights or a NaN/Inf appeared, "raise it" when every layer's updates are far below,
+and no direction otherwise; no item contradicts another.
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ import numpy as np
 from jaxopt_dl._core import GradientTransformation
 from jaxopt_dl.diagnostics import gradient_check as _gradient_check
 from jaxopt_dl.training.loop import epoch_indices
+from jaxopt_dl.training.modules import check_linen
 from jaxopt_dl.training.state import TrainState, create_train_state
 from jaxopt_dl.training.steps import cross_entropy, train_step_fn
 
 __all__ = [
     "CHECKS",
+    "learning_rate_verdict",
     "CheckItem",
     "DiagnoseReport",
     "diagnose",
@@ -71,8 +78,19 @@ ACTIVATION_STD_BAND = (0.1, 10.0)
 """A hidden activation std outside this band warns (lecture's healthy range 0.5-2)."""
 MAX_DEAD_FRACTION = 0.25
 """A layer with more than this fraction of units never active on a batch warns."""
-INITIAL_LOSS_TOLERANCE = 0.5
-"""The initial loss warns beyond ``(1 +- tolerance) * expected``."""
+INITIAL_LOSS_TOLERANCE = 0.1
+"""The initial loss warns beyond ``(1 +- tolerance) * expected``.
+
+Logits of standard deviation ``sigma`` at initialization raise the expected loss above
+``log C`` by about ``sigma^2 / 2 * (1 - 1/C)``; 10% of ``log 10`` allows ``sigma``
+up to about 0.7, i.e. predictions still close to uniform. The models of
+:mod:`jaxopt_dl.models` start their logits layer at ``output_scale=0.25`` times the
+kernel initializer (He normal): logits of standard deviation about 0.4 on the
+standardized digits, an initial loss within about 5% of ``log 10``. A He-normal logits
+layer (``output_scale=1``: std about 1.5, loss about 3.3) warns, as it should: its
+predictions start over-confident. (A much smaller scale would make the first Adam
+updates of the logits layer large relative to its weights, which the update/weight
+ratio item reports.)"""
 
 _BIPIN = 'K. Bipin, "Deep Learning, Lecture 6 — Optimization" (Debugging Strategies)'
 _NG = (
@@ -314,7 +332,8 @@ def diagnose(
     ``jaxopt_dl.models`` sow every hidden layer's output).
 
     Args:
-      model: a flax classifier called as ``model.apply(variables, x, train=...)``.
+      model: a Linen classifier, with or without a ``train`` argument (see
+        :func:`jaxopt_dl.training.model_apply`).
       train_data: ``(x, y)`` with integer labels ``0..C-1``.
       optimizer: the optimizer to diagnose (a ``GradientTransformation``).
       val_data: held-out ``(x, y)`` for the ``learns`` item; default: a stratified 20%
@@ -358,6 +377,7 @@ def diagnose(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    check_linen(model)
     x, y = np.asarray(train_data[0]), np.asarray(train_data[1])
     if val_data is None:
         from sklearn.model_selection import train_test_split
@@ -389,19 +409,32 @@ def diagnose(
     val_loss, val_acc, _ = _evaluate(trained, vx, vy)
     _, _, inter1 = _evaluate(trained, *probe)
 
+    verdict = learning_rate_verdict(
+        np.asarray(ratios),
+        np.concatenate([np.asarray(run_finite), np.asarray(overfit_finite)]),
+    )
     items = [
         _check_initial_loss(float(loss0), num_classes, y, state.params, marginals_bias),
-        _check_overfit(np.asarray(overfit_loss), overfit_eval, len(overfit_idx[0])),
+        _check_overfit(np.asarray(overfit_loss), overfit_eval, len(overfit_idx[0]), verdict),
         _check_gradients(state, x[:gradient_check_examples], y[:gradient_check_examples]),
         _check_update_ratio(
-            np.asarray(ratios), np.asarray(run_finite), [p for _, p in _kernel_paths(state.params)]
+            np.asarray(ratios),
+            np.asarray(run_finite),
+            [p for _, p in _kernel_paths(state.params)],
+            verdict,
         ),
         _check_activations(
             _activation_summary(_hidden_activations(inter0)),
             _activation_summary(_hidden_activations(inter1)),
+            verdict,
         ),
         _check_learns(
-            np.asarray(run_loss), float(loss0), float(val_loss), float(val_acc), num_classes
+            np.asarray(run_loss),
+            float(loss0),
+            float(val_loss),
+            float(val_acc),
+            num_classes,
+            verdict,
         ),
         _check_nonfinite(
             state.params,
@@ -453,6 +486,39 @@ def _describe_optimizer(optimizer: GradientTransformation) -> str:
     return "a GradientTransformation"
 
 
+def learning_rate_verdict(ratios: np.ndarray, finite: np.ndarray) -> Optional[str]:
+    """The one direction every item's advice gives for the learning rate.
+
+    Args:
+      ratios: ``(steps, layers)`` update/weight ratios of the short run.
+      finite: ``(steps,)`` whether each step of the runs was finite (all runs).
+
+    Returns:
+      ``"lower"`` when a NaN/Inf appeared or some layer's median ratio is above
+      :data:`UPDATE_RATIO_BAND`; ``"raise"`` when every layer's median is below it;
+      ``None`` otherwise.
+    """
+    low, high = UPDATE_RATIO_BAND
+    kept = ratios[np.asarray(finite[: len(ratios)], bool)] if np.any(finite) else ratios
+    medians = [float(np.median(kept[:EARLY_STEPS, i])) for i in range(kept.shape[1])] + [
+        float(np.median(kept[:, i])) for i in range(kept.shape[1])
+    ]
+    if not np.all(finite) or any(not m <= high for m in medians):
+        return "lower"
+    if medians and all(m < low for m in medians):
+        return "raise"
+    return None
+
+
+def _rate_advice(verdict: Optional[str]) -> str:
+    """The learning-rate clause of an item's advice under the shared verdict."""
+    if verdict == "lower":
+        return "lower the learning rate (try 0.1x, or run `python -m jaxopt_dl lr-find`)"
+    if verdict == "raise":
+        return "raise the learning rate (try 10x, or run `python -m jaxopt_dl lr-find`)"
+    return "check the learning rate (`python -m jaxopt_dl lr-find`)"
+
+
 def _check_initial_loss(loss0, num_classes, y, params, marginals_bias) -> CheckItem:
     if marginals_bias is None:
         bias = params.get("logits", {}).get("bias") if hasattr(params, "get") else None
@@ -483,7 +549,7 @@ def _check_initial_loss(loss0, num_classes, y, params, marginals_bias) -> CheckI
     )
 
 
-def _check_overfit(losses, evaluation, n) -> CheckItem:
+def _check_overfit(losses, evaluation, n, verdict) -> CheckItem:
     final_loss, accuracy = float(evaluation[0]), float(evaluation[1])
     ok = accuracy == 1.0 and final_loss < 0.1
     return _item(
@@ -495,7 +561,7 @@ def _check_overfit(losses, evaluation, n) -> CheckItem:
         "accuracy 100% and loss below 0.1",
         "the model cannot fit even a handful of examples: check that the labels belong "
         "to the inputs, that no layer is frozen or dead, that the loss gets logits "
-        "(not probabilities), and try a larger learning rate; turn off regularization "
+        f"(not probabilities); {_rate_advice(verdict)}; turn off regularization "
         "(dropout, weight decay) for this test.",
         f'{_BIPIN}: "Overfit to 10 samples, accuracy should be near 100%"',
         loss=final_loss,
@@ -531,7 +597,7 @@ def _check_gradients(state: TrainState, x, y) -> CheckItem:
     )
 
 
-def _check_update_ratio(ratios, finite, paths) -> CheckItem:
+def _check_update_ratio(ratios, finite, paths, verdict) -> CheckItem:
     kept = ratios[finite] if finite.any() else ratios
     early = kept[:EARLY_STEPS]
     medians = {p: float(np.median(kept[:, i])) for i, p in enumerate(paths)}
@@ -540,13 +606,21 @@ def _check_update_ratio(ratios, finite, paths) -> CheckItem:
     values = list(medians.values()) + list(early_medians.values())
     ok = all(low <= r <= high for r in values)
     text = ", ".join(f"{p} {early_medians[p]:.1e} / {medians[p]:.1e}" for p in paths)
-    advice = (
-        "updates far above 1e-3 of the weights: lower the learning rate "
-        "(try 0.1x, or run `python -m jaxopt_dl lr-find`), or clip gradients."
-        if max(values, default=0.0) > high
-        else "updates far below 1e-3 of the weights: raise the learning rate (try 10x), "
-        "check for frozen layers or dead units feeding the layer."
-    )
+    if any(not v <= high for v in values):  # a NaN ratio: the weights blew up
+        advice = (
+            f"updates far above 1e-3 of the weights: {_rate_advice(verdict)}, or clip gradients."
+        )
+    elif verdict == "lower":  # small updates, but a NaN/Inf: the rate is not what to raise
+        advice = (
+            "updates far below 1e-3 of the weights in some layers, but a NaN/Inf appeared: "
+            "fix that first (see the NaN/Inf item), then check for frozen layers or dead "
+            "units feeding the layer."
+        )
+    else:
+        advice = (
+            f"updates far below 1e-3 of the weights: {_rate_advice(verdict)}, and check "
+            "for frozen layers or dead units feeding the layer."
+        )
     return _item(
         "update_ratio",
         "Update/weight ratio per layer",
@@ -560,7 +634,7 @@ def _check_update_ratio(ratios, finite, paths) -> CheckItem:
     )
 
 
-def _check_activations(before, after) -> CheckItem:
+def _check_activations(before, after, verdict) -> CheckItem:
     low, high = ACTIVATION_STD_BAND
     problems = []
     for when, stats in (("at init", before), ("after training", after)):
@@ -585,8 +659,9 @@ def _check_activations(before, after) -> CheckItem:
         f"std of order 0.5-2 (warn outside {low}-{high}), at most "
         f"{MAX_DEAD_FRACTION:.0%} dead units per layer",
         "dead or saturated units stop the gradient: use He initialization with ReLU, "
-        "zero (not negative) biases, a smaller learning rate (large steps kill ReLUs), "
-        "batch norm, or leaky ReLU/ELU.",
+        "zero (not negative) biases, "
+        + ("a smaller learning rate (large steps kill ReLUs), " if verdict == "lower" else "")
+        + "batch norm, or leaky ReLU/ELU.",
         f'{_BIPIN}: "A good standard deviation for the activations is on the order of '
         f'0.5 to 2.0"; {_PETERSEN}',
         before=before,
@@ -594,7 +669,7 @@ def _check_activations(before, after) -> CheckItem:
     )
 
 
-def _check_learns(losses, loss0, val_loss, val_acc, num_classes) -> CheckItem:
+def _check_learns(losses, loss0, val_loss, val_acc, num_classes, verdict) -> CheckItem:
     tail = losses[-max(1, len(losses) // 10) :]
     final = float(np.mean(tail)) if np.isfinite(tail).all() else float("nan")
     chance = 1 / num_classes
@@ -609,8 +684,7 @@ def _check_learns(losses, loss0, val_loss, val_acc, num_classes) -> CheckItem:
         f"twice chance ({2 * chance:.0%})",
         "the training loss does not fall or nothing carries over to held-out data: check "
         "that inputs and labels are shuffled together and aligned (shifted labels look "
-        "like this), that the inputs are standardized, and the learning rate "
-        "(`python -m jaxopt_dl lr-find`).",
+        f"like this), that the inputs are standardized; {_rate_advice(verdict)}.",
         f'{_BIPIN}: "Make sure input is connected to output"',
         initial_loss=loss0,
         final_loss=final,
@@ -634,7 +708,7 @@ def _check_nonfinite(params, runs) -> CheckItem:
         not found,
         "; ".join(found) or "every loss and gradient finite",
         "no NaN/Inf in any loss or gradient",
-        "decrease the learning rate (especially with NaNs in the first 100 steps), clip "
+        "lower the learning rate (especially with NaNs in the first 100 steps), clip "
         "gradients, and look for a division by zero or a log of zero or of a negative "
         "number in the layer named above.",
         f'{_BIPIN}: "Overcoming NaNs"',

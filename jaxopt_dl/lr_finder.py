@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxopt_dl._core import GradientTransformation, check_positive
 from jaxopt_dl.training.loop import epoch_indices
+from jaxopt_dl.training.modules import check_linen
 from jaxopt_dl.training.state import create_train_state
 from jaxopt_dl.training.steps import cross_entropy, train_step, train_step_fn
 
@@ -233,8 +234,8 @@ def lr_find(
     changing, and the whole grid costs one compiled program.
 
     Args:
-      model: a flax module called as ``model.apply(variables, x, train=...)`` giving
-        logits (e.g. ``jaxopt_dl.models.MLP()``).
+      model: a Linen module giving logits (e.g. ``jaxopt_dl.models.MLP()``), with or
+        without a ``train`` argument (see :func:`jaxopt_dl.training.model_apply`).
       train_data: ``(x, y)`` with integer labels.
       optimizer: ``learning_rate -> GradientTransformation``, e.g. ``jdl.adam`` or
         ``lambda lr: jdl.sgd(lr, momentum=0.9)``; called with a traced rate.
@@ -265,6 +266,7 @@ def lr_find(
     """
     import time
 
+    check_linen(model)
     _check_grid(min_lr, max_lr, num)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got steps={steps!r}")
@@ -349,6 +351,7 @@ def lr_ramp(
     """
     import time
 
+    check_linen(model)
     _check_grid(min_lr, max_lr, num)
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got smoothing={smoothing!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -79,10 +80,51 @@ def test_too_large_learning_rate_is_flagged(digits, hidden, optimizer, diverges)
 
 
 def test_over_confident_init_fails_the_initial_loss(digits):
-    loud = _small(kernel_init=jdl.initializers.small_random(stddev=1.0))
+    loud = _small(kernel_init=jdl.initializers.small_random(stddev=1.0), output_scale=1.0)
     report = jdl.diagnose(loud, digits, jdl.adam(1e-3), train_steps=20, overfit_steps=20)
     item = report["initial_loss"]
     assert item.status == "warn" and item.values["loss"] > 3 * np.log(10)
+
+
+def test_the_default_init_passes_the_initial_loss_honestly_and_a_he_head_does_not(digits):
+    # The models' logits layer starts at 0.25 x kernel_init: near-uniform predictions, the
+    # initial loss within 6% of log 10 -- inside the 10% tolerance.
+    report = jdl.diagnose(
+        jdl.models.MLP(), digits, jdl.adam(1e-3), train_steps=10, overfit_steps=10
+    )
+    item = report["initial_loss"]
+    assert item.status == "pass"
+    assert abs(item.values["loss"] - np.log(10)) < 0.06 * np.log(10)
+    assert jdl.checklist.INITIAL_LOSS_TOLERANCE == 0.1
+    # A He-normal logits layer (output_scale=1) gives logits of std ~1.5 and a loss
+    # of ~log 10 + sigma^2 / 2 ~ 3.3: over-confident, and the check says so.
+    he_head = jdl.models.MLP(output_scale=1.0)
+    item = jdl.diagnose(he_head, digits, jdl.adam(1e-3), train_steps=10, overfit_steps=10)[
+        "initial_loss"
+    ]
+    assert item.status == "warn" and item.values["loss"] > 1.2 * np.log(10)
+    assert "scale the last layer's initialization down" in item.advice
+
+
+RAISE = re.compile(r"(larger|raise|higher|increase)[^.;]*learning rate")
+LOWER = re.compile(r"(lower|smaller|decrease|reduce)[^.;]*learning rate")
+
+
+@pytest.mark.parametrize(
+    "optimizer, direction",
+    [(jdl.sgd(5.0), "lower"), (jdl.adam(5.0), "lower"), (jdl.sgd(1e-5), "raise")],
+    ids=["sgd5", "adam5", "sgd1e-5"],
+)
+def test_the_advice_never_contradicts_itself_about_the_learning_rate(digits, optimizer, direction):
+    report = jdl.diagnose(jdl.models.MLP(), digits, optimizer, train_steps=60, overfit_steps=60)
+    advice = [item.advice for item in report.items if item.advice]
+    lowers = [text for text in advice if LOWER.search(text)]
+    raises = [text for text in advice if RAISE.search(text)]
+    assert report["update_ratio"].status == "warn"
+    if direction == "lower":
+        assert lowers and not raises, advice
+    else:
+        assert raises and not lowers, advice
 
 
 def test_marginals_bias_expects_the_label_entropy(digits):

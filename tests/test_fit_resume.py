@@ -64,7 +64,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, backend, patienc
     chex.assert_trees_all_equal(resumed, full)
     np.testing.assert_array_equal(history.step_loss, full_history.step_loss)
     assert history.val_loss == full_history.val_loss
-    assert history.epoch == list(range(EPOCHS))
+    assert history.epoch == list(range(1, EPOCHS + 1))
     assert checkpoint.latest_step(directory) == EPOCHS
     # The final checkpoint holds the final state; a further call trains no more.
     again, _ = run(directory, **kwargs)

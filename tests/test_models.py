@@ -126,7 +126,11 @@ def test_dropout_scales_kept_units():
     # input (sown) with what the output layer receives, reconstructed from the logits.
     rate = 0.25
     model = models.MLP(
-        hidden=(64,), num_classes=64, dropout_rate=rate, kernel_init=initializers.orthogonal()
+        hidden=(64,),
+        num_classes=64,
+        dropout_rate=rate,
+        kernel_init=initializers.orthogonal(),
+        output_scale=1.0,  # an orthogonal logits kernel: its transpose inverts it
     )
     variables = _init(model, X_FLAT)
     logits, state = model.apply(
@@ -276,3 +280,41 @@ def test_rnn_activation_is_configurable():
 def test_bad_config_raises(model, match):
     with pytest.raises(ValueError, match=match):
         model.init(KEY, X_FLAT.reshape(6, 16, 4) if isinstance(model, models.RNN) else X_FLAT)
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=IDS)
+def test_dtype_is_the_compute_dtype_and_param_dtype_the_storage(name, model, x):
+    # Flax's mixed-precision convention: params stored in param_dtype, computed in dtype.
+    mixed = model.clone(dtype=jnp.bfloat16)
+    variables = _init(mixed, x)
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables["params"])} == {jnp.dtype("float32")}
+    out = mixed.apply(variables, x, train=False)
+    assert out.dtype == jnp.bfloat16
+    # the same params in float32 compute give nearly the same logits (bf16 has 8 bits)
+    reference = model.apply(variables, x, train=False)
+    np.testing.assert_allclose(np.asarray(out, np.float32), reference, atol=0.1, rtol=0.1)
+    stored = _init(model.clone(param_dtype=jnp.bfloat16), x)
+    assert {leaf.dtype for leaf in jax.tree.leaves(stored["params"])} == {jnp.dtype("bfloat16")}
+
+
+def test_a_bf16_compute_model_trains_with_fit():
+    import jaxopt_dl as jdl
+    from jaxopt_dl import training
+
+    (x, y), test = jdl.data.load_digits()
+    model = models.MLP(hidden=(64,), dtype=jnp.bfloat16)
+    state = training.create_train_state(model, jdl.adam(1e-2), KEY, x[:1])
+    state, history = training.fit(state, (x, y), test, epochs=3, batch_size=64, progress=False)
+    assert history.val_accuracy[-1] > 0.9
+    assert all(np.isfinite(history.step_loss))
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype("float32")}
+    assert training.predict(state, x[:4]).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=IDS)
+def test_the_logits_layer_starts_at_output_scale_times_kernel_init(name, model, x):
+    params = _init(model, x)["params"]
+    unscaled = _init(model.clone(output_scale=1.0), x)["params"]
+    np.testing.assert_allclose(
+        params["logits"]["kernel"], 0.25 * unscaled["logits"]["kernel"], rtol=1e-6
+    )

@@ -231,8 +231,8 @@ def test_early_stopping_restores_best_params():
         callbacks=[training.EarlyStopping(2), training.LambdaCallback(on_epoch_end=remember)],
     )
     assert history.stopped_early and len(history.epoch) < 30
-    best = int(np.argmin(history.val_loss))
-    assert history.best_epoch == best
+    best = int(np.argmin(history.val_loss))  # the index of the best epoch
+    assert history.best_epoch == best + 1  # its number, as the log line shows it
     assert len(history.epoch) == best + 1 + 2
     assert_trees_equal(state.params, snapshots[best])
 
@@ -266,10 +266,11 @@ def test_history_records_learning_rate_diagnostics_and_serializes(tmp_path):
         config=training.FitConfig(diagnostics=True),
     )
     np.testing.assert_allclose(history.step_learning_rate, schedule(np.arange(8)), rtol=1e-6)
-    # Per epoch: the rate the next step applies, as current_learning_rate reports it.
-    np.testing.assert_allclose(history.learning_rate, schedule(np.array([4, 8])), rtol=1e-6)
+    # Per epoch: the rate the epoch's last step applied (not the next step's, which
+    # current_learning_rate of the final state reports).
+    np.testing.assert_allclose(history.learning_rate, schedule(np.array([3, 7])), rtol=1e-6)
     np.testing.assert_allclose(
-        history.learning_rate[-1], jdl.current_learning_rate(state.opt_state, tx), rtol=1e-6
+        jdl.current_learning_rate(state.opt_state, tx), schedule(8), rtol=1e-6
     )
     assert len(history.val_accuracy) == 2 and len(history.diagnostics) == 2
     diag = history.diagnostics[0]

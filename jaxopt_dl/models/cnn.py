@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxopt_dl import initializers
 from jaxopt_dl.data import as_images
@@ -32,6 +33,11 @@ class CNN(Layers):
       output_bias_init: initializer of the output bias.
       bn_momentum: running-average momentum of batch norm.
       bn_epsilon: batch norm's ``eps``.
+      output_scale: the logits layer's kernel is ``output_scale`` times
+        ``kernel_init`` (small initial logits: the initial loss is ``log C``).
+      dtype: the computation dtype (Flax's convention; ``None``: from the inputs
+        and params, ``jnp.bfloat16`` for bf16 compute).
+      param_dtype: the dtype the params are stored in.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -52,6 +58,9 @@ class CNN(Layers):
     output_bias_init: Initializer = initializers.zeros
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    output_scale: float = 0.25
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -67,6 +76,7 @@ class CNN(Layers):
                 bias_init=self.bias_init,
                 conv_general_dilated=conv_general_dilated,
                 name=f"conv_{i}",
+                **self.precision(),
             )(x)
             x = self.activation(self.normalize(x, train, f"bn_{i}"))
             self.sow("intermediates", f"conv_{i}_out", x)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -32,6 +32,8 @@ class ResidualBlock(Layers):
       activation: nonlinearity.
       bn_momentum: running-average momentum of batch norm.
       bn_epsilon: batch norm's ``eps``.
+      dtype: the computation dtype (``None``: from the inputs and params).
+      param_dtype: the dtype the params are stored in.
     """
 
     features: int
@@ -42,6 +44,8 @@ class ResidualBlock(Layers):
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
 
     def conv(self, x: jax.Array, kernel: int, strides: int, name: str) -> jax.Array:
         """A square ``SAME``-padded convolution with the block's features and init.
@@ -61,6 +65,7 @@ class ResidualBlock(Layers):
             kernel_init=self.kernel_init,
             conv_general_dilated=conv_general_dilated,
             name=name,
+            **self.precision(),
         )(x)
 
     @nn.compact
@@ -105,6 +110,11 @@ class ResNet(Layers):
       output_bias_init: initializer of the output bias.
       bn_momentum: running-average momentum of batch norm.
       bn_epsilon: batch norm's ``eps``.
+      output_scale: the logits layer's kernel is ``output_scale`` times
+        ``kernel_init`` (small initial logits: the initial loss is ``log C``).
+      dtype: the computation dtype (Flax's convention; ``None``: from the inputs
+        and params, ``jnp.bfloat16`` for bf16 compute).
+      param_dtype: the dtype the params are stored in.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -129,6 +139,9 @@ class ResNet(Layers):
     output_bias_init: Initializer = initializers.zeros
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    output_scale: float = 0.25
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -141,6 +154,7 @@ class ResNet(Layers):
             kernel_init=self.kernel_init,
             conv_general_dilated=conv_general_dilated,
             name="stem",
+            **self.precision(),
         )(as_images(x))
         if not self.preactivation:
             x = self.activation(self.normalize(x, train, "bn_stem"))
@@ -157,6 +171,7 @@ class ResNet(Layers):
                     bn_momentum=self.bn_momentum,
                     bn_epsilon=self.bn_epsilon,
                     name=f"stage_{i}_block_{j}",
+                    **self.precision(),
                 )(x, train)
         if self.preactivation:
             x = self.activation(self.normalize(x, train, "bn_final"))

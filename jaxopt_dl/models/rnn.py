@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -36,6 +36,11 @@ class RNN(Layers):
       dropout_rate: dropout on the hidden states fed to the read-out (``train=True``).
       bias_init: initializer of ``b``.
       output_bias_init: initializer of ``c``.
+      output_scale: the logits layer's kernel is ``output_scale`` times
+        ``kernel_init`` (small initial logits: the initial loss is ``log C``).
+      dtype: the computation dtype (Flax's convention; ``None``: from the inputs
+        and params, ``jnp.bfloat16`` for bf16 compute).
+      param_dtype: the dtype the params are stored in.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -58,6 +63,9 @@ class RNN(Layers):
     dropout_rate: float = 0.0
     bias_init: Initializer = initializers.zeros
     output_bias_init: Initializer = initializers.zeros
+    output_scale: float = 0.25
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -66,9 +74,18 @@ class RNN(Layers):
             x = x[..., None]
         if x.ndim != 3:
             raise ValueError(f"x must be (batch, time, features), got x with shape {x.shape}")
-        u = self.param("input_kernel", self.kernel_init, (x.shape[-1], self.hidden))
-        w = self.param("recurrent_kernel", self.recurrent_init, (self.hidden, self.hidden))
-        b = self.param("bias", self.bias_init, (self.hidden,))
+        precision = self.precision()
+        u = self.param(
+            "input_kernel", self.kernel_init, (x.shape[-1], self.hidden), precision["param_dtype"]
+        )
+        w = self.param(
+            "recurrent_kernel",
+            self.recurrent_init,
+            (self.hidden, self.hidden),
+            precision["param_dtype"],
+        )
+        b = self.param("bias", self.bias_init, (self.hidden,), precision["param_dtype"])
+        x, u, w, b = nn.dtypes.promote_dtype(x, u, w, b, dtype=precision["dtype"])
         drive = jnp.swapaxes(x @ u + b, 0, 1)
 
         def step(h, drive_t):

@@ -7,9 +7,15 @@ set ``per_batch = True``) and ``on_epoch_end(epoch, logs)``, and finally
 (:class:`Trainer`): its ``state``, ``history``, and ``stop_training``, which ends the
 run after the current epoch.
 
-``logs`` at the end of an epoch holds ``loss`` (the mean of the epoch's finite steps),
-``accuracy`` (classification), ``val_loss`` / ``val_accuracy`` (with validation data)
-and ``lr`` (the rate the next step applies: a float, or a dict per parameter group).
+``logs`` at the end of an epoch holds ``loss`` (the mean of the epoch's finite steps;
+``None`` when every step was skipped as non-finite), the metrics (``accuracy`` by
+default for classification, see ``fit(..., metrics=...)``), ``val_loss`` /
+``val_<metric>`` (with validation data) and ``lr`` (the rate the epoch's last step
+applied: a float, or a dict per parameter group).
+
+Epochs: the hooks receive Keras's 0-based index ``epoch``; everything reported (the
+log line ``Epoch k/N``, ``History.epoch``, ``History.best_epoch``, messages, the CSV
+and TensorBoard records) uses the epoch number ``epoch + 1``.
 
 A callback whose progress matters for an exact resume (e.g. :class:`EarlyStopping`'s
 best params) returns it from :meth:`Callback.checkpoint_state`; :class:`ModelCheckpoint`
@@ -30,7 +36,13 @@ import jax
 import numpy as np
 
 from jaxopt_dl import checkpoint
-from jaxopt_dl._core import GradientTransformation, check_choice, check_positive
+from jaxopt_dl._core import (
+    GradientTransformation,
+    check_bool,
+    check_choice,
+    check_int,
+    check_nonnegative,
+)
 from jaxopt_dl.training.history import History
 from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import _is_plateau
@@ -255,9 +267,18 @@ class ProgressLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.per_batch = self.bar and _is_terminal(self.bar_stream or sys.stderr)
+        self._notice = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        if epoch == self.trainer.first_epoch:
+            # The first epoch of a run compiles its program (tens of seconds for a
+            # ResNet): say so rather than sit silent. A terminal gets a line the epoch's
+            # own line replaces; a pipe or file gets one plain line.
+            stream = self.stream or sys.stdout
+            notice = f"Epoch {epoch + 1}/{self.trainer.epochs}: compiling..."
+            self._notice = _is_terminal(stream)
+            print(notice, end="" if self._notice else "\n", file=stream, flush=True)
         if self.per_batch:
             from tqdm.auto import tqdm
 
@@ -283,6 +304,8 @@ class ProgressLogger(Callback):
         line = format_logs(
             epoch, self.trainer.epochs, time.perf_counter() - self._start, logs or {}
         )
+        if self._notice:
+            line, self._notice = "\r\x1b[K" + line, False
         print(line, file=self.stream or sys.stdout, flush=True)
 
 
@@ -292,7 +315,12 @@ class EarlyStopping(Callback):
     Goodfellow et al. 2016, Alg. 7.1: after ``patience`` epochs without a better value
     of ``monitor`` the run stops; with ``restore_best`` the params and batch statistics
     of the best epoch are put back at the end (the optimizer state and step stay those
-    of the last epoch). Sets ``history.best_epoch`` and ``history.stopped_early``.
+    of the last epoch). Sets ``history.best_epoch`` (1-based, as in the log) and
+    ``history.stopped_early``. An epoch whose value is ``None`` (every step skipped as
+    non-finite) counts as no improvement. At the end it says in one line when it
+    stopped and which epoch's params it restored, e.g. ``EarlyStopping: stopped after
+    epoch 8 (val_loss did not improve for 3 epochs); restored the params of epoch 5
+    (val_loss 0.1234)``.
 
     Args:
       patience: epochs without improvement before stopping.
@@ -300,6 +328,8 @@ class EarlyStopping(Callback):
       mode: ``"min"`` (lower is better) or ``"max"``.
       min_delta: the smallest change that counts as an improvement.
       restore_best: put the best epoch's params back at the end.
+      verbose: print the one-line summary at the end.
+      stream: where it goes (default ``sys.stdout``).
 
     References:
       Goodfellow, Bengio & Courville 2016, "Deep Learning", Alg. 7.1.
@@ -312,13 +342,19 @@ class EarlyStopping(Callback):
         mode: str = "min",
         min_delta: float = 0.0,
         restore_best: bool = True,
+        verbose: bool = True,
+        stream: Optional[TextIO] = None,
     ):
-        check_positive("patience", patience)
+        check_int("patience", patience, 1)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a logs key (a string), got monitor={monitor!r}")
         check_choice("mode", mode, ("min", "max"))
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be non-negative, got min_delta={min_delta}")
+        check_nonnegative("min_delta", min_delta)
+        check_bool("restore_best", restore_best)
+        check_bool("verbose", verbose)
         self.patience, self.monitor, self.mode = patience, monitor, mode
         self.min_delta, self.restore_best = min_delta, restore_best
+        self.verbose, self.stream = verbose, stream
         self.best_value = math.inf
         self.wait = 0
         self.best = None
@@ -336,16 +372,17 @@ class EarlyStopping(Callback):
         self.best_value, self.wait = math.inf, 0
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None:
+        logs = logs or {}
+        if self.monitor not in logs:
             raise ValueError(
-                f"EarlyStopping: logs have no {self.monitor!r}, got keys {sorted(logs or {})}"
+                f"EarlyStopping: logs have no {self.monitor!r}, got keys {sorted(logs)}"
             )
-        if self._signed(value) < self.best_value - self.min_delta:
+        value = logs[self.monitor]
+        if value is not None and self._signed(value) < self.best_value - self.min_delta:
             state = self.trainer.state
             self.best = {"params": state.params, "batch_stats": state.batch_stats}
             self.best_value, self.wait = self._signed(value), 0
-            self.trainer.history.best_epoch = epoch
+            self.trainer.history.best_epoch = epoch + 1
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -353,8 +390,33 @@ class EarlyStopping(Callback):
                 self.trainer.history.stopped_early = True
 
     def on_train_end(self, logs=None):
-        if self.restore_best and self.trainer.history.best_epoch is not None:
+        history = self.trainer.history
+        if self.restore_best and history.best_epoch is not None:
             self.trainer.state = self.trainer.state.replace(**self.best)
+        if self.verbose and history.stopped_early:
+            print(self.summary(), file=self.stream or sys.stdout, flush=True)
+
+    def summary(self) -> str:
+        """The one line said at the end of an early-stopped run.
+
+        Returns:
+          When the run stopped, and which epoch's params were restored (or kept).
+        """
+        history = self.trainer.history
+        last = history.epoch[-1] if history.epoch else 0
+        waited = f"{self.wait} epoch{'s' if self.wait != 1 else ''}"
+        line = (
+            f"EarlyStopping: stopped after epoch {last} ({self.monitor} did not improve "
+            f"for {waited})"
+        )
+        if history.best_epoch is None:
+            return line + "; no epoch improved, the last params are kept"
+        best = f"{self._signed(self.best_value):.4g}"
+        if self.restore_best:
+            return line + (
+                f"; restored the params of epoch {history.best_epoch} ({self.monitor} {best})"
+            )
+        return line + f"; kept the last params (best: epoch {history.best_epoch}, {best})"
 
     def checkpoint_state(self):
         best = self.best_value if math.isfinite(self.best_value) else None
@@ -400,7 +462,7 @@ class ModelCheckpoint(Callback):
         backend: str = "msgpack",
         keep: Optional[int] = 3,
     ):
-        check_positive("every", every)
+        check_int("every", every, 1)
         self.directory, self.every, self.resume = directory, every, resume
         self.backend, self.keep = backend, keep
 
@@ -506,7 +568,7 @@ class NonFiniteGuard(Callback):
     """
 
     def __init__(self, max_consecutive: int = 5):
-        check_positive("max_consecutive", max_consecutive)
+        check_int("max_consecutive", max_consecutive, 1)
         self.max_consecutive = max_consecutive
 
     def on_epoch_end(self, epoch, logs=None):
@@ -528,7 +590,7 @@ class NonFiniteGuard(Callback):
         layer = param_paths(state.params)[leaf] if leaf >= 0 else None
         where = f"gradient of {layer}" if layer else "loss (gradients finite)"
         message = (
-            f"non-finite loss at step {step} (epoch {epoch}): {limit} consecutive steps "
+            f"non-finite loss at step {step} (epoch {epoch + 1}): {limit} consecutive steps "
             f"skipped; first non-finite: {where}. The state holds the last finite params."
         )
         raise NonFiniteError(message, step, layer, state, trainer.history)

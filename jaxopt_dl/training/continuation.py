@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import GradientTransformation, apply_updates, check_nonnegative, check_positive
+from jaxopt_dl._core import GradientTransformation, apply_updates, check_int, check_nonnegative
 
 __all__ = ["ContinuationResult", "gaussian_smoothing", "continuation"]
 
@@ -52,7 +52,7 @@ def gaussian_smoothing(
       >>> round(float(f(jnp.zeros(1), jax.random.key(0))), 2)  # E[(0.5 eps)^2] = 0.25
       0.25
     """
-    check_positive("num_samples", num_samples)
+    check_int("num_samples", num_samples, 1)
 
     def smoothed(x, key):
         leaves, treedef = jax.tree.flatten(x)
@@ -110,7 +110,7 @@ def continuation(
       Goodfellow et al. 2016, Sec. 8.7.6 (continuation methods, Gaussian blurring);
       Mobahi & Fisher 2015.
     """
-    check_positive("steps_per_stage", steps_per_stage)
+    check_int("steps_per_stage", steps_per_stage, 1)
     for sigma in sigmas:
         check_nonnegative("sigmas", sigma)
     if not len(sigmas):

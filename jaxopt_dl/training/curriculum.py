@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import check_choice, check_in_range, check_positive
+from jaxopt_dl._core import check_choice, check_in_range, check_int, check_positive
 from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import predict, softmax_cross_entropy
 
@@ -60,8 +60,8 @@ def baby_steps(num_stages: int, epochs_per_stage: int) -> Pacing:
     References:
       Spitkovsky, Alshawi & Jurafsky 2010, "From Baby Steps to Leapfrog".
     """
-    check_positive("num_stages", num_stages)
-    check_positive("epochs_per_stage", epochs_per_stage)
+    check_int("num_stages", num_stages, 1)
+    check_int("epochs_per_stage", epochs_per_stage, 1)
 
     def pacing(epoch: int) -> float:
         return min(1.0, (1 + epoch // epochs_per_stage) / num_stages)
@@ -115,7 +115,7 @@ class CurriculumSampler:
         self.scores = scores
         self.pacing = pacing
         self.epoch_size = len(scores) if epoch_size is None else epoch_size
-        check_positive("epoch_size", self.epoch_size)
+        check_int("epoch_size", self.epoch_size, 1)
         self.order = order
 
     def pool_size(self, epoch: int) -> int:

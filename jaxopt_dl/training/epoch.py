@@ -129,6 +129,7 @@ def scan_epoch(
     max_consecutive_nonfinite: Optional[int] = None,
     loss: Any = None,
     feed_loss: bool = True,
+    metrics: Any = None,
     mesh: Optional[Mesh] = None,
     fsdp: bool = False,
     on_step: Optional[Callable[[jax.Array, dict], None]] = None,
@@ -147,6 +148,8 @@ def scan_epoch(
       max_consecutive_nonfinite: freeze after this many non-finite steps in a row.
       loss: the loss (see :func:`~jaxopt_dl.training.resolve_loss`).
       feed_loss: let ``reduce_on_plateau`` states see each batch's loss.
+      metrics: ``((name, fn), ...)`` from :func:`~jaxopt_dl.training.resolve_metrics`
+        (``None``: the default of the loss).
       mesh: split each batch over the mesh's ``"data"`` axis and lay the state out by
         :func:`train_state_shardings`.
       fsdp: with ``mesh``, shard the params and their optimizer state.
@@ -166,16 +169,16 @@ def scan_epoch(
             batch = jax.lax.with_sharding_constraint(
                 batch, distributed.data_parallel_sharding(mesh)
             )
-        state, metrics = train_step_fn(
-            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss, feed_loss
+        state, step_metrics = train_step_fn(
+            state, batch, grad_accum_steps, max_consecutive_nonfinite, loss, feed_loss, metrics
         )
         if mesh is not None:
             state = jax.lax.with_sharding_constraint(
                 state, train_state_shardings(state, mesh, fsdp)
             )
         if on_step is not None:
-            jax.debug.callback(on_step, i, metrics)
-        return state, metrics
+            jax.debug.callback(on_step, i, step_metrics)
+        return state, step_metrics
 
     steps = jnp.arange(jnp.shape(indices)[0])
     return jax.lax.scan(body, state, (steps, indices, weights))

@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxopt_dl import distributed
-from jaxopt_dl._core import check_positive
+from jaxopt_dl._core import check_bool, check_int
 from jaxopt_dl.training.callbacks import (
     Callback,
     ModelCheckpoint,
@@ -38,14 +38,15 @@ from jaxopt_dl.training.state import TrainState
 from jaxopt_dl.training.steps import (
     STEP_STATIC,
     LossFn,
-    _learning_rate,
+    Metrics,
     diagnostics_step,
     eval_step,
     resolve_loss,
+    resolve_metrics,
     train_step_fn,
 )
 
-__all__ = ["fit", "evaluate", "FitConfig"]
+__all__ = ["fit", "evaluate", "evaluate_metrics", "FitConfig"]
 
 Data = tuple  # (x, y) arrays
 Batches = Union[Iterable[tuple], Callable[[int], Iterable[tuple]]]
@@ -85,9 +86,12 @@ class FitConfig:
     prefetch: int = 2
 
     def __post_init__(self):
-        check_positive("grad_accum_steps", self.grad_accum_steps)
-        check_positive("eval_batch_size", self.eval_batch_size)
-        check_positive("prefetch", self.prefetch)
+        check_int("grad_accum_steps", self.grad_accum_steps, 1)
+        check_int("eval_batch_size", self.eval_batch_size, 1)
+        check_int("prefetch", self.prefetch, 1)
+        check_bool("shuffle", self.shuffle)
+        check_bool("diagnostics", self.diagnostics)
+        check_bool("fsdp", self.fsdp)
         if self.fsdp and self.mesh is None:
             raise ValueError("fsdp=True needs a mesh, got mesh=None")
 
@@ -114,6 +118,54 @@ def _is_arrays(data: Any) -> bool:
     )
 
 
+def evaluate_metrics(
+    state: TrainState,
+    data: Union[Data, Iterable[tuple]],
+    batch_size: int = 1024,
+    loss: Union[str, LossFn, None] = None,
+    metrics: Optional[Sequence[Any]] = None,
+) -> dict:
+    """Mean loss and metrics with ``train=False`` on arrays or an iterable of batches.
+
+    Arrays are evaluated in chunks of ``batch_size`` (the last chunk padded with
+    zero-weight examples, so at most two programs compile).
+
+    Args:
+      state: a :class:`TrainState`.
+      data: ``(x, y)`` arrays, or an iterable of ``(x, y)`` / ``(x, y, weights)`` batches.
+      batch_size: chunk size for arrays.
+      loss: the loss (see :func:`~jaxopt_dl.training.resolve_loss`).
+      metrics: names and functions (see :func:`~jaxopt_dl.training.resolve_metrics`;
+        ``None``: the accuracy for the cross-entropy, nothing for another loss).
+
+    Returns:
+      ``{"loss": ..., <metric>: ...}`` as Python floats.
+    """
+    check_int("batch_size", batch_size, 1)
+    loss_fn = resolve_loss(loss)
+    resolved = metrics if _is_resolved(metrics) else resolve_metrics(metrics, loss_fn)
+    if _is_arrays(data):
+        batches = _chunks(np.asarray(data[0]), np.asarray(data[1]), batch_size)
+    else:
+        batches = data
+    totals = collections.Counter()
+    for batch in batches:
+        out = jax.device_get(eval_step(state, tuple(batch), loss=loss_fn, metrics=resolved))
+        totals.update({k: float(v) for k, v in out.items()})
+    if not totals:
+        raise ValueError("data must hold at least one example, got no batches")
+    weight = totals["weight"]
+    return {"loss": totals["loss_sum"] / weight} | {
+        name: totals[name] / weight for name, _ in resolved
+    }
+
+
+def _is_resolved(metrics: Any) -> bool:
+    return isinstance(metrics, tuple) and all(
+        isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str) for m in metrics
+    )
+
+
 def evaluate(
     state: TrainState,
     data: Union[Data, Iterable[tuple]],
@@ -123,7 +175,8 @@ def evaluate(
     """Mean loss and accuracy with ``train=False`` on arrays or an iterable of batches.
 
     Arrays are evaluated in chunks of ``batch_size`` (the last chunk padded with
-    zero-weight examples, so at most two programs compile).
+    zero-weight examples, so at most two programs compile). For other metrics see
+    :func:`evaluate_metrics`.
 
     Args:
       state: a :class:`TrainState`.
@@ -135,20 +188,8 @@ def evaluate(
       ``(loss, accuracy)`` as Python floats; ``accuracy`` is ``None`` unless the loss is
       the cross-entropy.
     """
-    loss_fn = resolve_loss(loss)
-    if _is_arrays(data):
-        batches = _chunks(np.asarray(data[0]), np.asarray(data[1]), batch_size)
-    else:
-        batches = data
-    totals = collections.Counter()
-    for batch in batches:
-        out = jax.device_get(eval_step(state, tuple(batch), loss=loss_fn))
-        totals.update({k: float(v) for k, v in out.items()})
-    if not totals:
-        raise ValueError("data must hold at least one example, got no batches")
-    mean_loss = totals["loss_sum"] / totals["weight"]
-    accuracy = totals["correct"] / totals["weight"] if "correct" in totals else None
-    return float(mean_loss), accuracy
+    out = evaluate_metrics(state, data, batch_size, loss)
+    return out["loss"], out.get("accuracy")
 
 
 def _chunks(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple]:
@@ -200,10 +241,6 @@ def _assemble_callbacks(
     return [c for c in callbacks if not isinstance(c, ModelCheckpoint)] + checkpoints
 
 
-def _host_rate(rate: Any) -> Any:
-    return None if rate is None else jax.tree.map(float, jax.device_get(rate))
-
-
 def _per_step_rates(rates: Any, steps: int) -> list:
     if isinstance(rates, dict):
         return [{group: float(values[i]) for group, values in rates.items()} for i in range(steps)]
@@ -218,6 +255,7 @@ def fit(
     epochs: int,
     batch_size: Optional[int] = None,
     loss: Union[str, LossFn, None] = None,
+    metrics: Optional[Sequence[Any]] = None,
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: Optional[str] = None,
@@ -244,6 +282,11 @@ def fit(
         ``config.batch_size_schedule``); ``None`` for streamed batches.
       loss: ``"cross_entropy"`` (default; integer labels, accuracy reported), ``"mse"``
         or any ``loss(outputs, targets)`` (see :func:`~jaxopt_dl.training.resolve_loss`).
+      metrics: what to report besides the loss, on the training steps and on
+        ``val_data``, as Keras's ``metrics=``: names (``"accuracy"``, ``"mse"``,
+        ``"mae"``) and functions ``fn(outputs, targets)`` returning per-example values
+        (reported under the function's ``__name__``). Default: ``["accuracy"]`` for the
+        cross-entropy, nothing for another loss.
       seed: seed of the per-epoch shuffles.
       callbacks: :class:`~jaxopt_dl.training.Callback` objects, e.g.
         :class:`~jaxopt_dl.training.EarlyStopping`. ``fit`` adds a
@@ -278,8 +321,13 @@ def fit(
       shuffling) and Alg. 7.1 (early stopping).
     """
     config = config or FitConfig()
-    check_positive("epochs", epochs)
+    if not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got config={config!r}")
+    check_int("epochs", epochs, 1)
+    check_int("seed", seed)
+    check_bool("progress", progress)
     loss_fn = resolve_loss(loss)
+    metric_fns = resolve_metrics(metrics, loss_fn)
     streamed = not _is_arrays(train_data)
     if streamed:
         for name, value in (
@@ -304,7 +352,7 @@ def fit(
             f"batch_size={batch_size!r}, batch_size_schedule={config.batch_size_schedule!r}"
         )
     elif batch_size is not None:
-        check_positive("batch_size", batch_size)
+        check_int("batch_size", batch_size, 1)
 
     callbacks = _assemble_callbacks(callbacks, progress, checkpoint_dir)
     guard = next(c for c in callbacks if isinstance(c, NonFiniteGuard))
@@ -329,6 +377,7 @@ def fit(
         max_consecutive_nonfinite=guard.max_consecutive,
         loss=loss_fn,
         feed_loss=trainer.feed_step_loss,
+        metrics=metric_fns,
     )
     if not streamed:
         x, y = jnp.asarray(train_data[0]), jnp.asarray(train_data[1])
@@ -385,7 +434,7 @@ def fit(
         trainer.state, trainer.step_metrics = state, metrics
         steps = len(metrics["loss"])
         trainer.global_step += steps
-        logs = _record_epoch(trainer, epoch, size, metrics, val_data, loss_fn, config)
+        logs = _record_epoch(trainer, epoch, size, metrics, val_data, loss_fn, metric_fns, config)
         if config.diagnostics:
             out = diagnostics_step(state, first_batch, loss=loss_fn)
             trainer.history.diagnostics.append(
@@ -417,28 +466,37 @@ def _stream_epoch(state, batches, epoch, step_options, config, listeners):
     return state, jax.tree.map(lambda *values: jnp.stack(values), *collected), first_batch
 
 
-def _record_epoch(trainer, epoch, size, metrics, val_data, loss_fn, config) -> dict:
-    """Append the epoch to the history; return the epoch's ``logs``."""
+def _record_epoch(
+    trainer, epoch, size, metrics, val_data, loss_fn, metric_fns: Metrics, config
+) -> dict:
+    """Append the epoch to the history; return the epoch's ``logs``.
+
+    The means are over the epoch's finite steps (``None`` when every step was
+    skipped); ``lr`` is the rate the epoch's last step applied.
+    """
     history = trainer.history
     finite = np.asarray(metrics["finite"], bool)
     history.step_loss.extend(np.where(finite, metrics["loss"], np.nan).tolist())
     if "learning_rate" in metrics:
-        history.step_learning_rate.extend(_per_step_rates(metrics["learning_rate"], len(finite)))
-    history.epoch.append(epoch)
+        rates = _per_step_rates(metrics["learning_rate"], len(finite))
+        history.step_learning_rate.extend(rates)
+    history.epoch.append(epoch + 1)
     history.batch_size.append(size)
     history.steps_per_epoch.append(len(finite))
-    logs = {"loss": float(np.mean(metrics["loss"][finite])) if finite.any() else None}
-    if "accuracy" in metrics:
-        logs["accuracy"] = float(np.mean(metrics["accuracy"][finite])) if finite.any() else None
-        history.train_accuracy.append(logs["accuracy"])
+
+    def mean(name):
+        return float(np.mean(metrics[name][finite])) if finite.any() else None
+
+    logs = {"loss": mean("loss")}
     history.train_loss.append(logs["loss"])
+    for name, _ in metric_fns:
+        logs[name] = mean(name)
+        history.record(name, logs[name])
     if val_data is not None:
-        val_loss, val_accuracy = evaluate(trainer.state, val_data, config.eval_batch_size, loss_fn)
-        logs["val_loss"] = val_loss
-        history.val_loss.append(val_loss)
-        if val_accuracy is not None:
-            logs["val_accuracy"] = val_accuracy
-            history.val_accuracy.append(val_accuracy)
-    logs["lr"] = _host_rate(_learning_rate(trainer.state))
+        val = evaluate_metrics(trainer.state, val_data, config.eval_batch_size, loss_fn, metric_fns)
+        for name, value in val.items():
+            logs[f"val_{name}"] = value
+            history.record(f"val_{name}", value)
+    logs["lr"] = rates[-1] if "learning_rate" in metrics else None
     history.learning_rate.append(logs["lr"])
     return logs

@@ -12,6 +12,7 @@ from flax.training import train_state
 
 from jaxopt_dl import fused
 from jaxopt_dl._core import GradientTransformation
+from jaxopt_dl.training.modules import model_apply
 
 __all__ = ["TrainState", "create_train_state", "optimizer_update"]
 
@@ -61,7 +62,9 @@ class TrainState(train_state.TrainState):
 
     Attributes:
       step: the number of optimizer updates applied so far.
-      apply_fn: the model's ``apply`` function (not a pytree leaf).
+      apply_fn: ``apply_fn(variables, x, train=..., mutable=..., rngs=...)``, the
+        model's ``apply`` taking ``train=`` (:class:`~jaxopt_dl.training.modules.ModelApply`;
+        not a pytree leaf).
       params: the model parameters.
       tx: the optimizer (not a pytree leaf).
       opt_state: the optimizer state, ``tx.init(params)``.
@@ -139,12 +142,18 @@ def create_train_state(
 ) -> TrainState:
     """Initialize a model and its optimizer into a :class:`TrainState`.
 
-    ``model.init(key, sample_x, train=False)`` gives the params and, with batch norm, the
+    ``model.init(key, sample_x)`` in evaluation mode gives the params and, with batch norm, the
     ``batch_stats``; the rest of the key seeds dropout. Pure and traceable: ``sweep``
     vmaps it over seeds.
 
+    Any Linen module works: one with a ``train`` (or ``training``, or Flax's
+    ``deterministic``) argument is switched by it; one without is called without it
+    (see :mod:`jaxopt_dl.training.modules`). The state's ``apply_fn`` always takes
+    ``train=``. An NNX module raises ``TypeError`` naming
+    ``flax.nnx.bridge.to_linen``, which turns it into a Linen module.
+
     Args:
-      model: a flax module called as ``model.apply(variables, x, train=...)``.
+      model: a Linen module (``flax.linen.Module``).
       tx: the optimizer (any optax-compatible ``GradientTransformation``).
       key: a PRNG key.
       sample_x: a batch of inputs of the training shape (its values are not used).
@@ -161,15 +170,20 @@ def create_train_state(
       >>> int(state.step), state.batch_stats
       (0, {})
     """
+    apply = model_apply(model)
     init_key, rng = jax.random.split(key)
-    variables = model.init(init_key, jnp.asarray(sample_x), train=False)
+    # "params" alone decides the params; the "dropout" stream serves modules whose
+    # dropout is always on.
+    variables = apply.init(
+        {"params": init_key, "dropout": jax.random.fold_in(init_key, 1)}, jnp.asarray(sample_x)
+    )
     if params is None:
         params = variables["params"]
     # Each counter gets its own int32 (not weakly typed) array: the state's types never
     # change after a step (jitted steps compile once) and no two leaves share a buffer
     # (donation).
     return TrainState.create(
-        apply_fn=model.apply,
+        apply_fn=apply,
         params=params,
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),

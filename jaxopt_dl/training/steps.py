@@ -4,8 +4,10 @@ A batch is ``(x, y)`` or ``(x, y, weights)``: inputs, targets and optional per-e
 weights (0 masks an example out; curriculum samplers may weight examples). The loss is
 the weighted mean ``sum_i w_i l_i / sum_i w_i`` of the per-example losses
 ``l_i = loss(f(x_i), y_i)``; the default is the softmax cross-entropy
-``l_i = -log softmax(f(x_i))_{y_i}`` of a classifier with integer labels (then the
-accuracy is reported too).
+``l_i = -log softmax(f(x_i))_{y_i}`` of a classifier with integer labels. Metrics
+(:func:`resolve_metrics`: ``"accuracy"``, ``"mse"``, ``"mae"`` or any
+``fn(outputs, targets)``) are weighted means the same way; the accuracy is the default
+metric of the cross-entropy.
 
 ``train_step`` runs the model with ``train=True`` (batch statistics, updated running
 averages, dropout with a fresh key every step), takes the gradient, and applies the
@@ -30,7 +32,7 @@ optimizer through :meth:`TrainState.apply_gradients`. It also
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +47,10 @@ from jaxopt_dl.transforms.scaling import current_learning_rate
 __all__ = [
     "softmax_cross_entropy",
     "mean_squared_error",
+    "mean_absolute_error",
     "resolve_loss",
+    "resolve_metrics",
+    "accuracy",
     "cross_entropy",
     "predict",
     "train_step",
@@ -57,6 +62,7 @@ __all__ = [
 
 Batch = tuple
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+Metrics = tuple  # ((name, fn(outputs, targets)), ...), hashable: a static argument
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -88,7 +94,40 @@ def mean_squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(outputs - targets).reshape(outputs.shape[0], -1), axis=1)
 
 
+def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example accuracy ``[argmax f(x_i) = y_i]`` (1.0 or 0.0).
+
+    Targets are integer classes ``(batch,)``, or one-hot / probability rows of the
+    outputs' shape (then compared by their argmax).
+
+    Args:
+      outputs: ``(batch, classes)`` logits or scores.
+      targets: ``(batch,)`` integer classes or ``(batch, classes)`` rows.
+
+    Returns:
+      ``(batch,)`` float32 values.
+    """
+    if jnp.ndim(targets) == jnp.ndim(outputs):
+        targets = jnp.argmax(targets, -1)
+    return (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+
+
+def mean_absolute_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example mean absolute error, ``mean_j |f(x_i)_j - y_ij|`` over the output axes.
+
+    Args:
+      outputs: ``(batch, ...)`` model outputs.
+      targets: targets of the same shape (or ``(batch,)`` for one output).
+
+    Returns:
+      ``(batch,)`` values.
+    """
+    targets = jnp.reshape(targets, outputs.shape).astype(outputs.dtype)
+    return jnp.mean(jnp.abs(outputs - targets).reshape(outputs.shape[0], -1), axis=1)
+
+
 LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": mean_squared_error}
+METRICS = {"accuracy": accuracy, "mse": mean_squared_error, "mae": mean_absolute_error}
 
 
 def resolve_loss(loss: Union[str, LossFn, None]) -> LossFn:
@@ -118,6 +157,53 @@ def resolve_loss(loss: Union[str, LossFn, None]) -> LossFn:
     return loss
 
 
+def resolve_metrics(metrics: Optional[Sequence[Any]], loss_fn: LossFn) -> Metrics:
+    """``((name, fn), ...)`` of the metrics named or given by ``metrics``.
+
+    Args:
+      metrics: ``None`` (the default: ``["accuracy"]`` for the cross-entropy loss,
+        nothing for another loss), or a sequence of names of ``METRICS``
+        (``"accuracy"``, ``"mse"``, ``"mae"``) and functions ``fn(outputs, targets)``
+        returning per-example values ``(batch,)`` or their mean; a function is
+        reported under its ``__name__``.
+      loss_fn: the resolved loss.
+
+    Returns:
+      The pairs (hashable, in the given order).
+
+    Raises:
+      ValueError: an unknown name, a reserved or repeated name.
+      TypeError: ``metrics`` is not a sequence, or an entry is neither a name nor a
+        function.
+    """
+    if metrics is None:
+        return (("accuracy", accuracy),) if loss_fn is softmax_cross_entropy else ()
+    if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Sequence):
+        raise TypeError(f"metrics must be a list of names and functions, got metrics={metrics!r}")
+    pairs = []
+    for metric in metrics:
+        if isinstance(metric, str):
+            if metric not in METRICS:
+                raise ValueError(
+                    f"metrics names must be among {sorted(METRICS)} (or be functions), "
+                    f"got {metric!r}"
+                )
+            pairs.append((metric, METRICS[metric]))
+        elif callable(metric):
+            pairs.append((getattr(metric, "__name__", type(metric).__name__), metric))
+        else:
+            raise TypeError(
+                f"metrics entries must be names or functions fn(outputs, targets), got {metric!r}"
+            )
+    names = [name for name, _ in pairs]
+    for name in names:
+        if name in ("loss", "lr", "learning_rate", "weight", "finite") or name.startswith("val_"):
+            raise ValueError(f"metrics must not be named {name!r} (a reserved key)")
+        if names.count(name) > 1:
+            raise ValueError(f"metrics names must be distinct, got {name!r} twice in {names}")
+    return tuple(pairs)
+
+
 def split_batch(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(x, y)`` or ``(x, y, w)`` -> ``(x, y, w)`` with ``w`` float32 ones when absent.
 
@@ -136,23 +222,31 @@ def split_batch(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
     raise ValueError(f"batch must be (x, y) or (x, y, weights), got a batch of length {len(batch)}")
 
 
-def _sums(loss_fn: LossFn, outputs, targets, weights) -> dict:
-    """Weighted sums of the loss (and, for the cross-entropy, of correct predictions).
-
-    Sums, not means, so that micro-batches and evaluation chunks combine exactly.
-    """
+def _weighted_sum(values: jax.Array, weights: jax.Array) -> jax.Array:
+    """``sum_i w_i v_i`` of per-example values (trailing axes averaged; a scalar is the
+    mean of every example)."""
     # at least float32, float64 kept (a float64 gradient check needs the loss in float64)
-    per_example = widen(jnp.asarray(loss_fn(outputs, targets)))
-    per_example = jnp.broadcast_to(
-        jnp.mean(per_example.reshape(per_example.shape[:1] + (-1,)), axis=1)
-        if per_example.ndim
-        else per_example,
+    values = widen(jnp.asarray(values))
+    values = jnp.broadcast_to(
+        jnp.mean(values.reshape(values.shape[:1] + (-1,)), axis=1) if values.ndim else values,
         weights.shape,
     )
-    sums = {"loss_sum": jnp.sum(weights * per_example), "weight": jnp.sum(weights)}
-    if loss_fn is softmax_cross_entropy:
-        correct = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
-        sums["correct"] = jnp.sum(weights * correct)
+    return jnp.sum(weights * values)
+
+
+def _sums(loss_fn: LossFn, outputs, targets, weights, metrics: Metrics = ()) -> dict:
+    """Weighted sums of the loss and of every metric (keyed by the metric's name).
+
+    Sums, not means, so that micro-batches and evaluation chunks combine exactly.
+    Outputs of a lower precision (a bfloat16 model) are widened to float32 first.
+    """
+    outputs = widen(outputs)
+    sums = {
+        "loss_sum": _weighted_sum(loss_fn(outputs, targets), weights),
+        "weight": jnp.sum(weights),
+    }
+    for name, fn in metrics:
+        sums[name] = _weighted_sum(jax.lax.stop_gradient(fn(outputs, targets)), weights)
     return sums
 
 
@@ -183,8 +277,8 @@ def cross_entropy(
     """
     if weights is None:
         weights = jnp.ones(labels.shape, jnp.float32)
-    sums = _sums(softmax_cross_entropy, logits, labels, weights)
-    return sums["loss_sum"], sums["correct"], sums["weight"]
+    sums = _sums(softmax_cross_entropy, logits, labels, weights, (("accuracy", accuracy),))
+    return sums["loss_sum"], sums["accuracy"], sums["weight"]
 
 
 def _forward(
@@ -215,7 +309,14 @@ def predict(state: TrainState, x: jax.typing.ArrayLike) -> jax.Array:
     return _forward(state, state.params, state.batch_stats, jnp.asarray(x), False, None)[0]
 
 
-def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: LossFn, collect=()):
+def _grads(
+    state: TrainState,
+    batch: Batch,
+    grad_accum_steps: int,
+    loss_fn: LossFn,
+    collect=(),
+    metrics: Metrics = (),
+):
     """Gradient of the weighted mean loss, accumulated over micro-batches.
 
     Returns ``(grads, sums, batch_stats, collected)``.
@@ -231,7 +332,7 @@ def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: Loss
     def micro(batch_stats, xs, ys, ws, rng):
         def objective(params):
             outputs, updated = _forward(state, params, batch_stats, xs, True, rng, collect)
-            sums = _sums(loss_fn, outputs, ys, ws)
+            sums = _sums(loss_fn, outputs, ys, ws, metrics)
             return sums["loss_sum"], (sums, updated)
 
         grads, (sums, updated) = jax.grad(objective, has_aux=True)(state.params)
@@ -272,11 +373,12 @@ def _grads(state: TrainState, batch: Batch, grad_accum_steps: int, loss_fn: Loss
 
 
 def _means(sums: dict) -> dict:
-    """``{"loss", "accuracy"?}`` from weighted sums."""
+    """``{"loss", <metric>...}`` from weighted sums."""
     weight = jnp.maximum(sums["weight"], jnp.finfo(jnp.float32).tiny)
     means = {"loss": sums["loss_sum"] / weight}
-    if "correct" in sums:
-        means["accuracy"] = sums["correct"] / weight
+    for name, total in sums.items():
+        if name not in ("loss_sum", "weight"):
+            means[name] = total / weight
     return means
 
 
@@ -318,6 +420,7 @@ def train_step_fn(
     max_consecutive_nonfinite: Optional[int] = None,
     loss: Union[str, LossFn, None] = None,
     feed_loss: bool = True,
+    metrics: Optional[Metrics] = None,
 ) -> tuple[TrainState, dict]:
     """The un-jitted step behind :func:`train_step` (for ``lax.scan``/``vmap`` callers).
 
@@ -331,11 +434,15 @@ def train_step_fn(
       feed_loss: let ``reduce_on_plateau`` states see the batch loss; ``False`` keeps
         them unchanged (they are fed elsewhere, e.g. by
         :class:`~jaxopt_dl.training.PlateauFeeder` once per epoch).
+      metrics: the batch's metrics, as from :func:`resolve_metrics` (``None``: the
+        default of the loss).
 
     Returns:
       ``(new_state, metrics)`` as :func:`train_step`.
     """
-    grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, resolve_loss(loss))
+    loss_fn = resolve_loss(loss)
+    metrics = resolve_metrics(None, loss_fn) if metrics is None else metrics
+    grads, sums, batch_stats, _ = _grads(state, batch, grad_accum_steps, loss_fn, metrics=metrics)
     means = _means(sums)
     leaf_bad = jnp.stack([~jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     finite = jnp.isfinite(means["loss"]) & ~jnp.any(leaf_bad)
@@ -365,14 +472,14 @@ def train_step_fn(
         nonfinite_total=(state.nonfinite_total + skipped).astype(jnp.int32),
         nonfinite_leaf=jnp.where(skipped, bad_leaf, state.nonfinite_leaf).astype(jnp.int32),
     )
-    metrics = {**means, "finite": finite}
+    step_metrics = {**means, "finite": finite}
     lr = _learning_rate(state)
     if lr is not None:
-        metrics["learning_rate"] = lr
-    return new_state, metrics
+        step_metrics["learning_rate"] = lr
+    return new_state, step_metrics
 
 
-STEP_STATIC = ("grad_accum_steps", "max_consecutive_nonfinite", "loss", "feed_loss")
+STEP_STATIC = ("grad_accum_steps", "max_consecutive_nonfinite", "loss", "feed_loss", "metrics")
 train_step = jax.jit(train_step_fn, static_argnames=STEP_STATIC)
 train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state, metrics)``.
 
@@ -386,10 +493,13 @@ train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state
       loss: ``"cross_entropy"`` (default), ``"mse"`` or a function
         ``loss(outputs, targets)`` (static; see :func:`resolve_loss`).
       feed_loss: let ``reduce_on_plateau`` states see the batch loss (static).
+      metrics: ``((name, fn), ...)`` from :func:`resolve_metrics` (static; ``None``:
+        the accuracy for the cross-entropy, nothing for another loss).
 
     Returns:
       ``(new_state, metrics)`` with ``metrics`` = ``{"loss", "finite"}`` of the batch
-      (before the update), ``"accuracy"`` for the cross-entropy, and
+      (before the update), one entry per metric (``"accuracy"`` by default for the
+      cross-entropy), and
       ``"learning_rate"``: the rate this step applied, from
       :func:`jaxopt_dl.current_learning_rate` (a dict per parameter group when the
       optimizer has several; absent when the optimizer has none).
@@ -405,22 +515,31 @@ train_step.__doc__ = """One jitted optimization step: ``(state, batch) -> (state
     """
 
 
-def eval_step_fn(state: TrainState, batch: Batch, loss: Union[str, LossFn, None] = None) -> dict:
+def eval_step_fn(
+    state: TrainState,
+    batch: Batch,
+    loss: Union[str, LossFn, None] = None,
+    metrics: Optional[Metrics] = None,
+) -> dict:
     """The un-jitted :func:`eval_step`.
 
     Args:
       state: a :class:`TrainState`.
       batch: ``(x, y)`` or ``(x, y, weights)``.
       loss: the loss (see :func:`resolve_loss`).
+      metrics: ``((name, fn), ...)`` from :func:`resolve_metrics` (``None``: the
+        default of the loss).
 
     Returns:
       The weighted sums of :func:`eval_step`.
     """
     x, y, w = split_batch(batch)
-    return _sums(resolve_loss(loss), predict(state, x), y, w)
+    loss_fn = resolve_loss(loss)
+    metrics = resolve_metrics(None, loss_fn) if metrics is None else metrics
+    return _sums(loss_fn, predict(state, x), y, w, metrics)
 
 
-eval_step = jax.jit(eval_step_fn, static_argnames=("loss",))
+eval_step = jax.jit(eval_step_fn, static_argnames=("loss", "metrics"))
 eval_step.__doc__ = """Weighted sums of the loss (and correct predictions) with ``train=False``.
 
     Deterministic: batch norm uses the running averages, dropout is off.
@@ -429,10 +548,13 @@ eval_step.__doc__ = """Weighted sums of the loss (and correct predictions) with 
       state: a :class:`TrainState`.
       batch: ``(x, y)`` or ``(x, y, weights)``.
       loss: the loss (static; see :func:`resolve_loss`).
+      metrics: ``((name, fn), ...)`` from :func:`resolve_metrics` (static; ``None``:
+        the accuracy for the cross-entropy, nothing for another loss).
 
     Returns:
-      ``{"loss_sum", "weight"}`` and, for the cross-entropy, ``"correct"``; mean loss
-      ``loss_sum / weight``, accuracy ``correct / weight`` (sums, so that chunks of a
+      ``{"loss_sum", "weight"}`` and the weighted sum of every metric under its name
+      (``"accuracy"`` by default for the cross-entropy); mean loss
+      ``loss_sum / weight``, accuracy ``accuracy / weight`` (sums, so that chunks of a
       large set combine exactly).
     """
 

@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import GradientTransformation, check_positive
+from jaxopt_dl._core import GradientTransformation, check_int
 from jaxopt_dl.training.devices import over_host_devices
 from jaxopt_dl.training.epoch import epoch_indices, scan_epoch
+from jaxopt_dl.training.modules import check_linen
 from jaxopt_dl.training.state import create_train_state
 from jaxopt_dl.training.steps import eval_step_fn
 
@@ -52,7 +53,7 @@ class SweepResult(NamedTuple):
 
 def _mean_metrics(state, data):
     out = eval_step_fn(state, data)
-    return out["loss_sum"] / out["weight"], out["correct"] / out["weight"]
+    return out["loss_sum"] / out["weight"], out["accuracy"] / out["weight"]
 
 
 def sweep(
@@ -90,7 +91,7 @@ def sweep(
       make_tx: ``make_tx(**setting) -> GradientTransformation``.
       hyperparams: ``{name: 1-D array}``, one entry per setting.
       seeds: integer seeds.
-      model: the flax model.
+      model: the Linen model (with or without a ``train`` argument).
       data: ``(x, y)`` training arrays.
       epochs: epochs per run.
       batch_size: examples per step (last partial batch dropped, as in ``fit``).
@@ -116,7 +117,10 @@ def sweep(
     References:
       Bergstra & Bengio 2012, "Random Search for Hyper-Parameter Optimization".
     """
-    check_positive("epochs", epochs)
+    check_linen(model)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("grad_accum_steps", grad_accum_steps, 1)
     if not hyperparams:
         raise ValueError("hyperparams must name at least one hyperparameter, got {}")
     hp = {k: jnp.asarray(v) for k, v in hyperparams.items()}
