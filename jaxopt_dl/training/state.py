@@ -81,7 +81,9 @@ class TrainState(train_state.TrainState):
     nonfinite_total: jax.Array
     nonfinite_leaf: jax.Array
 
-    def apply_gradients(self, *, grads: Any, value: Optional[Any] = None, **kwargs) -> "TrainState":
+    def apply_gradients(
+        self, *, grads: Any, value: Optional[Any] = None, **kwargs: Any
+    ) -> "TrainState":
         """One optimizer step through :func:`jaxopt_dl.fused.apply_gradients` (fused on CPU).
 
         Args:
