@@ -24,7 +24,7 @@ from jaxopt_dl.second_order.directions import (
 )
 from jaxopt_dl.second_order.driver import run
 from jaxopt_dl.second_order.linesearch import backtracking, zoom
-from jaxopt_dl.second_order.trust_region import nielsen_update, trust_region
+from jaxopt_dl.second_order.trustregion import nielsen_update, trust_region
 
 x64 = jax.enable_x64
 

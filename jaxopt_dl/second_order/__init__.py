@@ -3,7 +3,7 @@
 After Bipin, "Deep Learning, Lecture 6 — Optimization" (second-order methods).
 
 A solver is a descent (:mod:`.directions`) + a step-size search (a line search,
-:mod:`.linesearch`, or a trust region, :mod:`.trust_region`), run by one
+:mod:`.linesearch`, or a trust region, :mod:`.trustregion`), run by one
 ``lax.while_loop`` driver (:mod:`.driver`) that returns an :class:`OptimizeResult`
 with a :class:`Status`. Levenberg-Marquardt is the damped Newton step on ``J^T J``
 with a trust region.
@@ -21,7 +21,7 @@ from jaxopt_dl.second_order.driver import OptimizeResult, Status
 from jaxopt_dl.second_order.linesearch import LineSearchResult, backtracking, zoom
 from jaxopt_dl.second_order.minimization import minimize
 from jaxopt_dl.second_order.nonlinear_least_squares import least_squares
-from jaxopt_dl.second_order.trust_region import TrustRegionResult, trust_region
+from jaxopt_dl.second_order.trustregion import TrustRegionResult, trust_region
 
 __all__ = [
     "Direction",

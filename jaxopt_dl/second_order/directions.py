@@ -9,7 +9,7 @@ A :class:`Direction` is a triple of pure functions on flat parameter vectors::
 so the solver driver (``minimize``) pairs any direction with any line search.
 :func:`damped_newton_step` is the descent of a trust region instead: the step at a
 given damping, with the decrease its quadratic model predicts
-(:func:`~jaxopt_dl.second_order.trust_region.trust_region` picks the damping).
+(:func:`~jaxopt_dl.second_order.trustregion.trust_region` picks the damping).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Minimizes ``F(x) = 0.5 * ||r(x)||^2`` (scipy's ``cost``) with ``g = J^T r``.
 Levenberg-Marquardt is the damped Newton step on ``J^T J``
 (:func:`~jaxopt_dl.second_order.directions.damped_newton_step`, the descent) searched
-by a trust region (:func:`~jaxopt_dl.second_order.trust_region.trust_region`, which
+by a trust region (:func:`~jaxopt_dl.second_order.trustregion.trust_region`, which
 accepts or rejects each step and adapts the damping).
 """
 
@@ -25,7 +25,7 @@ from jaxopt_dl.second_order._inputs import (
 )
 from jaxopt_dl.second_order.directions import damped_newton_step
 from jaxopt_dl.second_order.driver import OptimizeResult, run
-from jaxopt_dl.second_order.trust_region import trust_region
+from jaxopt_dl.second_order.trustregion import trust_region
 
 __all__ = ["least_squares", "LEAST_SQUARES_METHODS"]
 
