@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import html
 import importlib.util
 import inspect
@@ -319,7 +320,12 @@ def public_callables() -> dict[str, object]:
 
 
 def undocumented_arguments(obj: object) -> list[str]:
-    """The parameters of ``obj``'s signature missing from its ``Args:`` section."""
+    """The parameters of ``obj``'s signature missing from its ``Args:`` section.
+
+    An enum class has no arguments of its own (its signature is ``Enum``'s functional API).
+    """
+    if inspect.isclass(obj) and issubclass(obj, enum.Enum):
+        return []
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):

@@ -510,10 +510,12 @@ def nan_residual(p):
 
 STATUS_CASES = [
     ("converged", lambda x0: minimize(rosen, x0, tol=1e-2), Status.CONVERGED),
-    ("max_steps", lambda x0: minimize(rosen, x0, method="bfgs", maxiter=3), Status.MAX_STEPS_REACHED),
+    ("max_steps", lambda x0: minimize(rosen, x0, method="bfgs", maxiter=3),
+     Status.MAX_STEPS_REACHED),
     ("max_steps_lm", lambda x0: least_squares(exp_residual, jnp.concatenate([x0, x0[:1]]),
                                               maxiter=1, tol=1e-12), Status.MAX_STEPS_REACHED),
-    ("search_failed", lambda x0: minimize(uphill, x0, method="gd", linesearch_maxiter=10), Status.SEARCH_FAILED),
+    ("search_failed", lambda x0: minimize(uphill, x0, method="gd", linesearch_maxiter=10),
+     Status.SEARCH_FAILED),
     ("search_failed_lm", lambda x0: least_squares(uphill_residual, x0, max_rejections=5),
      Status.SEARCH_FAILED),
     ("nonfinite_objective", lambda x0: minimize(nan_objective, x0), Status.NONFINITE),
@@ -618,6 +620,30 @@ def test_xtol_result_is_close_to_scipy_and_saves_steps():
     np.testing.assert_allclose(_canonical(loose.x), _canonical(ref.x), atol=1e-4 * scale)
 
 
+def test_xtol_ftol_on_pytrees_equal_the_flat_solves():
+    """The tests read whole trees: a pytree solve stops at the flat solve's step (LM
+    flattens x0; an optax method keeps the tree through the driver)."""
+
+    def split(fn):
+        return lambda p: fn(jnp.concatenate([p["a"], p["b"]]))
+
+    tree0 = {"a": jnp.array([1.0, 0.0]), "b": jnp.array([1.0, 0.0])}
+    with x64(True):
+        tree0 = jax.tree.map(lambda v: v.astype(jnp.float64), tree0)
+        flat0 = jnp.array([1.0, 0.0, 1.0, 0.0])
+        kw = {"tol": 1e-30, "xtol": 1e-6}
+        tree = least_squares(split(gauss_residual), tree0, **kw)
+        flat = least_squares(gauss_residual, flat0, **kw)
+        assert int(tree.status) == int(flat.status) == Status.CONVERGED
+        assert int(tree.nit) == int(flat.nit)
+        np.testing.assert_allclose(jnp.concatenate([tree.x["a"], tree.x["b"]]), flat.x)
+        kw = {"method": optax.adam(1e-2), "tol": 1e-30, "ftol": 1e-3, "maxiter": 1000}
+        tree = minimize(split(rosen), tree0, **kw)
+        flat = minimize(rosen, flat0, **kw)
+    assert int(tree.status) == int(flat.status) == Status.CONVERGED
+    assert int(tree.nit) == int(flat.nit) < 1000
+
+
 def test_tolerances_trace_under_vmap_and_jit():
     xtols = jnp.array([1e-2, 1e-8])
     res = jax.jit(jax.vmap(lambda t: minimize(rosen, jnp.array([-1.2, 1.0]), tol=1e-12,
@@ -635,8 +661,8 @@ def test_damped_newton_step_solves_the_system_and_predicts_the_model_decrease():
     gram, g = jac.T @ jac, jac.T @ rng.normal(size=6)
     with x64(True):
         for mu, scale in [(1e-3, None), (0.5, np.diag(gram)), (10.0, np.ones(3))]:
-            h, predicted = damped_newton_step(jnp.asarray(gram), jnp.asarray(g), mu,
-                                              None if scale is None else jnp.asarray(scale))  # fmt: skip
+            d_diag = None if scale is None else jnp.asarray(scale)
+            h, predicted = damped_newton_step(jnp.asarray(gram), jnp.asarray(g), mu, d_diag)
             d = np.eye(3) if scale is None else np.diag(scale)
             np.testing.assert_allclose(h, -np.linalg.solve(gram + mu * d, g), rtol=1e-10)
             model = -(g @ np.asarray(h) + 0.5 * np.asarray(h) @ gram @ np.asarray(h))
@@ -727,8 +753,8 @@ def test_trust_region_newton_from_the_parts_escapes_a_saddle():
     with x64(True):
         x0 = jnp.array([0.5, 0.1])
         f0, g0 = value_and_grad(x0)
-        res = jax.jit(lambda x0, f0, g0: run(step, x0, f0, g0, (jnp.asarray(1e-3), jnp.asarray(2.0)),
-                                             100, 1e-10))(x0, f0, g0)  # fmt: skip
+        damping0 = (jnp.asarray(1e-3), jnp.asarray(2.0))
+        res = jax.jit(lambda x, f, g: run(step, x, f, g, damping0, 100, 1e-10))(x0, f0, g0)
         pure = minimize(saddle, x0, method="newton", damping=0.0, tol=1e-10)
         ref = so.minimize(lambda z: float(saddle(jnp.asarray(z))), np.asarray(x0),
                           jac=lambda z: np.asarray(jax.grad(saddle)(jnp.asarray(z))),

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxopt_dl._core import global_norm, tree_all_finite
 
-__all__ = ["OptimizeResult", "Status", "run"]
+__all__ = ["OptimizeResult", "Status", "run", "step_converged"]
 
 StepFn = Callable[
     [Any, jax.Array, Any, Any],
@@ -182,7 +182,7 @@ def run(
     Returns:
       An :class:`OptimizeResult`.
     """
-    status = lambda s: jnp.asarray(s, jnp.int32)  # noqa: E731
+    code = lambda s: jnp.asarray(s, jnp.int32)  # noqa: E731
 
     def cond(c: _Carry) -> jax.Array:
         return (c.status == _RUNNING) & (c.nit < maxiter)
@@ -194,11 +194,11 @@ def run(
         done = step_converged(c.x, c.f, x, f, g, tol, xtol, ftol)
         new_status = jnp.where(
             ~ok,
-            status(Status.SEARCH_FAILED),
+            code(Status.SEARCH_FAILED),
             jnp.where(
                 ~finite,
-                status(Status.NONFINITE),
-                jnp.where(done, status(Status.CONVERGED), status(_RUNNING)),
+                code(Status.NONFINITE),
+                jnp.where(done, code(Status.CONVERGED), code(_RUNNING)),
             ),
         )
         x, f, g = _select(accepted, (x, f, g), (c.x, c.f, c.g))
@@ -213,13 +213,13 @@ def run(
     finite0 = jnp.isfinite(f0) & tree_all_finite(g0)
     status0 = jnp.where(
         ~finite0,
-        status(Status.NONFINITE),
-        jnp.where(global_norm(g0) <= tol, status(Status.CONVERGED), status(_RUNNING)),
+        code(Status.NONFINITE),
+        jnp.where(global_norm(g0) <= tol, code(Status.CONVERGED), code(_RUNNING)),
     )
     init = _Carry(x0, f0, g0, aux0, jnp.zeros([], jnp.int32), status0, x0, f0, g0,
                   one, one)  # fmt: skip
     c = jax.lax.while_loop(cond, body, init)
-    final = jnp.where(c.status == _RUNNING, status(Status.MAX_STEPS_REACHED), c.status)
+    final = jnp.where(c.status == _RUNNING, code(Status.MAX_STEPS_REACHED), c.status)
     converged = final == Status.CONVERGED
     x, f, g = _select(converged, (c.x, c.f, c.g), (c.best_x, c.best_f, c.best_g))
     grad_norm = global_norm(g).astype(jnp.result_type(f))
