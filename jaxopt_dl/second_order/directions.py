@@ -115,9 +115,9 @@ def damped_newton_step(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> h, pred = damped_newton_step(2 * jnp.eye(2), jnp.array([2.0, 0.0]), 2.0)
+      >>> h, pred = damped_newton_step(2 * jnp.eye(2), jnp.array([2.0, 4.0]), 2.0)
       >>> h.tolist(), float(pred)
-      ([-0.5, 0.0], 0.75)
+      ([-0.5, -1.0], 3.75)
 
     References:
       Levenberg (1944); Marquardt (1963); Madsen, Nielsen & Tingleff, Methods for

@@ -4,7 +4,7 @@
 method        direction                              default line search
 ============  =====================================  ======================
 ``"gd"``      ``-g``                                 Armijo backtracking
-``"newton"``  ``-(H + lambda I)^{-1} g`` (damped)    Armijo backtracking
+``"newton"``  ``-(H + lambda I)^{-1} g`` (damped)    Armijo backtracking (or a trust region)
 ``"bfgs"``    ``-H_k g`` (inverse-Hessian update)    strong-Wolfe zoom
 ``"lbfgs"``   two-loop recursion, memory ``m``       strong-Wolfe zoom
 optax tx      ``tx.update(g, state, x)``             none (the transform's step)
@@ -31,11 +31,12 @@ from jaxopt_dl.second_order._inputs import (
     output_shape,
 )
 from jaxopt_dl.second_order.driver import OptimizeResult, run
+from jaxopt_dl.second_order.trustregion import trust_region
 
 __all__ = ["minimize", "METHODS"]
 
 METHODS = ("gd", "newton", "bfgs", "lbfgs")
-LINESEARCHES = ("backtracking", "zoom", "none")
+LINESEARCHES = ("backtracking", "zoom", "none", "trust_region")
 
 _COMMON = {"c1": 1e-4, "c2": 0.9, "shrink": 0.5, "linesearch_maxiter": 30}
 _DEFAULTS = {
@@ -88,8 +89,11 @@ def minimize(
       tol: the tolerance on the gradient's 2-norm (scipy's ``gtol``).
       xtol: the relative tolerance on the step's length (0 turns the test off).
       ftol: the relative tolerance on the objective's change (0 turns it off).
-      **options: ``linesearch`` (``"backtracking"``, ``"zoom"`` or ``"none"`` = full
-        steps), ``c1`` (1e-4), ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking
+      **options: ``linesearch`` (``"backtracking"``, ``"zoom"``, ``"none"`` = full
+        steps, or for newton ``"trust_region"``: the damped step
+        ``-(H + mu I)^{-1} g`` with ``mu`` chosen by
+        :func:`~jaxopt_dl.second_order.trustregion.trust_region`, starting at
+        ``damping * max(1, max_i |H_ii|)``; ``linesearch_maxiter`` bounds its trials), ``c1`` (1e-4), ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking
         only), ``linesearch_maxiter`` (30); ``damping`` for newton (1e-3; ``0`` gives
         pure Newton ``x <- x - H^{-1} g`` with full steps unless ``linesearch`` is
         given, which converges to a saddle point when started near one);
@@ -160,6 +164,12 @@ def _check_options(opts: dict[str, Any]) -> None:
         check_positive(name, opts[name])
         check_decay(name, opts[name])
     check_int("linesearch_maxiter", opts["linesearch_maxiter"], 1)
+    if opts["linesearch"] == "trust_region" and not (opts.get("damping", 0) > 0):
+        raise ValueError(
+            "linesearch='trust_region' needs method='newton' with damping > 0 (the trust "
+            f"region asks the damped Newton step for shorter steps), got damping="
+            f"{opts.get('damping')!r}"
+        )
 
 
 def _search(opts: dict[str, Any]) -> Callable:
@@ -194,6 +204,9 @@ def _minimize_impl(x0, maxiter, tol, xtol, ftol, *, fun, method, options) -> Opt
     flat0, unravel = ravel_pytree(x0)
     flat_fun = lambda z: fun(unravel(z))  # noqa: E731
     value_and_grad = jax.value_and_grad(flat_fun)
+    if opts["linesearch"] == "trust_region":
+        res = _trust_region_newton(flat_fun, flat0, opts, maxiter, tol, xtol, ftol)
+        return res._replace(x=unravel(res.x))
     rule = _direction(method, flat_fun, opts)
     search = _search(opts)
     f0, g0 = value_and_grad(flat0)
@@ -213,6 +226,39 @@ def _minimize_impl(x0, maxiter, tol, xtol, ftol, *, fun, method, options) -> Opt
     aux0 = (rule.init(flat0, g0), jnp.zeros([], f0.dtype))
     res = run(step, flat0, f0, g0, aux0, maxiter, tol, xtol, ftol)
     return res._replace(x=unravel(res.x))
+
+
+def _trust_region_newton(fun, x0, opts, maxiter, tol, xtol, ftol) -> OptimizeResult:
+    """Newton's damped step (:func:`directions.damped_newton_step` on the exact Hessian)
+    searched by the trust region; each trial evaluates ``f`` and its gradient once."""
+    value_and_grad = jax.value_and_grad(fun)
+    hessian = jax.hessian(fun)
+
+    def step(x, f, g, aux):
+        damping, growth = aux
+        h = hessian(x)
+
+        def evaluate(x_t):
+            f_t, g_t = value_and_grad(x_t)
+            return f_t, f - f_t, g_t
+
+        search = trust_region(
+            lambda mu: directions.damped_newton_step(h, g, mu),
+            evaluate,
+            x,
+            f,
+            g,
+            damping,
+            growth,
+            maxiter=opts["linesearch_maxiter"],
+        )
+        aux = (search.damping, search.growth)
+        return search.x, search.fun, search.value, aux, search.success, search.nfev, search.nfev
+
+    f0, g0 = value_and_grad(x0)
+    mu0 = opts["damping"] * jnp.maximum(1.0, jnp.max(jnp.abs(jnp.diag(hessian(x0)))))
+    aux0 = (jnp.asarray(mu0, f0.dtype), jnp.asarray(2.0, f0.dtype))
+    return run(step, x0, f0, g0, aux0, maxiter, tol, xtol, ftol)
 
 
 def _first_order(fun, x0, tx, maxiter, tol, xtol, ftol) -> OptimizeResult:
