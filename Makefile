@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The demo needs only the runtime dependencies (no torch, mkdocs or pytest).
 DEMO_STAMP := $(VENV)/.installed-runtime
+# The docs need the runtime dependencies and the pinned doc toolchain (the [docs] extra).
+DOCS_STAMP := $(VENV)/.installed-docs
 
 .PHONY: test demo docs clean
 
@@ -21,6 +23,10 @@ $(DEMO_STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc | $(VENV)
 	$(PY) -m pip install --quiet --no-build-isolation -e .
 	touch $(DEMO_STAMP)
 
+$(DOCS_STAMP): pyproject.toml setup.py jaxopt_dl/fused/fused_update.cc | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[docs]'
+	touch $(DOCS_STAMP)
+
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -29,7 +35,7 @@ test: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(PY) -m jaxopt_dl train --dataset digits --model resnet --optimizer adam --lr 3e-3 --schedule warmup_cosine --epochs 12 --batch-size 64 --seed 0 --out runs/demo
 
-docs: $(STAMP)
+docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 clean:

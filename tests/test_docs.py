@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import html
 import importlib.util
 import inspect
@@ -319,7 +320,12 @@ def public_callables() -> dict[str, object]:
 
 
 def undocumented_arguments(obj: object) -> list[str]:
-    """The parameters of ``obj``'s signature missing from its ``Args:`` section."""
+    """The parameters of ``obj``'s signature missing from its ``Args:`` section.
+
+    An enum class has no arguments of its own (its signature is ``Enum``'s functional API).
+    """
+    if inspect.isclass(obj) and issubclass(obj, enum.Enum):
+        return []
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
@@ -360,6 +366,68 @@ def test_every_public_argument_is_documented():
         "'Args:' section (Google style):\n"
         + "\n".join(f"  {name}: {', '.join(gaps)}" for name, gaps in sorted(missing.items()))
     )
+
+
+def test_documented_variadic_arguments_are_annotated():
+    """A ``*args``/``**kwargs`` named in ``Args:`` has a type hint (griffe warns otherwise,
+    and the strict build turns the warning into a failure)."""
+    unannotated = []
+    for name, obj in public_callables().items():
+        try:
+            parameters = inspect.signature(obj).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        docs = args_section(inspect.getdoc(obj))
+        for parameter in parameters:
+            variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            stars = "**" if parameter.kind == parameter.VAR_KEYWORD else "*"
+            if (
+                variadic
+                and parameter.annotation is inspect.Parameter.empty
+                and f"{stars}{parameter.name}:" in docs
+            ):
+                unannotated.append(f"{name}: {stars}{parameter.name}")
+    assert not unannotated, "documented variadic arguments without a type hint:\n" + "\n".join(
+        unannotated
+    )
+
+
+def _extra(name: str) -> list[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["optional-dependencies"][name]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib needs Python 3.11")
+def test_docs_extra_pins_the_toolchain_the_build_uses():
+    """Every package of the ``[docs]`` extra is pinned (``==``), ``[test]`` includes it,
+    and the installed versions are the pins, so the strict build above ran the pinned
+    toolchain; ``make docs`` installs that extra alone."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    docs = _extra("docs")
+    assert {"mkdocs", "mkdocstrings", "mkdocstrings-python", "griffelib"} <= {
+        requirement.split("==")[0] for requirement in docs
+    }
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", r) for r in docs), docs
+    assert "jaxopt_dl[docs]" in _extra("test")
+    mismatched = []
+    for requirement in docs:
+        package, pinned = requirement.split("==")
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            mismatched.append(f"{package}: pinned {pinned}, installed {installed}")
+    assert not mismatched, "pip install -e '.[docs]' to match the pins:\n" + "\n".join(mismatched)
+    makefile = (ROOT / "Makefile").read_text()
+    target = re.search(r"^docs: (\S+)$", makefile, re.MULTILINE)
+    assert target, "the Makefile has no docs target"
+    stamp = target[1]
+    recipe = re.search(rf"^{re.escape(stamp)}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe and "-e '.[docs]'" in recipe[1] and ".[test]" not in recipe[1], stamp
 
 
 # --- no internal references in user-facing text -----------------------------------

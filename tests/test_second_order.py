@@ -1,5 +1,6 @@
-"""second_order: minimize / least_squares against scipy.optimize, line searches and
-directions against NumPy transcriptions of Nocedal & Wright, bad input.
+"""second_order: minimize / least_squares against scipy.optimize, line searches, directions
+and the trust region against NumPy transcriptions of Nocedal & Wright and Madsen, Nielsen
+& Tingleff, every status value reached on purpose, the xtol/ftol stops, bad input.
 
 64-bit runs use the ``jax.enable_x64`` context so x64 does not leak to other modules.
 Objectives are module-level functions so the solvers' compilation cache is shared.
@@ -13,14 +14,16 @@ import optax
 import pytest
 import scipy.optimize as so
 
-from jaxopt_dl.second_order import least_squares, minimize
+from jaxopt_dl.second_order import Status, least_squares, minimize
 from jaxopt_dl.second_order.directions import (
     bfgs_update,
     damped_newton_direction,
+    damped_newton_step,
     lbfgs,
     lbfgs_two_loop,
 )
 from jaxopt_dl.second_order.linesearch import backtracking, zoom
+from jaxopt_dl.second_order.trustregion import nielsen_update, trust_region
 
 x64 = jax.enable_x64
 
@@ -204,11 +207,12 @@ def test_optax_lbfgs_as_method_reaches_rosenbrock_minimum():
 def test_diverging_solve_returns_best_finite_point():
     x0 = jnp.array([1.0, -2.0])
     res = minimize(lambda x: jnp.sum(x**2), x0, method=optax.sgd(10.0), maxiter=1000)
-    assert not bool(res.converged)
-    chex.assert_tree_all_finite(res)
+    assert not bool(res.converged) and int(res.status) == Status.NONFINITE
+    chex.assert_tree_all_finite(res.x)
     np.testing.assert_allclose(res.x, x0)
     short = minimize(rosen, jnp.array([-1.2, 1.0]), method="gd", maxiter=5)
     assert not bool(short.converged) and int(short.nit) == 5
+    assert short.message == "max_steps_reached"
     assert float(short.fun) < float(rosen(jnp.array([-1.2, 1.0])))
 
 
@@ -426,10 +430,16 @@ BAD_MINIMIZE = [
     ({"tol": 0.0}, "tol"),
     ({"tol": -1e-3}, "tol"),
     ({"tol": float("nan")}, "tol"),
+    ({"xtol": -1e-3}, "xtol"),
+    ({"xtol": float("inf")}, "xtol"),
+    ({"ftol": -1.0}, "ftol"),
+    ({"ftol": float("nan")}, "ftol"),
     ({"method": "bfgs", "memory": 3}, "memory"),
     ({"method": "lbfgs", "memory": 0}, "memory"),
     ({"method": "newton", "damping": -1.0}, "damping"),
     ({"linesearch": "wolfe"}, "linesearch"),
+    ({"method": "bfgs", "linesearch": "trust_region"}, "trust_region"),
+    ({"method": "newton", "linesearch": "trust_region", "damping": 0.0}, "damping"),
     ({"method": optax.adam(1e-3), "memory": 3}, "options"),
 ]
 
@@ -455,3 +465,335 @@ def test_bad_x0_and_outputs():
         least_squares(exp_residual, jnp.ones(3), damping=0.0)
     with pytest.raises(ValueError, match="maxiter"):
         least_squares(exp_residual, jnp.ones(3), maxiter=0)
+    with pytest.raises(ValueError, match="xtol"):
+        least_squares(exp_residual, jnp.ones(3), xtol=-1e-8)
+    with pytest.raises(ValueError, match="ftol"):
+        least_squares(exp_residual, jnp.ones(3), ftol=float("nan"))
+
+
+# -- status values, reached on purpose ------------------------------------------------
+
+
+@jax.custom_jvp
+def uphill(x):
+    """``sum(x^2)`` whose gradient claims the opposite sign: no step along ``-g`` descends.
+
+    (Ten halvings keep every trial's increase above float32's rounding noise, which the
+    approximate Armijo test would otherwise accept.)"""
+    return jnp.sum(x**2)
+
+
+@uphill.defjvp
+def _uphill_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return uphill(x), jnp.vdot(-2.0 * x, dx)
+
+
+@jax.custom_jvp
+def uphill_residual(p):
+    """Residuals ``p`` with the Jacobian ``-I``: every LM step increases the cost."""
+    return p
+
+
+@uphill_residual.defjvp
+def _uphill_residual_jvp(primals, tangents):
+    (p,), (dp,) = primals, tangents
+    return p, -dp
+
+
+def nan_objective(x):
+    return jnp.sum(x**2) * jnp.nan
+
+
+def nan_residual(p):
+    return exp_residual(p) * jnp.nan
+
+
+STATUS_CASES = [
+    ("converged", lambda x0: minimize(rosen, x0, tol=1e-2), Status.CONVERGED),
+    ("max_steps", lambda x0: minimize(rosen, x0, method="bfgs", maxiter=3),
+     Status.MAX_STEPS_REACHED),
+    ("max_steps_lm", lambda x0: least_squares(exp_residual, jnp.concatenate([x0, x0[:1]]),
+                                              maxiter=1, tol=1e-12), Status.MAX_STEPS_REACHED),
+    ("search_failed", lambda x0: minimize(uphill, x0, method="gd", linesearch_maxiter=10),
+     Status.SEARCH_FAILED),
+    ("search_failed_lm", lambda x0: least_squares(uphill_residual, x0, max_rejections=5),
+     Status.SEARCH_FAILED),
+    ("nonfinite_objective", lambda x0: minimize(nan_objective, x0), Status.NONFINITE),
+    ("nonfinite_residual", lambda x0: least_squares(nan_residual, jnp.concatenate([x0, x0[:1]])),
+     Status.NONFINITE),
+    ("nonfinite_step", lambda x0: minimize(rosen, x0, method=optax.sgd(10.0)), Status.NONFINITE),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("name,solve,status", STATUS_CASES, ids=[c[0] for c in STATUS_CASES])
+def test_each_status_is_reached_jitted_and_eager(name, solve, status, dtype):
+    with x64(dtype == jnp.float64):
+        x0 = jnp.array([-1.2, 1.0], dtype)
+        eager = solve(x0)
+        jitted = jax.jit(solve)(x0)
+    for res in (eager, jitted):
+        assert res.status.dtype == jnp.int32
+        assert int(res.status) == status, (name, res.message)
+        assert res.message == status.name.lower()
+        assert bool(res.converged) == (status == Status.CONVERGED)
+        assert jax.tree.leaves(res.x)[0].dtype == dtype
+        if status != Status.NONFINITE or name == "nonfinite_step":
+            chex.assert_tree_all_finite(res.x)
+    assert int(jitted.nit) == int(eager.nit)
+    if status == Status.MAX_STEPS_REACHED:
+        assert int(eager.nit) in (1, 3)
+    if name.startswith("nonfinite_objective") or name.startswith("nonfinite_residual"):
+        assert int(eager.nit) == 0
+
+
+def nan_beyond_five(x):
+    return rosen(x) + jnp.where(x[0] > 5.0, jnp.nan, 0.0)
+
+
+def test_statuses_under_vmap_differ_per_start():
+    """One batch, three outcomes: each start's status is its own single solve's."""
+    starts = jnp.array([[1.0, 1.0001], [-1.2, 1.0], [6.0, 0.0]])
+
+    def solve(s):
+        return minimize(nan_beyond_five, s, method="bfgs", maxiter=4, tol=1e-2)
+
+    batched = jax.vmap(solve)(starts)
+    singles = [int(solve(s).status) for s in starts]
+    assert batched.status.tolist() == singles
+    assert singles == [Status.CONVERGED, Status.MAX_STEPS_REACHED, Status.NONFINITE]
+
+
+# -- xtol / ftol ----------------------------------------------------------------------
+
+
+def _xtol_met(x, x_new, xtol):
+    return np.linalg.norm(x_new - x) < xtol * (xtol + np.linalg.norm(x_new))
+
+
+def _ftol_met(f, f_new, ftol):
+    return abs(f - f_new) < ftol * abs(f)
+
+
+STOP_CASES = [
+    ("bfgs_xtol", lambda n, tol: minimize(rosen, jnp.array([-1.2, 1.0]), maxiter=n,
+                                          tol=1e-30, xtol=tol), "x", 1e-5),
+    ("bfgs_ftol", lambda n, tol: minimize(rosen, jnp.array([-1.2, 1.0]), maxiter=n,
+                                          tol=1e-30, ftol=tol), "f", 1e-3),
+    ("lm_xtol", lambda n, tol: least_squares(gauss_residual, jnp.array([1.0, 0.0, 1.0, 0.0]),
+                                             maxiter=n, tol=1e-30, xtol=tol), "x", 1e-6),
+    ("lm_ftol", lambda n, tol: least_squares(gauss_residual, jnp.array([1.0, 0.0, 1.0, 0.0]),
+                                             maxiter=n, tol=1e-30, ftol=tol), "f", 1e-8),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,solve,kind,tol", STOP_CASES, ids=[c[0] for c in STOP_CASES])
+def test_xtol_ftol_stop_at_the_first_step_that_meets_them(name, solve, kind, tol):
+    """The solve stops as converged (``||g||`` is far above its 1e-30) at step ``n``: the
+    step ``n-1 -> n`` meets scipy's test and ``n-2 -> n-1`` does not (the iterates of the
+    same solve truncated by ``maxiter``; these methods decrease ``f`` monotonically, so a
+    truncated solve returns its last iterate)."""
+    with x64(True):
+        res = solve(500, tol)
+        n = int(res.nit)
+        prev, prev2 = solve(n - 1, tol), solve(n - 2, tol)
+    assert int(res.status) == Status.CONVERGED and float(res.grad_norm) > 1e-20
+    assert int(prev.status) == Status.MAX_STEPS_REACHED and int(prev.nit) == n - 1
+    met = {"x": lambda a, b: _xtol_met(np.asarray(a.x), np.asarray(b.x), tol),
+           "f": lambda a, b: _ftol_met(float(a.fun), float(b.fun), tol)}[kind]  # fmt: skip
+    assert met(prev, res)
+    assert not met(prev2, prev)
+
+
+def test_xtol_result_is_close_to_scipy_and_saves_steps():
+    """xtol = 1e-6 stops LM early, at a point within a few xtol of scipy's minimizer."""
+    with x64(True):
+        start = jnp.array([1.0, 0.0, 1.0, 0.0])
+        loose = least_squares(gauss_residual, start, tol=1e-30, xtol=1e-6, maxiter=500)
+        tight = least_squares(gauss_residual, start, tol=1e-30, maxiter=500)
+        ref = so.least_squares(lambda p: np.asarray(gauss_residual(jnp.asarray(p))),
+                               np.asarray(start), method="trf", xtol=1e-6, ftol=1e-15,
+                               gtol=1e-15)  # fmt: skip
+    assert int(loose.status) == Status.CONVERGED and ref.status == 3  # scipy: xtol met
+    assert int(loose.nit) < int(tight.nit)
+    scale = np.linalg.norm(ref.x)
+    np.testing.assert_allclose(_canonical(loose.x), _canonical(ref.x), atol=1e-4 * scale)
+
+
+def test_xtol_ftol_on_pytrees_equal_the_flat_solves():
+    """The tests read whole trees: a pytree solve stops at the flat solve's step (LM
+    flattens x0; an optax method keeps the tree through the driver)."""
+
+    def split(fn):
+        return lambda p: fn(jnp.concatenate([p["a"], p["b"]]))
+
+    tree0 = {"a": jnp.array([1.0, 0.0]), "b": jnp.array([1.0, 0.0])}
+    with x64(True):
+        tree0 = jax.tree.map(lambda v: v.astype(jnp.float64), tree0)
+        flat0 = jnp.array([1.0, 0.0, 1.0, 0.0])
+        kw = {"tol": 1e-30, "xtol": 1e-6}
+        tree = least_squares(split(gauss_residual), tree0, **kw)
+        flat = least_squares(gauss_residual, flat0, **kw)
+        assert int(tree.status) == int(flat.status) == Status.CONVERGED
+        assert int(tree.nit) == int(flat.nit)
+        np.testing.assert_allclose(jnp.concatenate([tree.x["a"], tree.x["b"]]), flat.x)
+        kw = {"method": optax.adam(1e-2), "tol": 1e-30, "ftol": 1e-3, "maxiter": 1000}
+        tree = minimize(split(rosen), tree0, **kw)
+        flat = minimize(rosen, flat0, **kw)
+    assert int(tree.status) == int(flat.status) == Status.CONVERGED
+    assert int(tree.nit) == int(flat.nit) < 1000
+
+
+def test_tolerances_trace_under_vmap_and_jit():
+    xtols = jnp.array([1e-2, 1e-8])
+    res = jax.jit(jax.vmap(lambda t: minimize(rosen, jnp.array([-1.2, 1.0]), tol=1e-12,
+                                              xtol=t)))(xtols)  # fmt: skip
+    assert res.status.tolist() == [Status.CONVERGED, Status.CONVERGED]
+    assert int(res.nit[0]) < int(res.nit[1])
+
+
+# -- damped Newton step + trust region (Levenberg-Marquardt's parts) --------------------
+
+
+def test_damped_newton_step_solves_the_system_and_predicts_the_model_decrease():
+    rng = np.random.default_rng(3)
+    jac = rng.normal(size=(6, 3))
+    gram, g = jac.T @ jac, jac.T @ rng.normal(size=6)
+    with x64(True):
+        for mu, scale in [(1e-3, None), (0.5, np.diag(gram)), (10.0, np.ones(3))]:
+            d_diag = None if scale is None else jnp.asarray(scale)
+            h, predicted = damped_newton_step(jnp.asarray(gram), jnp.asarray(g), mu, d_diag)
+            d = np.eye(3) if scale is None else np.diag(scale)
+            np.testing.assert_allclose(h, -np.linalg.solve(gram + mu * d, g), rtol=1e-10)
+            model = -(g @ np.asarray(h) + 0.5 * np.asarray(h) @ gram @ np.asarray(h))
+            np.testing.assert_allclose(predicted, model, rtol=1e-10)
+        h, predicted = damped_newton_step(jnp.diag(jnp.array([1.0, -2.0])), jnp.ones(2), 1.0)
+    assert not np.isfinite(float(predicted))  # H + mu I indefinite: a trust region rejects
+
+
+def test_nielsen_update_matches_numpy():
+    def numpy_nielsen(mu, nu, rho):
+        if rho > 0:
+            return mu * max(1 / 3, 1 - (2 * rho - 1) ** 3), 2.0
+        return mu * nu, 2 * nu
+
+    with x64(True):
+        for rho in [-1.0, 0.0, 0.1, 0.5, 0.75, 1.0, 2.0]:
+            for mu, nu in [(1e-3, 2.0), (5.0, 8.0)]:
+                got = nielsen_update(jnp.asarray(mu), jnp.asarray(nu), jnp.asarray(rho), rho > 0)
+                np.testing.assert_allclose(got, numpy_nielsen(mu, nu, rho), rtol=1e-12)
+
+
+def test_trust_region_alone_matches_a_numpy_loop_on_a_model_that_underestimates():
+    """f = x^4 from x = 1 with the model H = 0: the first trials overshoot (rejected, mu
+    grows by nu, nu doubles) until the gain ratio is positive; values, trial count and
+    the next (mu, nu) equal a NumPy transcription of the loop."""
+
+    def f(x):
+        return jnp.sum(x**4)
+
+    def propose(mu):  # the damped step of the model L(h) = f + g h (H = 0)
+        return damped_newton_step(jnp.zeros((1, 1)), jnp.array([4.0]), mu)
+
+    def numpy_loop(mu, nu):
+        x, fx, g, trials = 1.0, 1.0, 4.0, 0
+        while True:
+            h = -g / mu
+            trials += 1
+            rho = (fx - (x + h) ** 4) / (0.5 * h * (mu * h - g))
+            if rho > 0:
+                return x + h, trials, mu * max(1 / 3, 1 - (2 * rho - 1) ** 3), 2.0
+            mu, nu = mu * nu, 2 * nu
+
+    with x64(True):
+        x = jnp.array([1.0])
+        res = jax.jit(
+            lambda mu: trust_region(propose, lambda z: (f(z), f(x) - f(z), z), x, f(x), x, mu)
+        )(0.5)
+        stuck = trust_region(propose, lambda z: (f(z) + 10.0, -10.0, z), x, f(x), x, 1.0, maxiter=4)
+    x_ref, trials, mu_ref, nu_ref = numpy_loop(0.5, 2.0)
+    assert bool(res.success) and int(res.nfev) == trials == 3
+    np.testing.assert_allclose(res.x, [x_ref], rtol=1e-12)
+    np.testing.assert_allclose(res.value, res.x)
+    np.testing.assert_allclose([res.damping, res.growth], [mu_ref, nu_ref], rtol=1e-12)
+    assert not bool(stuck.success) and int(stuck.nfev) == 4
+    np.testing.assert_allclose(stuck.x, x)
+
+
+def _numpy_levenberg_marquardt(residual, jacobian, x, steps, tau=1e-3):
+    """Madsen, Nielsen & Tingleff, Alg. 3.16, line by line (float64 NumPy)."""
+    r, j = residual(x), jacobian(x)
+    a, g = j.T @ j, j.T @ r
+    mu, nu, nfev = tau * np.max(np.diag(a)), 2.0, 1
+    for _ in range(steps):
+        while True:
+            h = np.linalg.solve(a + mu * np.eye(len(x)), -g)
+            r_new = residual(x + h)
+            nfev += 1
+            rho = (r @ r - r_new @ r_new) / 2 / (0.5 * h @ (mu * h - g))
+            if rho > 0:
+                x, r, j = x + h, r_new, jacobian(x + h)
+                a, g = j.T @ j, j.T @ r
+                mu, nu = mu * max(1 / 3, 1 - (2 * rho - 1) ** 3), 2.0
+                break
+            mu, nu = mu * nu, 2 * nu
+    return x, nfev
+
+
+def test_levenberg_marquardt_is_the_textbook_algorithm_step_by_step():
+    """least_squares = damped_newton_step + trust_region + driver; its iterates and trial
+    counts equal a NumPy transcription of MNT Alg. 3.16 after each of the first steps."""
+    start = np.array([1.0, 0.0, 3.0, 0.0])  # a bad start: some trials are rejected
+    with x64(True):
+        residual = jax.jit(gauss_residual)
+        jacobian = jax.jit(jax.jacfwd(gauss_residual))
+        for steps in range(1, 9):
+            res = least_squares(gauss_residual, jnp.asarray(start), maxiter=steps, tol=1e-30)
+            x, nfev = _numpy_levenberg_marquardt(
+                lambda p: np.asarray(residual(p)), lambda p: np.asarray(jacobian(p)), start, steps
+            )
+            np.testing.assert_allclose(res.x, x, rtol=1e-8, atol=1e-10)
+            assert int(res.nfev) == nfev, steps
+    assert nfev > 9  # rejections happened
+
+
+TRUST_EXACT_CASES = [(name, start) for name in ("beale", "quad", "rosen2", "rosen4", "rosen10")
+                     for start in PROBLEMS[name][1]]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,start", TRUST_EXACT_CASES)
+def test_trust_region_newton_matches_scipy_trust_exact(name, start):
+    """The same two parts on the exact Hessian (``linesearch="trust_region"``) make a
+    trust-region Newton method: scipy's trust-exact minimum, within 2x its steps."""
+    fun, _, minimum = PROBLEMS[name]
+    with x64(True):
+        res = minimize(fun, jnp.asarray(start), method="newton", linesearch="trust_region",
+                       tol=1e-8)  # fmt: skip
+        ref = so.minimize(jax.jit(fun), np.asarray(start), jac=jax.jit(jax.grad(fun)),
+                          hess=jax.jit(jax.hessian(fun)), method="trust-exact",
+                          options={"gtol": 1e-8})  # fmt: skip
+    assert int(res.status) == Status.CONVERGED and ref.success
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-7)
+    np.testing.assert_allclose(res.x, minimum, atol=1e-7)
+    assert int(res.nit) <= 2 * ref.nit, (int(res.nit), ref.nit)
+
+
+def test_trust_region_newton_escapes_the_saddle_pure_newton_converges_to():
+    """Started near the saddle of x^2 - y^2 + y^4/4, pure Newton converges to the saddle;
+    the trust region rejects the steps of the indefinite ``H + mu I`` (no Cholesky
+    factor), raises ``mu`` and reaches a minimum (0, +-sqrt 2), as trust-exact does."""
+    hessian = jax.hessian(saddle)
+    with x64(True):
+        x0 = jnp.array([0.5, 0.1])
+        res = jax.jit(lambda x: minimize(saddle, x, method="newton", linesearch="trust_region",
+                                         tol=1e-8))(x0)  # fmt: skip
+        pure = minimize(saddle, x0, method="newton", damping=0.0, tol=1e-10)
+        ref = so.minimize(lambda z: float(saddle(jnp.asarray(z))), np.asarray(x0),
+                          jac=lambda z: np.asarray(jax.grad(saddle)(jnp.asarray(z))),
+                          hess=lambda z: np.asarray(hessian(jnp.asarray(z))), method="trust-exact",
+                          options={"gtol": 1e-10})  # fmt: skip
+    assert int(res.status) == Status.CONVERGED
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-7)
+    np.testing.assert_allclose(np.abs(res.x), [0.0, np.sqrt(2.0)], atol=1e-8)
+    np.testing.assert_allclose(pure.x, [0.0, 0.0], atol=1e-6)

@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_dl._core import check_int, check_positive
+from jaxopt_dl._core import check_int, check_nonnegative, check_positive
 
 
-def check_maxiter_tol(maxiter: Any, tol: Any) -> None:
-    """``maxiter`` a positive integer and ``tol`` a positive finite number."""
+def check_stopping(maxiter: Any, tol: Any, xtol: Any, ftol: Any) -> None:
+    """``maxiter`` a positive integer, ``tol`` positive, ``xtol``/``ftol`` non-negative."""
     check_int("maxiter", maxiter, 1)
     check_positive("tol", tol)
+    check_nonnegative("xtol", xtol)
+    check_nonnegative("ftol", ftol)
 
 
 def as_float_tree(x0: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Descent directions: gradient, (damped) Newton, BFGS and L-BFGS.
+"""Descent directions: gradient, (damped) Newton, BFGS and L-BFGS; the damped Newton step.
 
 A :class:`Direction` is a triple of pure functions on flat parameter vectors::
 
@@ -7,6 +7,9 @@ A :class:`Direction` is a triple of pure functions on flat parameter vectors::
     state = update(state, s, y)   # after a step s = x_new - x, y = g_new - g
 
 so the solver driver (``minimize``) pairs any direction with any line search.
+:func:`damped_newton_step` is the descent of a trust region instead: the step at a
+given damping, with the decrease its quadratic model predicts
+(:func:`~jaxopt_dl.second_order.trustregion.trust_region` picks the damping).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "gradient",
     "newton",
     "damped_newton_direction",
+    "damped_newton_step",
     "bfgs",
     "bfgs_update",
     "lbfgs",
@@ -75,6 +79,56 @@ def _curvature_ok(s: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.isfinite(sy) & (sy > tiny * jnp.linalg.norm(s) * jnp.linalg.norm(y))
 
 
+def _shifted_cholesky(hessian: jax.Array, shift: jax.Array) -> jax.Array:
+    """The lower Cholesky factor of ``H + diag(shift)`` (NaN where it is not positive definite)."""
+    return jnp.linalg.cholesky(hessian + jnp.diag(shift))
+
+
+def damped_newton_step(
+    hessian: jax.Array,
+    g: jax.Array,
+    damping: jax.typing.ArrayLike,
+    scale: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The damped Newton step at a given damping and the decrease its model predicts.
+
+    .. math::
+        (H + \\mu D)\\,h = -g, \\qquad
+        L(0) - L(h) = \\tfrac12\\, h^\\top(\\mu D h - g)
+
+    for the quadratic model ``L(h) = f + g^T h + h^T H h / 2`` (the second form has no
+    cancellation). With ``H = J^T J`` and ``g = J^T r`` it is the Levenberg-Marquardt
+    (damped Gauss-Newton) step; a large ``mu`` gives a short step along ``-g / mu``,
+    ``mu -> 0`` the Newton step. ``H + mu D`` is factorized by Cholesky: where it is
+    not positive definite the step and prediction are NaN, which a trust region
+    rejects (and raises ``mu``).
+
+    Args:
+      hessian: the ``(n, n)`` (approximate) Hessian ``H``.
+      g: the gradient, shape ``(n,)``.
+      damping: ``mu >= 0``.
+      scale: the diagonal of ``D``, shape ``(n,)`` (``None``: the identity; Marquardt:
+        ``diag(J^T J)``).
+
+    Returns:
+      ``(h, predicted)``: the step and ``L(0) - L(h)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> h, pred = damped_newton_step(2 * jnp.eye(2), jnp.array([2.0, 4.0]), 2.0)
+      >>> h.tolist(), float(pred)
+      ([-0.5, -1.0], 3.75)
+
+    References:
+      Levenberg (1944); Marquardt (1963); Madsen, Nielsen & Tingleff, Methods for
+      Non-Linear Least Squares Problems, eq. 3.13 and 3.14 (2004).
+    """
+    d = jnp.ones_like(g) if scale is None else scale
+    mu_d = jnp.asarray(damping, g.dtype) * d
+    h = -jax.scipy.linalg.cho_solve((_shifted_cholesky(hessian, mu_d), True), g)
+    return h, 0.5 * jnp.vdot(h, mu_d * h - g)
+
+
 def damped_newton_direction(
     hessian: jax.Array, g: jax.Array, damping: jax.typing.ArrayLike, maxiter: int = 64
 ) -> jax.Array:
@@ -105,13 +159,13 @@ def damped_newton_direction(
       Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 3.3 (2006);
       Levenberg (1944).
     """
-    eye = jnp.eye(hessian.shape[0], dtype=hessian.dtype)
+    ones = jnp.ones(hessian.shape[0], hessian.dtype)
     beta = jnp.asarray(damping, hessian.dtype)
     min_diag = jnp.min(jnp.diag(hessian))
     tau0 = jnp.where(min_diag > 0, jnp.zeros_like(beta), beta - min_diag)
 
     def factor(tau):
-        chol = jnp.linalg.cholesky(hessian + tau * eye)
+        chol = _shifted_cholesky(hessian, tau * ones)
         return chol, jnp.all(jnp.isfinite(chol))
 
     def body(carry):

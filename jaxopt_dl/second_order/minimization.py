@@ -4,7 +4,7 @@
 method        direction                              default line search
 ============  =====================================  ======================
 ``"gd"``      ``-g``                                 Armijo backtracking
-``"newton"``  ``-(H + lambda I)^{-1} g`` (damped)    Armijo backtracking
+``"newton"``  ``-(H + lambda I)^{-1} g`` (damped)    Armijo backtracking (or a trust region)
 ``"bfgs"``    ``-H_k g`` (inverse-Hessian update)    strong-Wolfe zoom
 ``"lbfgs"``   two-loop recursion, memory ``m``       strong-Wolfe zoom
 optax tx      ``tx.update(g, state, x)``             none (the transform's step)
@@ -26,16 +26,17 @@ from jaxopt_dl.second_order import directions, linesearch
 from jaxopt_dl.second_order._inputs import (
     as_float_tree,
     cached_jit,
-    check_maxiter_tol,
+    check_stopping,
     check_x0,
     output_shape,
 )
 from jaxopt_dl.second_order.driver import OptimizeResult, run
+from jaxopt_dl.second_order.trustregion import trust_region
 
 __all__ = ["minimize", "METHODS"]
 
 METHODS = ("gd", "newton", "bfgs", "lbfgs")
-LINESEARCHES = ("backtracking", "zoom", "none")
+LINESEARCHES = ("backtracking", "zoom", "none", "trust_region")
 
 _COMMON = {"c1": 1e-4, "c2": 0.9, "shrink": 0.5, "linesearch_maxiter": 30}
 _DEFAULTS = {
@@ -52,6 +53,8 @@ def minimize(
     method: Union[str, optax.GradientTransformation] = "bfgs",
     maxiter: int = 500,
     tol: float = 1e-6,
+    xtol: float = 0.0,
+    ftol: float = 0.0,
     **options: Any,
 ) -> OptimizeResult:
     """Minimize a scalar function of a pytree; the whole solve is one ``lax.while_loop``.
@@ -63,8 +66,12 @@ def minimize(
     .. math:: \\|\\nabla f(x)\\|_2 \\le \\text{tol}
 
     (an absolute test: in float32 choose ``tol`` above the gradient's rounding
-    noise, ~1e-3 relative to its scale), after ``maxiter`` iterations, or when the
-    line search finds no acceptable step. An optax ``GradientTransformation`` passed as
+    noise, ~1e-3 relative to its scale) or, when ``xtol``/``ftol`` are positive, after
+    a step with ``||x_new - x|| < xtol (xtol + ||x_new||)`` or
+    ``|f - f_new| < ftol |f|`` (scipy's ``xtol``/``ftol`` tests); it also stops after
+    ``maxiter`` iterations, when the line search finds no acceptable step, or at a
+    non-finite value. ``result.status`` (a
+    :class:`~jaxopt_dl.second_order.driver.Status`) says which. An optax ``GradientTransformation`` passed as
     ``method`` runs as a first-order method (``x <- x + tx.update(g, ...)``) with the
     same stopping rule; ``GradientTransformationExtraArgs`` also receive ``value``,
     ``grad`` and ``value_fn`` (so ``optax.lbfgs()`` works).
@@ -79,9 +86,14 @@ def minimize(
       x0: the starting point (any pytree of float arrays).
       method: ``"gd"``, ``"newton"``, ``"bfgs"``, ``"lbfgs"`` or an optax transformation.
       maxiter: the most iterations.
-      tol: the tolerance on the gradient's 2-norm.
-      **options: ``linesearch`` (``"backtracking"``, ``"zoom"`` or ``"none"`` = full
-        steps), ``c1`` (1e-4), ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking
+      tol: the tolerance on the gradient's 2-norm (scipy's ``gtol``).
+      xtol: the relative tolerance on the step's length (0 turns the test off).
+      ftol: the relative tolerance on the objective's change (0 turns it off).
+      **options: ``linesearch`` (``"backtracking"``, ``"zoom"``, ``"none"`` = full
+        steps, or for newton ``"trust_region"``: the damped step
+        ``-(H + mu I)^{-1} g`` with ``mu`` chosen by
+        :func:`~jaxopt_dl.second_order.trustregion.trust_region`, starting at
+        ``damping * max(1, max_i |H_ii|)``; ``linesearch_maxiter`` bounds its trials), ``c1`` (1e-4), ``c2`` (0.9, zoom only), ``shrink`` (0.5, backtracking
         only), ``linesearch_maxiter`` (30); ``damping`` for newton (1e-3; ``0`` gives
         pure Newton ``x <- x - H^{-1} g`` with full steps unless ``linesearch`` is
         given, which converges to a saddle point when started near one);
@@ -89,13 +101,14 @@ def minimize(
 
     Returns:
       An :class:`~jaxopt_dl.second_order.driver.OptimizeResult` ``(x, fun, nit,
-      converged, grad_norm, nfev, ngev)``; when not converged, ``x`` is the best point
+      converged, grad_norm, nfev, ngev, status)``; when not converged, ``x`` is the best point
       seen. ``nfev``/``ngev`` count the objective and gradient evaluations (one pair
       per line-search trial; for an optax method one pair per step, not counting the
       calls a ``GradientTransformationExtraArgs`` makes through ``value_fn``).
 
     Raises:
-      ValueError: unknown ``method`` or option, non-positive ``maxiter``/``tol``, ``x0``
+      ValueError: unknown ``method`` or option, non-positive ``maxiter``/``tol``,
+        negative ``xtol``/``ftol``, ``x0``
         with NaN/Inf, or ``fun`` not returning a scalar.
 
     Example:
@@ -127,14 +140,21 @@ def minimize(
                 f"valid: {sorted(_DEFAULTS[method])}"
             )
         _check_options({**_DEFAULTS[method], **options})
-    check_maxiter_tol(maxiter, tol)
+    check_stopping(maxiter, tol, xtol, ftol)
     x0 = as_float_tree(x0)
     check_x0(x0)
     shape = output_shape(fun, x0, "fun")
     if shape != ():
         raise ValueError(f"fun must return a scalar, got an output of shape {shape}")
     return _minimize(
-        x0, maxiter, tol, fun=fun, method=method, options=tuple(sorted(options.items()))
+        x0,
+        maxiter,
+        tol,
+        xtol,
+        ftol,
+        fun=fun,
+        method=method,
+        options=tuple(sorted(options.items())),
     )
 
 
@@ -144,6 +164,12 @@ def _check_options(opts: dict[str, Any]) -> None:
         check_positive(name, opts[name])
         check_decay(name, opts[name])
     check_int("linesearch_maxiter", opts["linesearch_maxiter"], 1)
+    if opts["linesearch"] == "trust_region" and not (opts.get("damping", 0) > 0):
+        raise ValueError(
+            "linesearch='trust_region' needs method='newton' with damping > 0 (the trust "
+            f"region asks the damped Newton step for shorter steps), got damping="
+            f"{opts.get('damping')!r}"
+        )
 
 
 def _search(opts: dict[str, Any]) -> Callable:
@@ -169,15 +195,18 @@ def _direction(method: str, fun: Callable, opts: dict[str, Any]) -> directions.D
     return directions.bfgs() if method == "bfgs" else directions.gradient()
 
 
-def _minimize_impl(x0, maxiter, tol, *, fun, method, options) -> OptimizeResult:
+def _minimize_impl(x0, maxiter, tol, xtol, ftol, *, fun, method, options) -> OptimizeResult:
     if isinstance(method, optax.GradientTransformation):
-        return _first_order(fun, x0, method, maxiter, tol)
+        return _first_order(fun, x0, method, maxiter, tol, xtol, ftol)
     opts = {**_DEFAULTS[method], **dict(options)}
     if method == "newton" and opts["damping"] == 0 and "linesearch" not in dict(options):
         opts["linesearch"] = "none"
     flat0, unravel = ravel_pytree(x0)
     flat_fun = lambda z: fun(unravel(z))  # noqa: E731
     value_and_grad = jax.value_and_grad(flat_fun)
+    if opts["linesearch"] == "trust_region":
+        res = _trust_region_newton(flat_fun, flat0, opts, maxiter, tol, xtol, ftol)
+        return res._replace(x=unravel(res.x))
     rule = _direction(method, flat_fun, opts)
     search = _search(opts)
     f0, g0 = value_and_grad(flat0)
@@ -195,11 +224,44 @@ def _minimize_impl(x0, maxiter, tol, *, fun, method, options) -> OptimizeResult:
         return ls.x, ls.fun, ls.grad, (state, ls.step), ls.success, ls.nfev, ls.nfev
 
     aux0 = (rule.init(flat0, g0), jnp.zeros([], f0.dtype))
-    res = run(step, flat0, f0, g0, aux0, maxiter, tol)
+    res = run(step, flat0, f0, g0, aux0, maxiter, tol, xtol, ftol)
     return res._replace(x=unravel(res.x))
 
 
-def _first_order(fun, x0, tx, maxiter, tol) -> OptimizeResult:
+def _trust_region_newton(fun, x0, opts, maxiter, tol, xtol, ftol) -> OptimizeResult:
+    """Newton's damped step (:func:`directions.damped_newton_step` on the exact Hessian)
+    searched by the trust region; each trial evaluates ``f`` and its gradient once."""
+    value_and_grad = jax.value_and_grad(fun)
+    hessian = jax.hessian(fun)
+
+    def step(x, f, g, aux):
+        damping, growth = aux
+        h = hessian(x)
+
+        def evaluate(x_t):
+            f_t, g_t = value_and_grad(x_t)
+            return f_t, f - f_t, g_t
+
+        search = trust_region(
+            lambda mu: directions.damped_newton_step(h, g, mu),
+            evaluate,
+            x,
+            f,
+            g,
+            damping,
+            growth,
+            maxiter=opts["linesearch_maxiter"],
+        )
+        aux = (search.damping, search.growth)
+        return search.x, search.fun, search.value, aux, search.success, search.nfev, search.nfev
+
+    f0, g0 = value_and_grad(x0)
+    mu0 = opts["damping"] * jnp.maximum(1.0, jnp.max(jnp.abs(jnp.diag(hessian(x0)))))
+    aux0 = (jnp.asarray(mu0, f0.dtype), jnp.asarray(2.0, f0.dtype))
+    return run(step, x0, f0, g0, aux0, maxiter, tol, xtol, ftol)
+
+
+def _first_order(fun, x0, tx, maxiter, tol, xtol, ftol) -> OptimizeResult:
     value_and_grad = jax.value_and_grad(fun)
     extra = isinstance(tx, optax.GradientTransformationExtraArgs)
 
@@ -212,7 +274,7 @@ def _first_order(fun, x0, tx, maxiter, tol) -> OptimizeResult:
         return x, f, g, state, jnp.asarray(True), one, one
 
     f0, g0 = value_and_grad(x0)
-    return run(step, x0, f0, g0, tx.init(x0), maxiter, tol)
+    return run(step, x0, f0, g0, tx.init(x0), maxiter, tol, xtol, ftol)
 
 
 _minimize = cached_jit(_minimize_impl, static=("fun", "method", "options"))

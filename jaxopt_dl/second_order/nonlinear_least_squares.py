@@ -1,6 +1,10 @@
 """Nonlinear least squares: Gauss-Newton and Levenberg-Marquardt on the solver driver.
 
 Minimizes ``F(x) = 0.5 * ||r(x)||^2`` (scipy's ``cost``) with ``g = J^T r``.
+Levenberg-Marquardt is the damped Newton step on ``J^T J``
+(:func:`~jaxopt_dl.second_order.directions.damped_newton_step`, the descent) searched
+by a trust region (:func:`~jaxopt_dl.second_order.trustregion.trust_region`, which
+accepts or rejects each step and adapts the damping).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from jaxopt_dl._core import check_bool, check_choice, check_int, check_positive
 from jaxopt_dl.second_order._inputs import (
     as_float_tree,
     cached_jit,
-    check_maxiter_tol,
+    check_stopping,
     check_x0,
     output_shape,
 )
+from jaxopt_dl.second_order.directions import damped_newton_step
 from jaxopt_dl.second_order.driver import OptimizeResult, run
+from jaxopt_dl.second_order.trustregion import trust_region
 
 __all__ = ["least_squares", "LEAST_SQUARES_METHODS"]
 
@@ -35,6 +41,8 @@ def least_squares(
     diagonal_scaling: bool = False,
     damping: float = 1e-3,
     max_rejections: int = 50,
+    xtol: float = 0.0,
+    ftol: float = 0.0,
 ) -> OptimizeResult:
     """Minimize ``0.5 ||r(x)||^2`` by Gauss-Newton or Levenberg-Marquardt.
 
@@ -51,8 +59,12 @@ def least_squares(
       (Nielsen's update). ``mu_0 = damping * max_i A_ii`` (``damping`` alone with
       scaling). Rejected trials cost one residual evaluation each.
 
-    Stops at ``||g||_2 <= tol``, after ``maxiter`` accepted steps, or when
-    ``max_rejections`` trials in a row are rejected. Works under ``jax.jit``/``jax.vmap``
+    Stops (``result.status``, a :class:`~jaxopt_dl.second_order.driver.Status`) as
+    converged at ``||g||_2 <= tol`` or, when ``xtol``/``ftol`` are positive, after a
+    step with ``||dx|| < xtol (xtol + ||x||)`` or ``|dF| < ftol F`` (scipy's tests);
+    as max steps reached after ``maxiter`` accepted steps; as search failed when
+    ``max_rejections`` trials in a row are rejected; as non-finite when ``r(x0)`` or
+    a Gauss-Newton step is NaN/Inf. Works under ``jax.jit``/``jax.vmap``
     and on pytree ``x0`` (flattened with ``ravel_pytree``); residuals of any shape are
     flattened.
 
@@ -65,6 +77,8 @@ def least_squares(
       diagonal_scaling: damp with ``diag(J^T J)`` instead of the identity (LM only).
       damping: the initial damping factor ``tau`` (LM only).
       max_rejections: the most consecutive rejected LM trials (LM only).
+      xtol: the relative step tolerance (scipy's ``xtol``; 0 turns the test off).
+      ftol: the relative cost-change tolerance (scipy's ``ftol``; 0 turns it off).
 
     Returns:
       An :class:`~jaxopt_dl.second_order.driver.OptimizeResult` whose ``fun`` is
@@ -72,6 +86,7 @@ def least_squares(
 
     Raises:
       ValueError: unknown ``method``, non-positive ``maxiter``/``tol``/``damping``,
+        negative ``xtol``/``ftol``,
         ``x0`` with NaN/Inf, or ``residual_fn`` returning a scalar.
 
     Example:
@@ -88,7 +103,7 @@ def least_squares(
       Numerical Optimization, Sec. 10.3 (2006).
     """
     check_choice("method", method, LEAST_SQUARES_METHODS)
-    check_maxiter_tol(maxiter, tol)
+    check_stopping(maxiter, tol, xtol, ftol)
     check_bool("diagonal_scaling", diagonal_scaling)
     check_positive("damping", damping)
     check_int("max_rejections", max_rejections, 1)
@@ -104,6 +119,8 @@ def least_squares(
         x0,
         maxiter,
         tol,
+        xtol,
+        ftol,
         damping,
         residual_fn=residual_fn,
         method=method,
@@ -120,7 +137,7 @@ class _LMState(NamedTuple):
 
 
 def _least_squares_impl(
-    x0, maxiter, tol, damping, *, residual_fn, method, diagonal_scaling, max_rejections
+    x0, maxiter, tol, xtol, ftol, damping, *, residual_fn, method, diagonal_scaling, max_rejections
 ) -> OptimizeResult:
     flat0, unravel = ravel_pytree(x0)
 
@@ -149,40 +166,35 @@ def _least_squares_impl(
         return x_new, f_new, g_new, st._replace(r=r, jac=jac), jnp.asarray(True), one, one
 
     def lm_step(x, f, g, st):
-        a = st.jac.T @ st.jac
-        d = scale_of(st.jac)
+        gram = st.jac.T @ st.jac
+        scale = scale_of(st.jac)
 
-        def trial(carry):
-            i, mu, nu, _, _, _, _ = carry
-            h = jnp.linalg.solve(a + mu * jnp.diag(d), -g)
-            x_new = x + h
-            r_new = residuals(x_new)
-            f_new = 0.5 * jnp.vdot(r_new, r_new)
-            predicted = 0.5 * jnp.vdot(h, mu * d * h - g)
-            # F(x) - F(x+h) as 0.5 (r - r_new).(r + r_new): no cancellation near the optimum.
-            actual = 0.5 * jnp.vdot(st.r - r_new, st.r + r_new)
-            rho = actual / predicted
-            accept = jnp.isfinite(rho) & jnp.isfinite(f_new) & (rho > 0)
-            mu_next = jnp.where(
-                accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), mu * nu
-            )
-            nu_next = jnp.where(accept, 2.0, 2.0 * nu)
-            return i + 1, mu_next, nu_next, x_new, r_new, f_new, accept
+        def evaluate(x_t):
+            r_t = residuals(x_t)
+            # F(x) - F(x+h) as 0.5 (r - r_t).(r + r_t): no cancellation near the optimum.
+            return 0.5 * jnp.vdot(r_t, r_t), 0.5 * jnp.vdot(st.r - r_t, st.r + r_t), r_t
 
-        init = (jnp.zeros([], jnp.int32), st.mu, st.nu, x, st.r, f, jnp.asarray(False))
-        trials, mu, nu, x_new, r_new, f_new, accepted = jax.lax.while_loop(
-            lambda c: (c[0] < max_rejections) & ~c[6], trial, init
+        search = trust_region(
+            lambda mu: damped_newton_step(gram, g, mu, scale),
+            evaluate,
+            x,
+            f,
+            st.r,
+            st.mu,
+            st.nu,
+            maxiter=max_rejections,
         )
-        jac = jacobian(x_new)
-        g_new = jac.T @ r_new
+        jac = jacobian(search.x)
+        g_new = jac.T @ search.value
+        state = _LMState(search.value, jac, search.damping, search.growth)
         one = jnp.ones([], jnp.int32)
-        return x_new, f_new, g_new, _LMState(r_new, jac, mu, nu), accepted, trials, one
+        return search.x, search.fun, g_new, state, search.success, search.nfev, one
 
     r0, jac0, f0, g0 = linearize(flat0)
     mu0 = damping * (1.0 if diagonal_scaling else jnp.max(jnp.sum(jac0 * jac0, axis=0)))
     st0 = _LMState(r0, jac0, jnp.asarray(mu0, f0.dtype), jnp.asarray(2.0, f0.dtype))
     step = lm_step if method == "levenberg_marquardt" else gauss_newton_step
-    res = run(step, flat0, f0, g0, st0, maxiter, tol)
+    res = run(step, flat0, f0, g0, st0, maxiter, tol, xtol, ftol)
     return res._replace(x=unravel(res.x))
 
 

@@ -90,7 +90,7 @@ class TrainState(train_state.TrainState):
         grads: Any,
         value: Optional[Any] = None,
         where: Optional[jax.typing.ArrayLike] = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> "TrainState":
         """One optimizer step through :func:`jaxopt_dl.fused.apply_gradients` (fused on CPU).
 

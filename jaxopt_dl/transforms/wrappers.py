@@ -153,7 +153,9 @@ class MultiSteps(optax.MultiSteps):
       >>> tx = jdl.MultiSteps(jdl.adam(1e-3), every_k_schedule=4).gradient_transformation()
     """
 
-    def __init__(self, opt: optax.GradientTransformation, every_k_schedule: Any, *args, **kwargs):
+    def __init__(
+        self, opt: optax.GradientTransformation, every_k_schedule: Any, *args: Any, **kwargs: Any
+    ):
         _core.check_transform("opt", opt)
         if not callable(every_k_schedule):
             _core.check_int("every_k_schedule", every_k_schedule, low=1)
