@@ -72,10 +72,14 @@ from jaxopt_dl import _core
 __all__ = [
     "BACKENDS",
     "CorruptCheckpointError",
+    "SettingsChangedError",
     "all_steps",
+    "changed_settings",
     "check_keep",
     "checkpoint_metadata",
+    "describe_changes",
     "latest_step",
+    "remove_checkpoints",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -90,6 +94,60 @@ _MAX_MESSAGE = 300
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint's record or files are damaged (with ``step=None``: every checkpoint's)."""
+
+
+class SettingsChangedError(ValueError):
+    """A resume whose settings differ from those recorded in the checkpoint.
+
+    Args:
+      message: the one-line message.
+      changes: ``{setting: (recorded value, new value)}`` of every differing setting.
+
+    Attributes:
+      changes: the ``changes`` given.
+    """
+
+    def __init__(self, message: str, changes: dict):
+        super().__init__(message)
+        self.changes = changes
+
+
+def changed_settings(recorded: dict, new: dict) -> dict:
+    """``{setting: (recorded, new)}`` for every setting whose value differs.
+
+    Values are compared as JSON reads them back (a tuple equals a list); a setting
+    present on one side only differs (its other value is ``None``).
+
+    Args:
+      recorded: the settings recorded in a checkpoint.
+      new: the settings of the run now.
+
+    Returns:
+      The differing settings, in the order of ``new`` (then the recorded-only ones).
+    """
+    new = json.loads(json.dumps(new))
+    names = list(new) + [name for name in recorded if name not in new]
+    return {
+        name: (recorded.get(name), new.get(name))
+        for name in names
+        if name not in recorded or name not in new or recorded[name] != new[name]
+    }
+
+
+def describe_changes(changes: dict) -> str:
+    """``"lr 0.003 -> 0.01, optimizer adam -> sgd"``: one line for :func:`changed_settings`.
+
+    Args:
+      changes: from :func:`changed_settings`.
+
+    Returns:
+      The text.
+    """
+
+    def show(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value).strip('"')
+
+    return ", ".join(f"{name} {show(old)} -> {show(new)}" for name, (old, new) in changes.items())
 
 
 # --------------------------------------------------------------------------
@@ -599,6 +657,20 @@ def _interrupts_deferred():
         signal.signal(signal.SIGINT, previous)
         if received:
             signal.raise_signal(signal.SIGINT)
+
+
+def remove_checkpoints(directory: str) -> None:
+    """Delete every checkpoint in ``directory`` (other files there stay).
+
+    Args:
+      directory: the checkpoint folder (nothing happens when it does not exist).
+    """
+    if not os.path.isdir(directory):
+        return
+    with _interrupts_deferred(), _manager(directory, write=True) as manager:
+        for step in manager.all_steps():
+            manager.delete(step)
+        _empty_trash(directory)
 
 
 def _empty_trash(directory: str) -> None:
