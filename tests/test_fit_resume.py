@@ -41,14 +41,13 @@ def run(
     seed=0,
     patience=None,
     epochs=EPOCHS,
-    stopping_first=False,
     min_delta=0.0,
     **checkpoint_options,
 ):
     callbacks = [*callbacks, training.ModelCheckpoint(directory, **checkpoint_options)]
     if patience is not None:
         stopping = training.EarlyStopping(patience, min_delta=min_delta)
-        callbacks.insert(0 if stopping_first else len(callbacks), stopping)
+        callbacks.append(stopping)
     return training.fit(
         initial_state(),
         DATA,
@@ -110,11 +109,10 @@ def test_resume_says_where_it_resumed_and_trains_on_with_more_epochs(tmp_path, c
     chex.assert_trees_all_equal(state, full)  # constant rate: 2 + 2 epochs == 4
 
 
-@pytest.mark.parametrize("stopping_first", [True, False])
-def test_an_early_stopped_run_launched_again_trains_no_more(tmp_path, stopping_first, capsys):
+def test_an_early_stopped_run_launched_again_trains_no_more(tmp_path, capsys):
     directory = str(tmp_path)
     # min_delta so large that only the first epoch improves: a stop after epoch 2.
-    kwargs = dict(patience=1, stopping_first=stopping_first, min_delta=1e9)
+    kwargs = dict(patience=1, min_delta=1e9)
     stopped, history = run(directory, **kwargs)
     assert history.stopped_early and history.epoch == [0, 1]
     assert checkpoint.all_steps(directory) == [1, 2]

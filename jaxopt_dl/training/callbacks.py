@@ -482,7 +482,6 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.resumed: Optional[dict] = None
         self.best: Optional[float] = None
-        self._saved_stop = False
 
     def _stateful(self) -> dict:
         """``{key: callback}`` of the callbacks with progress to save, keyed by class name
@@ -510,7 +509,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         trainer = self.trainer
-        self.resumed, self._saved_stop = None, False
+        self.resumed = None
         if self.save_best_only and self.monitor.startswith("val_") and not trainer.has_validation:
             raise ValueError(
                 f"ModelCheckpoint(monitor={self.monitor!r}) needs val_data, got val_data=None"
@@ -546,7 +545,6 @@ class ModelCheckpoint(Callback):
         stopped = bool(info.get("stopped"))
         if stopped:
             trainer.first_epoch = trainer.epochs  # the stop is part of the run
-            self._saved_stop = True
         self.resumed = {
             "path": self._path(latest),
             "epoch": info["epoch"],
@@ -581,10 +579,14 @@ class ModelCheckpoint(Callback):
     def _resume_line(self) -> str:
         resumed, epochs = self.resumed, self.trainer.epochs
         line = f"resumed from {resumed['path']}, epoch {resumed['epoch']} of {epochs}"
+        if resumed["changes"]:
+            changes = checkpoint.describe_changes(resumed["changes"])
+            line += f" with changed settings ({changes})"
         if resumed["stopped"]:
             return f"{line}: the run stopped at epoch {resumed['epoch']}; nothing left to train"
         if resumed["epochs"] is not None and resumed["epochs"] < epochs:
-            line += f" (training on: the checkpoint's run had {resumed['epochs']} epochs)"
+            had = resumed["epochs"]
+            line += f" (training on: the checkpoint's run had {had} epoch{'s' * (had != 1)})"
         if resumed["epoch"] == epochs:
             line += ": nothing left to train"
         return line
@@ -625,7 +627,6 @@ class ModelCheckpoint(Callback):
                 "callbacks": callback_info,
             },
         )
-        self._saved_stop = trainer.stop_training
 
     def on_epoch_end(self, epoch, logs=None):
         trainer = self.trainer
@@ -635,13 +636,6 @@ class ModelCheckpoint(Callback):
                 self._save(done)
         elif trainer.stop_training or done == trainer.epochs or done % self.every == 0:
             self._save(done)
-
-    def on_train_end(self, logs=None):
-        # A callback after this one may have stopped the run after it saved: record the stop.
-        trainer = self.trainer
-        if trainer.stop_training and not self._saved_stop and not self.save_best_only:
-            if trainer.history.epoch:
-                self._save(trainer.history.epoch[-1] + 1)
 
 
 class NonFiniteError(RuntimeError):
