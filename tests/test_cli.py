@@ -82,7 +82,7 @@ def test_train_writes_metrics_curves_and_params(tmp_path, capsys):
 def test_one_line_per_epoch_through_a_pipe_and_a_complete_record(tmp_path):
     proc = cli("train", "--epochs", "2", "--batch-size", "128", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = [line for line in proc.stdout.splitlines() if "compiling" not in line]
     for epoch in (1, 2):
         assert re.fullmatch(
             rf"Epoch {epoch}/2 - {NUMBER}s - loss {NUMBER} - acc {NUMBER} - "
@@ -94,8 +94,14 @@ def test_one_line_per_epoch_through_a_pipe_and_a_complete_record(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     config = metrics["config"]
     assert config["val_fraction"] == 0.1 and config["hidden"] == [128, 64]
-    assert config["optimizer_arguments"] == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
-    assert None not in (config["batchnorm"], config["resume"])
+    assert config["optimizer_arguments"] == {
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+        "mu_dtype": None,
+        "nu_dtype": None,
+    }
+    assert config["batchnorm"] is False and config["resume"] is None
     assert set(metrics["versions"]) == {"jaxopt_dl", "jax", "optax", "flax"}
     assert metrics["versions"]["jax"] == jax.__version__
     assert "cpu" in metrics["device"]
@@ -183,8 +189,32 @@ def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out, c
         (["--model", "vgg"], "resnet"),
         (["--epochs", "0"], "epochs"),
         (["--val-fraction", "1"], "val-fraction"),
-        (["--lr", "-1"], "learning_rate"),
-        (["--optimizer", "adam", "--b1", "1.5"], "b1"),
+        (["--lr", "-1"], "--lr must be non-negative, got -1.0"),
+        (["--optimizer", "adam", "--b1", "1.5"], "--b1 must be in [0, 1), got 1.5"),
+        (["--optimizer", "momentum", "--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),
+        (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),
+        (["--optimizer", "adam", "--eps", "-1"], "--eps must be non-negative, got -1.0"),
+        (
+            ["--schedule", "step", "--decay-rate", "1.5"],
+            "--decay-rate must be in [0.0, 1.0], got 1.5",
+        ),
+        (
+            ["--schedule", "plateau", "--decay-rate", "1.5"],
+            "--decay-rate must be in [0, 1), got 1.5",
+        ),
+        (["--schedule", "onecycle", "--div-factor", "-2"], "--div-factor"),
+        (["--schedule", "onecycle", "--warmup-steps", "5"], "--warmup-steps does not apply"),
+        (
+            ["--schedule", "cosine", "--pct-start", "0.2"],
+            "--pct-start does not apply to --schedule",
+        ),
+        (["--schedule", "step", "--plateau-patience", "2"], "--plateau-patience does not apply"),
+        (
+            ["--optimizer", "sgd", "--mu-dtype", "bfloat16"],
+            "--mu-dtype does not apply to --optimizer sgd",
+        ),
+        (["--optimizer", "adam", "--mu-dtype", "float8"], "--mu-dtype"),
+        (["--warmup-steps", "-1"], "--warmup-steps"),
         (["--dropout", "1.5"], "dropout"),
         (
             ["--optimizer", "adam", "--momentum", "0.9"],
@@ -308,7 +338,7 @@ def test_checkpoint_that_does_not_match_exits_2_with_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--hidden", "32", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "checkpoint" in err[0]
+    assert len(err) == 1 and "--hidden [16] -> [32]" in err[0]
 
 
 def config_for(*argv):
@@ -330,7 +360,7 @@ def config_for(*argv):
     ],
 )
 def test_weight_decay_is_the_optimizers_own_where_it_has_one(argv, reference):
-    tx = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
+    tx, _ = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
     params = {"w": jnp.array([1.0, -2.0, 0.5])}
     grads = {"w": jnp.array([0.3, 0.1, -0.2])}
     ours, ref_state, state = params, reference.init(params), tx.init(params)
@@ -368,3 +398,194 @@ def test_nonfinite_loss_stops_and_keeps_last_finite_params(tmp_path, capsys):
     assert (tmp_path / "params.msgpack").exists()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "step" in metrics["error"]
+
+
+def test_a_flag_error_through_a_pipe_is_one_line_naming_the_flag(tmp_path):
+    proc = cli("train", "--optimizer", "momentum", "--momentum", "1.5", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "python -m jaxopt_dl train: error: --momentum must be in [0, 1), got 1.5"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--resume"], "--resume needs --checkpoint-dir DIR"),
+        (["--no-resume"], "--no-resume needs --checkpoint-dir DIR"),
+        (["--allow-changed-settings"], "--allow-changed-settings needs --checkpoint-dir DIR"),
+    ],
+)
+def test_checkpoint_flags_without_a_checkpoint_dir_exit_2_before_jax_starts(argv, needle, tmp_path):
+    proc = cli("train", "--out", str(tmp_path), *argv, env={"JAX_PLATFORMS": "no_such_platform"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"python -m jaxopt_dl train: error: {needle}"
+
+
+def test_version_prints_the_package_version():
+    proc = cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"jaxopt_dl {jdl.__version__}\n"
+
+
+def rates_of(tmp_path, *argv):
+    """Run ``train`` (1 epoch unless given) in this process; the per-step rates applied."""
+    out = tmp_path / "run"
+    argv = ["--epochs", "1", *argv] if "--epochs" not in argv else list(argv)
+    assert main(["train", "--hidden", "8", "--out", str(out), "--no-progress", *argv]) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    return np.asarray(history["step_learning_rate"]), history
+
+
+STEPS_PER_EPOCH = (N_TRAIN - math.ceil(0.1 * N_TRAIN)) // 64
+
+
+@pytest.mark.parametrize(
+    "argv, reference",
+    [
+        (
+            ["--schedule", "onecycle", "--lr", "0.01"],
+            optax.cosine_onecycle_schedule(STEPS_PER_EPOCH * 2, 0.01, 0.3, 25.0, 1e4),
+        ),
+        (
+            [
+                "--schedule",
+                "onecycle",
+                "--lr",
+                "0.01",
+                "--pct-start",
+                "0.5",
+                "--div-factor",
+                "10",
+                "--final-div-factor",
+                "100",
+            ],
+            optax.cosine_onecycle_schedule(STEPS_PER_EPOCH * 2, 0.01, 0.5, 10.0, 100.0),
+        ),
+        (
+            ["--schedule", "cosine", "--warmup-steps", "7", "--lr", "0.01"],
+            optax.warmup_cosine_decay_schedule(0.0, 0.01, 7, STEPS_PER_EPOCH * 2),
+        ),
+        (
+            ["--schedule", "warmup_cosine", "--lr", "0.01"],
+            optax.warmup_cosine_decay_schedule(
+                0.0, 0.01, STEPS_PER_EPOCH * 2 // 20, STEPS_PER_EPOCH * 2
+            ),
+        ),
+        (
+            ["--warmup-steps", "5", "--lr", "0.01"],
+            optax.join_schedules(
+                [optax.linear_schedule(0.0, 0.01, 5), optax.constant_schedule(0.01)], [5]
+            ),
+        ),
+    ],
+)
+def test_schedules_and_warmup_apply_optax_rates_step_by_step(argv, reference, tmp_path):
+    rates, _ = rates_of(tmp_path, "--epochs", "2", *argv)
+    expected = np.asarray([reference(k) for k in range(2 * STEPS_PER_EPOCH)])
+    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_plateau_schedule_follows_the_rule_on_the_validation_loss(tmp_path):
+    lr, factor, epochs = 0.2, 0.5, 8  # a rate at which the validation loss wobbles
+    rates, history = rates_of(
+        tmp_path,
+        *("--epochs", str(epochs), "--lr", str(lr), "--schedule", "plateau"),
+        *("--decay-rate", str(factor), "--plateau-patience", "0"),
+    )
+    # NumPy transcription: patience 0 reduces at every epoch whose validation loss is
+    # not below the best by more than rtol=1e-4 of it (reduce_on_plateau's defaults).
+    best, scale, expected = math.inf, 1.0, []
+    for value in history["val_loss"]:
+        expected.append(lr * scale)
+        if best == math.inf or value < best - 1e-4 * abs(best):
+            best = value
+        else:
+            scale *= factor
+    per_epoch = rates.reshape(epochs, -1)
+    assert np.all(per_epoch == per_epoch[:, :1])  # constant within an epoch
+    np.testing.assert_allclose(per_epoch[:, 0], expected, rtol=1e-6)
+    assert min(expected) < lr  # the rule fired
+
+
+def test_mu_and_nu_dtype_store_the_moments_as_optax_does(tmp_path):
+    config = config_for("--optimizer", "adam", "--mu-dtype", "bfloat16", "--nu-dtype", "float32")
+    assert config["optimizer_arguments"]["mu_dtype"] == "bfloat16"
+    tx, _ = build_optimizer(config, steps_per_epoch=10, seed=0)
+    reference = optax.adam(1e-3, mu_dtype=jnp.bfloat16)
+    params = {"w": jnp.array([1.0, -2.0, 0.5])}
+    grads = {"w": jnp.array([0.3, 0.1, -0.2])}
+    state, ref_state = tx.init(params), reference.init(params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        ref_updates, ref_state = reference.update(grads, ref_state, params)
+    mu = [leaf for leaf in jax.tree.leaves(state) if leaf.dtype == jnp.bfloat16]
+    assert len(mu) == 1
+    np.testing.assert_array_equal(updates["w"], ref_updates["w"])
+
+
+def test_one_epoch_is_said_in_the_singular(tmp_path):
+    proc = cli("train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\(1 epoch in \d", proc.stdout), proc.stdout
+    assert "1 epochs" not in proc.stdout
+
+
+def test_the_log_line_metrics_json_and_the_plot_share_the_epoch_rates(tmp_path):
+    proc = cli(
+        "train",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--schedule",
+        "step",
+        "--lr",
+        "0.05",
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    logged = [float(m) for m in re.findall(r" - lr (\S+)$", proc.stdout, re.MULTILINE)]
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["history"]["learning_rate"]
+    assert len(logged) == 3
+    np.testing.assert_allclose(logged, recorded, rtol=0.05)  # the line shows 2 digits
+
+
+def test_diagnose_exits_1_when_an_item_warns_and_0_only_when_all_pass(tmp_path):
+    fast = ["--hidden", "16", "--steps", "20", "--overfit-steps", "30"]
+    proc = cli("diagnose", *fast, "--lr", "5", "--out", str(tmp_path / "bad"))
+    report = json.loads((tmp_path / "bad" / "diagnose.json").read_text())
+    assert not report["ok"] and proc.returncode == 1, proc.stderr
+    assert "warnings:" in proc.stdout
+    proc = cli("diagnose", "--out", str(tmp_path / "default"))
+    report = json.loads((tmp_path / "default" / "diagnose.json").read_text())
+    assert proc.returncode == (0 if report["ok"] else 1), proc.stderr
+
+
+def test_diagnose_holds_out_the_validation_split_of_train(tmp_path, monkeypatch):
+    from jaxopt_dl import checklist, training
+
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def capture(name):
+        def fake(model, train_data, *args, val_data=None, **kwargs):
+            seen[name] = (train_data, val_data if val_data is not None else args[0])
+            raise Seen
+
+        return fake
+
+    monkeypatch.setattr(checklist, "diagnose", capture("diagnose"))
+    monkeypatch.setattr(training, "fit", capture("train"))
+    for command in ("diagnose", "train"):
+        with pytest.raises(Seen):
+            main([command, "--seed", "3", "--out", str(tmp_path / command)])
+    (train_x, train_y), (val_x, val_y) = seen["train"]
+    (diag_x, diag_y), (diag_val_x, diag_val_y) = seen["diagnose"]
+    assert len(val_y) == math.ceil(0.1 * N_TRAIN)
+    for ours, theirs in ((diag_x, train_x), (diag_y, train_y), (diag_val_x, val_x)):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    np.testing.assert_array_equal(np.asarray(diag_val_y), np.asarray(val_y))

@@ -47,7 +47,8 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from jaxopt_dl import __version__
 
-        parser.exit(0, f"jaxopt_dl {__version__}\n")
+        print(f"jaxopt_dl {__version__}")
+        parser.exit(0)
 
 
 class Command(NamedTuple):

@@ -280,7 +280,7 @@ def _environment() -> dict:
 
 
 class _EpochWatch:
-    """Which epoch runs (for the interrupt line); a one-line notice while the first compiles."""
+    """Which epoch runs (for the interrupt line); a note when a resume stretches a schedule."""
 
     def __init__(self, training, saver, config: dict):
         self.epoch = None
@@ -290,7 +290,6 @@ class _EpochWatch:
     def _begin(self, epoch: int, trainer) -> None:
         if self.epoch is None:
             self._schedule_note(trainer.epochs)
-            print(f"Epoch {epoch + 1}/{trainer.epochs}: compiling the training step...", flush=True)
         self.epoch = epoch
 
     def _schedule_note(self, epochs: int) -> None:
