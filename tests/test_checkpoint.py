@@ -270,6 +270,17 @@ def _flip_a_byte_of_array_data(path):
     _flip_a_byte(_largest_data_file(path))
 
 
+def _arrays_of_another_checkpoint(path):
+    """Intact arrays of the same shapes but other values in place of these (a botched
+    copy): orbax reads them without complaint, only the checksum sees it."""
+    other = path.parents[1] / "other"
+    state = {"w": jnp.full((64, 8), 99.0), "step": jnp.asarray(99)}
+    checkpoint.save_checkpoint(other, state, 1, backend="orbax")
+    shutil.rmtree(path)
+    shutil.copytree(other / "step_1" / "orbax", path)
+    shutil.rmtree(other)
+
+
 DAMAGES = [  # backend, damage, the file it damages (in a step folder)
     ("msgpack", _truncate, "msgpack/state.msgpack"),
     ("msgpack", _flip_a_byte, "msgpack/state.msgpack"),
@@ -279,6 +290,7 @@ DAMAGES = [  # backend, damage, the file it damages (in a step folder)
     ("orbax", _remove_array_file, "orbax"),
     ("orbax", _truncate_array_file, "orbax"),
     ("orbax", _flip_a_byte_of_array_data, "orbax"),
+    ("orbax", _arrays_of_another_checkpoint, "orbax"),
 ]
 
 

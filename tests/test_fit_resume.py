@@ -208,3 +208,39 @@ def test_bad_checkpoint_arguments_are_refused_at_construction(tmp_path, name, va
 def test_fsdp_needs_a_mesh():
     with pytest.raises(ValueError, match="mesh"):
         training.FitConfig(fsdp=True)
+
+
+def _flip_the_middle_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _largest_array_file(step_folder):
+    return max(step_folder.glob("orbax/**/d/*"), key=lambda f: f.stat().st_size)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.unlink(),
+        lambda f: f.write_bytes(f.read_bytes()[: f.stat().st_size // 2]),
+        _flip_the_middle_byte,
+    ],
+    ids=["missing", "truncated", "flipped"],
+)
+def test_fit_falls_back_from_a_damaged_newest_orbax_checkpoint(tmp_path, damage):
+    directory = tmp_path / "checkpoints"
+    full, full_history = run(str(tmp_path / "full"), backend="orbax")
+    with pytest.raises(Interrupt):
+        run(str(directory), callbacks=[interrupt_at(2)], backend="orbax")
+    assert checkpoint.all_steps(str(directory)) == [1, 2]
+    damage(_largest_array_file(directory / "step_2"))
+    with pytest.warns(UserWarning) as caught:
+        resumed, history = run(str(directory), backend="orbax")
+    messages = [str(w.message) for w in caught if "checkpoint" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert str(directory / "step_2") in messages[0] and "using step_1" in messages[0]
+    chex.assert_trees_all_equal(resumed, full)
+    assert history.val_loss == full_history.val_loss
+    assert checkpoint.latest_step(str(directory)) == EPOCHS
