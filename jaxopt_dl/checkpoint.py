@@ -504,7 +504,8 @@ def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
 
     Args:
       directory: the checkpoint folder.
-      step: which checkpoint (default: the newest good one, see :func:`latest_step`).
+      step: which checkpoint (default: the newest good one, see :func:`latest_step`;
+        a given step's arrays are not read).
 
     Returns:
       ``{"step": int, "backend": str, "metadata": <the user's dict>, "signature": ...}``.
@@ -517,7 +518,12 @@ def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
     with _manager(directory) as manager:
-        _, record = _load(manager, directory, step, lambda s: _checked(manager, directory, s))
+        # The newest good one is the step latest_step names; a given step's record is
+        # read without reading its arrays again.
+        if step is None:
+            _, record = _load(manager, directory, step, lambda s: _checked(manager, directory, s))
+        else:
+            _, record = _load(manager, directory, step, lambda s: _record(directory, s))
     record.pop("data", None)
     return record
 
