@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -294,7 +295,10 @@ def test_cli_sigint_prints_one_line_exits_130_and_the_same_command_resumes(tmp_p
     assert run.returncode == 130, stderr[-4000:]
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr[-4000:]
-    step = checkpoint.latest_step(directory)  # intact: no warning, restorable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the newest checkpoint intact: no fallback warning
+        step = checkpoint.latest_step(directory)
+        assert checkpoint.all_steps(directory)[-1] == step
     match = re.fullmatch(
         r"interrupted at epoch (\d+); run the same command to resume from (.+)", lines[0]
     )
