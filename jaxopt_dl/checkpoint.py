@@ -6,14 +6,14 @@ training loop needs to resume bit-exactly -- plus a small JSON-able metadata dic
 
 orbax-checkpoint's ``CheckpointManager`` does the filing: one folder
 ``directory/step_<N>/`` per checkpoint, written under a temporary name and renamed
-when complete (a crash, even ``SIGKILL``, leaves the earlier checkpoints whole); the
-newest ``keep`` kept (older ones renamed into ``.deleted/`` before they are deleted,
-so a crash never leaves half a checkpoint); several hosts coordinated. A folder
-holds the arrays, in ``orbax/`` (orbax's ``StandardCheckpointHandler``, which writes
-sharded arrays from several hosts) or in one file ``msgpack/state.msgpack``
-(``flax.serialization``: small, portable), and, in orbax's step metadata, this
-module's record: backend, the tree's signature, SHA-256 of the msgpack file and the
-user's metadata.
+when complete (a crash, even ``SIGKILL``, leaves the earlier checkpoints whole);
+old checkpoints renamed into ``.deleted/`` before they are deleted, so a crash never
+leaves half a checkpoint; several hosts coordinated. A folder holds the arrays, in
+``orbax/`` (orbax's ``StandardCheckpointHandler``, which writes sharded arrays from
+several hosts) or in one file ``msgpack/state.msgpack`` (``flax.serialization``:
+small, portable), and, in orbax's step metadata, this module's record: backend, the
+tree's signature, a SHA-256 checksum of the arrays (of the msgpack file; of every
+array's bytes for orbax) and the user's metadata.
 
 What this module adds to orbax:
 
@@ -23,10 +23,16 @@ What this module adds to orbax:
   Otherwise ``ValueError``, one line naming the first differing path and what differs.
   A namedtuple's kind is ``namedtuple`` (its field names are in the paths), so a state
   written with optax's classes restores into look-alike classes and back.
-- Damage detection. The newest checkpoint whose record or files are unreadable, or
-  whose msgpack file fails its checksum, is skipped with a one-line warning naming the
-  bad file; when no checkpoint is good, :class:`CorruptCheckpointError` (a
-  ``ValueError``), one line.
+- The newest step is never lost. ``keep`` keeps the newest checkpoints by step (not by
+  the order they were written), and writing a step older than those already in the
+  folder raises ``ValueError`` naming the folder and its steps, unless
+  ``overwrite=True`` says to delete the newer ones and start over.
+- Damage detection, with both backends. The newest checkpoint whose record or array
+  files are missing, unreadable or fail their checksum is skipped with a one-line
+  warning naming the bad file; when no checkpoint is good,
+  :class:`CorruptCheckpointError` (a ``ValueError``), one line.
+- Interrupts wait. ``SIGINT`` (Ctrl-C) arriving while a checkpoint is written takes
+  effect once it is complete.
 
 Example:
   >>> import tempfile, jax.numpy as jnp, jaxopt_dl as jdl
@@ -43,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -50,6 +57,8 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import threading
 import types
 import warnings
 from typing import Any, Callable, Optional
@@ -63,9 +72,14 @@ from jaxopt_dl import _core
 __all__ = [
     "BACKENDS",
     "CorruptCheckpointError",
+    "SettingsChangedError",
     "all_steps",
+    "changed_settings",
+    "check_keep",
     "checkpoint_metadata",
+    "describe_changes",
     "latest_step",
+    "remove_checkpoints",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -80,6 +94,60 @@ _MAX_MESSAGE = 300
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint's record or files are damaged (with ``step=None``: every checkpoint's)."""
+
+
+class SettingsChangedError(ValueError):
+    """A resume whose settings differ from those recorded in the checkpoint.
+
+    Args:
+      message: the one-line message.
+      changes: ``{setting: (recorded value, new value)}`` of every differing setting.
+
+    Attributes:
+      changes: the ``changes`` given.
+    """
+
+    def __init__(self, message: str, changes: dict):
+        super().__init__(message)
+        self.changes = changes
+
+
+def changed_settings(recorded: dict, new: dict) -> dict:
+    """``{setting: (recorded, new)}`` for every setting whose value differs.
+
+    Values are compared as JSON reads them back (a tuple equals a list); a setting
+    present on one side only differs (its other value is ``None``).
+
+    Args:
+      recorded: the settings recorded in a checkpoint.
+      new: the settings of the run now.
+
+    Returns:
+      The differing settings, in the order of ``new`` (then the recorded-only ones).
+    """
+    new = json.loads(json.dumps(new))
+    names = list(new) + [name for name in recorded if name not in new]
+    return {
+        name: (recorded.get(name), new.get(name))
+        for name in names
+        if name not in recorded or name not in new or recorded[name] != new[name]
+    }
+
+
+def describe_changes(changes: dict) -> str:
+    """``"lr 0.003 -> 0.01, optimizer adam -> sgd"``: one line for :func:`changed_settings`.
+
+    Args:
+      changes: from :func:`changed_settings`.
+
+    Returns:
+      The text.
+    """
+
+    def show(value: Any) -> str:
+        return "(unset)" if value is None else json.dumps(value).strip('"')
+
+    return ", ".join(f"{name} {show(old)} -> {show(new)}" for name, (old, new) in changes.items())
 
 
 # --------------------------------------------------------------------------
@@ -301,8 +369,53 @@ def _record(directory: str, step: int) -> dict:
         except OSError as error:
             raise _damaged(directory, step, file, error) from error
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise _damaged(directory, step, file, "checksum mismatch (truncated or corrupted)")
+            raise _damaged(directory, step, file, _MISMATCH)
         record["data"] = data
+    return record
+
+
+_MISMATCH = "checksum mismatch (truncated or corrupted)"
+
+
+def _digest(arrays: dict) -> Optional[str]:
+    """SHA-256 of the stored arrays (key, dtype, shape and bytes of each, by key).
+
+    None when an array is not fully addressable from this process (spread over several
+    hosts): no host sees all of its bytes.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = arrays[key]
+        if isinstance(value, jax.Array) and not value.is_fully_addressable:
+            return None
+        array = np.ascontiguousarray(np.asarray(jax.device_get(value)))
+        digest.update(f"{key}:{array.dtype.name}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _check_digest(directory: str, step: int, record: dict, arrays: dict) -> None:
+    """Raise :class:`CorruptCheckpointError` when orbax arrays differ from their checksum."""
+    expected = record.get("sha256")
+    if record["backend"] == "orbax" and expected is not None and _digest(arrays) != expected:
+        raise _damaged(directory, step, "orbax", _MISMATCH)
+
+
+def _restore_orbax(manager, step: int, targets: Optional[dict] = None) -> dict:
+    ocp = _orbax().ocp
+    args = ocp.args.Composite(orbax=ocp.args.StandardRestore(targets))
+    return manager.restore(step, args=args)["orbax"]
+
+
+def _checked(manager, directory: str, step: int) -> dict:
+    """The step's record once its arrays are known intact (read and checked for orbax)."""
+    record = _record(directory, step)
+    if record["backend"] == "orbax" and record.get("sha256") is not None:
+        try:
+            arrays = _restore_orbax(manager, step)
+        except Exception as error:  # unreadable arrays are damage, whatever raised
+            raise _damaged(directory, step, "orbax", error) from error
+        _check_digest(directory, step, record, arrays)
     return record
 
 
@@ -349,8 +462,9 @@ def all_steps(directory: str) -> list[int]:
 def latest_step(directory: str) -> Optional[int]:
     """The step of the newest good checkpoint in ``directory``.
 
-    A newer checkpoint whose record is unreadable or whose msgpack file fails its
-    checksum is skipped with a one-line warning naming the file.
+    A newer checkpoint whose record or arrays are missing, unreadable or fail their
+    checksum is skipped with a one-line warning naming the file (the arrays of an orbax
+    checkpoint are read to check them).
 
     Args:
       directory: the checkpoint folder.
@@ -365,7 +479,7 @@ def latest_step(directory: str) -> Optional[int]:
         return None
     with _manager(directory) as manager:
         steps = sorted(manager.all_steps(), reverse=True)
-        found = _first_good(steps, lambda step: _record(directory, step))
+        found = _first_good(steps, lambda step: _checked(manager, directory, step))
     return None if found is None else found[0]
 
 
@@ -390,7 +504,8 @@ def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
 
     Args:
       directory: the checkpoint folder.
-      step: which checkpoint (default: the newest good one, see :func:`latest_step`).
+      step: which checkpoint (default: the newest good one, see :func:`latest_step`;
+        a given step's arrays are not read).
 
     Returns:
       ``{"step": int, "backend": str, "metadata": <the user's dict>, "signature": ...}``.
@@ -403,7 +518,12 @@ def checkpoint_metadata(directory: str, step: Optional[int] = None) -> dict:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint in directory={directory!r}")
     with _manager(directory) as manager:
-        _, record = _load(manager, directory, step, lambda s: _record(directory, s))
+        # The newest good one is the step latest_step names; a given step's record is
+        # read without reading its arrays again.
+        if step is None:
+            _, record = _load(manager, directory, step, lambda s: _checked(manager, directory, s))
+        else:
+            _, record = _load(manager, directory, step, lambda s: _record(directory, s))
     record.pop("data", None)
     return record
 
@@ -421,8 +541,12 @@ def save_checkpoint(
     backend: str = "msgpack",
     keep: Optional[int] = 3,
     metadata: Optional[dict] = None,
+    overwrite: bool = False,
 ) -> str:
-    """Atomically save ``state`` as ``directory/step_<step>``; keep the newest ``keep``.
+    """Atomically save ``state`` as ``directory/step_<step>``; keep the newest ``keep`` by step.
+
+    ``SIGINT`` (Ctrl-C) arriving while the checkpoint is written takes effect (as
+    ``KeyboardInterrupt``) once it is complete.
 
     Args:
       directory: the checkpoint folder (created if missing).
@@ -431,24 +555,27 @@ def save_checkpoint(
         (deleted first, then written: a crash in between loses that step only).
       backend: ``"msgpack"`` (``flax.serialization``, one file; the arrays must be
         addressable from the primary host) or ``"orbax"`` (orbax's
-        ``StandardCheckpointHandler``; needed for arrays spread over several hosts).
+        ``StandardCheckpointHandler``; needed for arrays spread over several hosts;
+        arrays spread over several hosts are written without a checksum).
       keep: how many checkpoints to keep (the newest by step); ``None`` keeps all.
       metadata: a JSON-able dict saved alongside (epoch, data-order position, config...).
+      overwrite: delete the checkpoints of steps newer than ``step`` (start over);
+        without it their presence is an error.
 
     Returns:
       The path of the new checkpoint.
 
     Raises:
-      ValueError: for an unknown ``backend``, a negative ``step``, ``keep < 1`` or
-        metadata that JSON cannot encode.
+      ValueError: for an unknown ``backend``, a negative ``step``, ``keep < 1``,
+        metadata that JSON cannot encode, or checkpoints of newer steps in
+        ``directory`` without ``overwrite``.
     """
     _core.check_choice("backend", backend, BACKENDS)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step must be a non-negative integer, got step={step!r}")
-    if keep is not None and (
-        isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1
-    ):
-        raise ValueError(f"keep must be a positive integer or None, got keep={keep!r}")
+    check_keep(keep)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be a bool, got overwrite={overwrite!r}")
     step = int(step)
     record = {
         "format_version": _FORMAT_VERSION,
@@ -463,6 +590,15 @@ def save_checkpoint(
         raise ValueError(
             f"metadata must be JSON-serializable, got metadata={metadata!r}"
         ) from error
+    newer = [s for s in all_steps(directory) if s > step]
+    if newer and not overwrite:
+        raise ValueError(
+            _one_line(
+                f"directory={directory!r} holds checkpoints of newer steps {newer} than "
+                f"step={step}: a resume would skip this one; pass overwrite=True to delete "
+                "them and start over, or use another directory"
+            )
+        )
     arrays = _stored_leaves(jax.tree.leaves(state))
     if backend == "msgpack":
         host = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
@@ -471,11 +607,12 @@ def save_checkpoint(
         args = _orbax().MsgpackSave(data)
     else:
         arrays = {k: v if isinstance(v, jax.Array) else np.asarray(v) for k, v in arrays.items()}
+        record["sha256"] = _digest(arrays)
         args = _orbax().ocp.args.StandardSave(arrays)
-    with _manager(directory, keep=keep, write=True) as manager:
+    with _interrupts_deferred(), _manager(directory, write=True) as manager:
         _empty_trash(directory)
-        if step in manager.all_steps():
-            manager.delete(step)
+        for old in [s for s in manager.all_steps() if s >= step]:
+            manager.delete(old)
         manager.save(
             step,
             args=_orbax().ocp.args.Composite(**{backend: args}),
@@ -483,8 +620,63 @@ def save_checkpoint(
             force=True,
         )
         manager.wait_until_finished()
-    _empty_trash(directory)
+        if keep is not None:
+            for old in sorted(manager.all_steps())[:-keep]:
+                manager.delete(old)
+        _empty_trash(directory)
     return os.path.join(directory, _step_name(step))
+
+
+def check_keep(keep: Optional[int]) -> None:
+    """Check the ``keep`` argument of :func:`save_checkpoint`.
+
+    Args:
+      keep: a positive integer or None.
+
+    Raises:
+      ValueError: naming the value otherwise.
+    """
+    if keep is not None and (
+        isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1
+    ):
+        raise ValueError(f"keep must be a positive integer or None, got keep={keep!r}")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold ``SIGINT`` back until the block is done, then deliver it.
+
+    Only in the main thread, and only when Python's handler is in place.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
+
+
+def remove_checkpoints(directory: str) -> None:
+    """Delete every checkpoint in ``directory`` (other files there stay).
+
+    Args:
+      directory: the checkpoint folder (nothing happens when it does not exist).
+    """
+    if not os.path.isdir(directory):
+        return
+    with _interrupts_deferred(), _manager(directory, write=True) as manager:
+        for step in manager.all_steps():
+            manager.delete(step)
+        _empty_trash(directory)
 
 
 def _empty_trash(directory: str) -> None:
@@ -543,9 +735,11 @@ def restore_checkpoint(
             )
         _check_signature(record["signature"], signature, _step_name(found))
         try:
-            return _read_arrays(manager, found, record, template_leaves)
+            stored = _read_arrays(manager, found, record, template_leaves)
         except Exception as error:  # unreadable arrays are damage, whatever raised
             raise _damaged(directory, found, record["backend"], error) from error
+        _check_digest(directory, found, record, stored)
+        return _with_empty_leaves(stored, template_leaves)
 
     with _manager(directory) as manager:
         _, stored = _load(manager, directory, step, load)
@@ -554,20 +748,17 @@ def restore_checkpoint(
     )
 
 
-def _read_arrays(manager, step: int, record: dict, template_leaves: list) -> list:
+def _read_arrays(manager, step: int, record: dict, template_leaves: list) -> dict:
+    """The stored (non-empty) arrays by leaf key."""
     if record["backend"] == "msgpack":
-        stored = serialization.msgpack_restore(record["data"])
-    else:
-        targets = {}
-        for key, storable in _stored_leaves(template_leaves).items():
-            like = template_leaves[int(key)]
-            if isinstance(like, jax.Array) and not _is_key(like):
-                targets[key] = jax.ShapeDtypeStruct(
-                    storable.shape, storable.dtype, sharding=like.sharding
-                )
-            else:
-                targets[key] = np.zeros(np.shape(storable), np.asarray(storable).dtype)
-        ocp = _orbax().ocp
-        args = ocp.args.Composite(orbax=ocp.args.StandardRestore(targets))
-        stored = manager.restore(step, args=args)["orbax"]
-    return _with_empty_leaves(stored, template_leaves)
+        return serialization.msgpack_restore(record["data"])
+    targets = {}
+    for key, storable in _stored_leaves(template_leaves).items():
+        like = template_leaves[int(key)]
+        if isinstance(like, jax.Array) and not _is_key(like):
+            targets[key] = jax.ShapeDtypeStruct(
+                storable.shape, storable.dtype, sharding=like.sharding
+            )
+        else:
+            targets[key] = np.zeros(np.shape(storable), np.asarray(storable).dtype)
+    return _restore_orbax(manager, step, targets)

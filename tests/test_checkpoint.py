@@ -5,6 +5,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_round_trip_is_exact_and_keeps_leaf_kinds(backend, tmp_path):
 def test_keep_latest_and_steps(tmp_path):
     state = {"w": jnp.zeros(3)}
     assert checkpoint.latest_step(tmp_path) is None
-    for step in (3, 1, 7, 5):
+    for step in (1, 3, 5, 7):
         checkpoint.save_checkpoint(tmp_path, {"w": jnp.full(3, float(step))}, step, keep=2)
     assert checkpoint.all_steps(tmp_path) == [5, 7]
     assert checkpoint.latest_step(tmp_path) == 7
@@ -80,6 +81,33 @@ def test_keep_latest_and_steps(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["step_5", "step_7"]  # nothing half-written left
     with pytest.raises(FileNotFoundError, match="step=4"):
         checkpoint.restore_checkpoint(tmp_path, state, step=4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_keeps_the_newest_by_step_whatever_the_order_written(backend, tmp_path):
+    early, folder = tmp_path / "early", tmp_path / "run"
+    checkpoint.save_checkpoint(early, {"w": jnp.full(2, 9)}, 9, backend=backend)
+    for step in (2, 4):
+        checkpoint.save_checkpoint(folder, {"w": jnp.full(2, step)}, step, backend=backend)
+    shutil.move(early / "step_9", folder / "step_9")  # step 9 was written first
+    checkpoint.save_checkpoint(folder, {"w": jnp.full(2, 10)}, 10, keep=2, backend=backend)
+    assert checkpoint.all_steps(folder) == [9, 10]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_older_step_into_a_folder_with_newer_ones_is_refused(backend, tmp_path):
+    for step in (5, 6, 7):
+        checkpoint.save_checkpoint(tmp_path, {"w": jnp.full(2, step)}, step, backend=backend)
+    with pytest.raises(ValueError) as error:
+        checkpoint.save_checkpoint(tmp_path, {"w": jnp.zeros(2)}, 1, keep=3, backend=backend)
+    message = str(error.value)
+    assert str(tmp_path) in message and "[5, 6, 7]" in message and "overwrite=True" in message
+    assert checkpoint.all_steps(tmp_path) == [5, 6, 7]
+    assert checkpoint.latest_step(tmp_path) == 7
+    checkpoint.save_checkpoint(tmp_path, {"w": jnp.ones(2)}, 1, keep=3, overwrite=True)
+    assert checkpoint.all_steps(tmp_path) == [1]
+    restored = checkpoint.restore_checkpoint(tmp_path, {"w": jnp.zeros(2)})
+    np.testing.assert_array_equal(restored["w"], np.ones(2))
 
 
 def _other_optimizer(state):
@@ -193,8 +221,10 @@ def test_bad_arguments(tmp_path):
         checkpoint.save_checkpoint(tmp_path, state, 0, backend="pickle")
     with pytest.raises(ValueError, match="step"):
         checkpoint.save_checkpoint(tmp_path, state, -1)
-    with pytest.raises(ValueError, match="keep"):
+    with pytest.raises(ValueError, match="keep=0"):
         checkpoint.save_checkpoint(tmp_path, state, 0, keep=0)
+    with pytest.raises(TypeError, match="overwrite='yes'"):
+        checkpoint.save_checkpoint(tmp_path, state, 0, overwrite="yes")
     with pytest.raises(ValueError, match="metadata"):
         checkpoint.save_checkpoint(tmp_path, state, 0, metadata={"x": object()})
     with pytest.raises(FileNotFoundError):
@@ -224,23 +254,50 @@ def _empty_data_files(path):
         data.write_bytes(b"")
 
 
-DAMAGES = [  # backend, damage, the file it damages (in a step folder), found without a template
-    ("msgpack", _truncate, "msgpack/state.msgpack", True),
-    ("msgpack", _flip_a_byte, "msgpack/state.msgpack", True),
-    ("msgpack", _truncate, "_CHECKPOINT_METADATA", True),
-    ("orbax", _flip_a_byte, "_CHECKPOINT_METADATA", True),
-    ("orbax", _empty_data_files, "orbax", False),
+def _largest_data_file(path):
+    return max(path.glob("**/d/*"), key=lambda f: f.stat().st_size)
+
+
+def _remove_array_file(path):
+    _largest_data_file(path).unlink()
+
+
+def _truncate_array_file(path):
+    _truncate(_largest_data_file(path))
+
+
+def _flip_a_byte_of_array_data(path):
+    _flip_a_byte(_largest_data_file(path))
+
+
+def _arrays_of_another_checkpoint(path):
+    """Intact arrays of the same shapes but other values in place of these (a botched
+    copy): orbax reads them without complaint, only the checksum sees it."""
+    other = path.parents[1] / "other"
+    state = {"w": jnp.full((64, 8), 99.0), "step": jnp.asarray(99)}
+    checkpoint.save_checkpoint(other, state, 1, backend="orbax")
+    shutil.rmtree(path)
+    shutil.copytree(other / "step_1" / "orbax", path)
+    shutil.rmtree(other)
+
+
+DAMAGES = [  # backend, damage, the file it damages (in a step folder)
+    ("msgpack", _truncate, "msgpack/state.msgpack"),
+    ("msgpack", _flip_a_byte, "msgpack/state.msgpack"),
+    ("msgpack", _truncate, "_CHECKPOINT_METADATA"),
+    ("orbax", _flip_a_byte, "_CHECKPOINT_METADATA"),
+    ("orbax", _empty_data_files, "orbax"),
+    ("orbax", _remove_array_file, "orbax"),
+    ("orbax", _truncate_array_file, "orbax"),
+    ("orbax", _flip_a_byte_of_array_data, "orbax"),
+    ("orbax", _arrays_of_another_checkpoint, "orbax"),
 ]
 
 
 @pytest.mark.parametrize(
-    "backend,damage,file,found_early",
-    DAMAGES,
-    ids=[f"{b}-{d.__name__}-{f}" for b, d, f, _ in DAMAGES],
+    "backend,damage,file", DAMAGES, ids=[f"{b}-{d.__name__}-{f}" for b, d, f in DAMAGES]
 )
-def test_damaged_newest_checkpoint_falls_back_with_one_warning(
-    backend, damage, file, found_early, tmp_path
-):
+def test_damaged_newest_checkpoint_falls_back_with_one_warning(backend, damage, file, tmp_path):
     def state(value):
         return {"w": jnp.full((64, 8), value), "step": jnp.asarray(int(value))}
 
@@ -257,11 +314,10 @@ def test_damaged_newest_checkpoint_falls_back_with_one_warning(
     assert str(bad) in message and "using step_1" in message and "\n" not in message
     with pytest.raises(checkpoint.CorruptCheckpointError, match=re.escape(str(bad))):
         checkpoint.restore_checkpoint(tmp_path, state(0.0), step=2)
-    if found_early:  # the record or the msgpack checksum: seen without reading the arrays
-        with pytest.warns(UserWarning, match=re.escape(str(bad))):
-            assert checkpoint.latest_step(tmp_path) == 1
-        with pytest.warns(UserWarning, match=re.escape(str(bad))):
-            assert checkpoint.checkpoint_metadata(tmp_path)["step"] == 1
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
+        assert checkpoint.latest_step(tmp_path) == 1
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
+        assert checkpoint.checkpoint_metadata(tmp_path)["step"] == 1
 
     damage(tmp_path / "step_1" / file)
     with pytest.raises(checkpoint.CorruptCheckpointError, match="^no good checkpoint") as error:

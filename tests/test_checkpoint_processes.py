@@ -8,11 +8,13 @@ the command line, including a SIGKILL mid-run and damaged checkpoints.
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -108,7 +110,7 @@ def test_fit_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path):
     assert any(first[n].tobytes() != full[n].tobytes() for n in full.files)
     history = json.loads((tmp_path / "resumed.json").read_text())
     assert history == json.loads((tmp_path / "full.json").read_text())
-    assert history["epoch"] == [0, 1]
+    assert len(history["epoch"]) == 2
 
 
 # --------------------------------------------------------------------------
@@ -156,20 +158,163 @@ def two_epochs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    """1 epoch, then ``--epochs 2`` in a new process: (checkpoint folder, results)."""
+    """1 epoch, then ``--epochs 2`` in a new process: (checkpoint folder, results, stdout)."""
     root = tmp_path_factory.mktemp("cli")
     directory = root / "checkpoints"
     python(*CLI, "--epochs", 1, "--checkpoint-dir", directory, "--out", root / "first")
-    python(*CLI, "--epochs", 2, "--checkpoint-dir", directory, "--out", root / "resumed")
-    return directory, results(root / "resumed")
+    run = python(*CLI, "--epochs", 2, "--checkpoint-dir", directory, "--out", root / "resumed")
+    return directory, results(root / "resumed"), run.stdout
 
 
 def test_cli_resumed_in_a_new_process_equals_the_uninterrupted_run(two_epochs, resumed):
-    directory, (params, metrics) = resumed
+    directory, (params, metrics), stdout = resumed
     assert checkpoint.all_steps(directory) == [1, 2]
     assert params == two_epochs[0]
-    assert metrics == two_epochs[1]
-    assert metrics["history"]["epoch"] == [0, 1]
+    assert {**metrics, "resume": None} == {**two_epochs[1], "resume": None}
+    assert len(metrics["history"]["epoch"]) == 2
+    lines = [line for line in stdout.splitlines() if line.startswith("resumed")]
+    assert lines == [
+        f"resumed from {directory}/step_1, epoch 1 of 2 "
+        "(training on: the checkpoint's run had 1 epoch)"
+    ]
+    assert metrics["resume"]["path"] == f"{directory}/step_1"
+    assert metrics["resume"]["changes"] == {}
+    assert "(2 epochs, 1 of them in this run, in " in stdout
+
+
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (["--lr", "0.01"], "--lr 0.001 -> 0.01"),
+        (["--optimizer", "sgd"], "--optimizer adam -> sgd"),
+        (["--b1", "0.8"], "--b1 0.9 -> 0.8"),
+        (["--hidden", "8"], "--hidden [16] -> [8]"),
+        (["--batch-size", "128"], "--batch-size 256 -> 128"),
+        (["--seed", "1"], "--seed 0 -> 1"),
+        (["--val-fraction", "0.2"], "--val-fraction 0.1 -> 0.2"),
+        (["--schedule", "cosine"], "--schedule constant -> cosine"),
+    ],
+)
+def test_cli_resume_with_a_changed_setting_exits_2_naming_it(resumed, tmp_path, change, named):
+    directory = tmp_path / "checkpoints"
+    shutil.copytree(resumed[0], directory)
+    run = python(
+        *CLI,
+        "--epochs",
+        3,
+        "--checkpoint-dir",
+        directory,
+        "--out",
+        tmp_path / "out",
+        *change,
+        expect=2,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "--allow-changed-settings" in lines[0]
+    assert "Traceback" not in run.stderr and "Epoch" not in run.stdout
+    assert checkpoint.all_steps(directory) == [1, 2]
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_cli_allow_changed_settings_continues_and_records_both(resumed, tmp_path):
+    directory = tmp_path / "checkpoints"
+    shutil.copytree(resumed[0], directory)
+    out = tmp_path / "out"
+    run = python(
+        *CLI,
+        "--epochs",
+        3,
+        "--checkpoint-dir",
+        directory,
+        "--out",
+        out,
+        "--lr",
+        "0.01",
+        "--allow-changed-settings",
+    )
+    assert (
+        f"resumed from {directory}/step_2, epoch 2 of 3 with changed settings "
+        "(--lr 0.001 -> 0.01) (training on: the checkpoint's run had 2 epochs)"
+    ) in run.stdout.splitlines()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["lr"] == 0.01
+    assert metrics["resume"]["settings"]["--lr"] == 0.001
+    assert metrics["resume"]["changes"] == {"--lr": [0.001, 0.01]}
+    assert checkpoint.checkpoint_metadata(directory)["metadata"]["settings"]["--lr"] == 0.01
+
+
+def test_cli_an_early_stopped_run_launched_again_does_nothing_more(tmp_path):
+    directory, out = tmp_path / "checkpoints", tmp_path / "out"
+    # --lr 1.0 makes the validation loss rise within a few epochs: an early stop.
+    argv = [*CLI, "--epochs", 15, "--lr", "1.0", "--early-stopping", 1]
+    argv += ["--checkpoint-dir", directory, "--out", out]
+    python(*argv)
+    params, metrics = results(out)
+    assert metrics["history"]["stopped_early"]
+    stopped_at = len(metrics["history"]["epoch"])
+    assert stopped_at < 15
+    steps = checkpoint.all_steps(directory)
+    again = python(*argv)
+    assert again.stdout.splitlines()[0] == (
+        f"resumed from {directory}/step_{stopped_at}, epoch {stopped_at} of 15: the run "
+        f"stopped at epoch {stopped_at}; nothing left to train"
+    )
+    assert "Epoch" not in again.stdout
+    assert checkpoint.all_steps(directory) == steps
+    params_again, metrics_again = results(out)
+    assert params_again == params
+    assert metrics_again["history"] == metrics["history"]
+    assert metrics_again["test_accuracy"] == metrics["test_accuracy"]
+
+
+SIGINT_EPOCHS = 400
+
+
+def test_cli_sigint_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path):
+    directory = tmp_path / "checkpoints"
+    argv = [*CLI, "--epochs", SIGINT_EPOCHS, "--checkpoint-dir", directory]
+    argv += ["--out", tmp_path / "out"]
+    run = subprocess.Popen(
+        [sys.executable, *map(str, argv)],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (directory / "step_2").exists() and run.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 600 s"
+            time.sleep(0.002)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr[-4000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr[-4000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the newest checkpoint intact: no fallback warning
+        step = checkpoint.latest_step(directory)
+        assert checkpoint.all_steps(directory)[-1] == step
+    match = re.fullmatch(
+        r"interrupted at epoch (\d+); run the same command to resume from (.+)", lines[0]
+    )
+    assert match, lines[0]
+    assert match[2] == f"{directory}/step_{step}"
+    assert int(match[1]) in (step, step + 1)  # the epoch running when the signal came
+    assert 2 <= step < SIGINT_EPOCHS
+    assert checkpoint.checkpoint_metadata(directory)["metadata"]["epoch"] == step
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+    again = python(*argv)  # the same command
+    assert again.stdout.splitlines()[0].startswith(
+        f"resumed from {directory}/step_{step}, epoch {step} of {SIGINT_EPOCHS}"
+    )
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(metrics["history"]["epoch"]) == SIGINT_EPOCHS
 
 
 def test_cli_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -210,8 +355,9 @@ def test_cli_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     train_here("--epochs", KILL_EPOCHS, "--out", tmp_path / "full")
     params, metrics = results(tmp_path / "killed")
     assert params == results(tmp_path / "full")[0]
+    assert metrics.pop("resume")["epoch"] == killed_at
     assert metrics == results(tmp_path / "full")[1]
-    assert metrics["history"]["epoch"] == list(range(KILL_EPOCHS))
+    assert len(metrics["history"]["epoch"]) == KILL_EPOCHS
 
 
 def _flip_a_byte(path):
@@ -230,7 +376,9 @@ def test_cli_falls_back_from_a_corrupted_newest_checkpoint(two_epochs, resumed, 
     messages = [str(w.message) for w in caught if "checkpoint" in str(w.message)]
     assert len(messages) == 1 and "\n" not in messages[0]
     assert str(bad) in messages[0] and "step_1" in messages[0]
-    assert results(tmp_path / "out") == two_epochs
+    params, metrics = results(tmp_path / "out")
+    assert metrics.pop("resume")["path"] == f"{directory}/step_1"
+    assert (params, metrics) == two_epochs
 
 
 def test_cli_without_a_good_checkpoint_exits_2_with_one_line(resumed, tmp_path, capsys):

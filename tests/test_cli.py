@@ -95,8 +95,14 @@ def test_one_line_per_epoch_through_a_pipe_and_a_complete_record(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     config = metrics["config"]
     assert config["val_fraction"] == 0.1 and config["hidden"] == [128, 64]
-    assert config["optimizer_arguments"] == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
-    assert None not in (config["batchnorm"], config["resume"])
+    assert config["optimizer_arguments"] == {
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+        "mu_dtype": None,
+        "nu_dtype": None,
+    }
+    assert config["batchnorm"] is False and config["resume"] is None
     assert set(metrics["versions"]) == {"jaxopt_dl", "jax", "optax", "flax"}
     assert metrics["versions"]["jax"] == jax.__version__
     assert "cpu" in metrics["device"]
@@ -184,8 +190,32 @@ def test_unwritable_out_exits_2_with_one_line_before_jax_starts(tmp_path, out, c
         (["--model", "vgg"], "resnet"),
         (["--epochs", "0"], "epochs"),
         (["--val-fraction", "1"], "val-fraction"),
-        (["--lr", "-1"], "learning_rate"),
-        (["--optimizer", "adam", "--b1", "1.5"], "b1"),
+        (["--lr", "-1"], "--lr must be non-negative, got -1.0"),
+        (["--optimizer", "adam", "--b1", "1.5"], "--b1 must be in [0, 1), got 1.5"),
+        (["--optimizer", "momentum", "--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),
+        (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),
+        (["--optimizer", "adam", "--eps", "-1"], "--eps must be non-negative, got -1.0"),
+        (
+            ["--schedule", "step", "--decay-rate", "1.5"],
+            "--decay-rate must be in [0.0, 1.0], got 1.5",
+        ),
+        (
+            ["--schedule", "plateau", "--decay-rate", "1.5"],
+            "--decay-rate must be in [0, 1), got 1.5",
+        ),
+        (["--schedule", "onecycle", "--div-factor", "-2"], "--div-factor"),
+        (["--schedule", "onecycle", "--warmup-steps", "5"], "--warmup-steps does not apply"),
+        (
+            ["--schedule", "cosine", "--pct-start", "0.2"],
+            "--pct-start does not apply to --schedule",
+        ),
+        (["--schedule", "step", "--plateau-patience", "2"], "--plateau-patience does not apply"),
+        (
+            ["--optimizer", "sgd", "--mu-dtype", "bfloat16"],
+            "--mu-dtype does not apply to --optimizer sgd",
+        ),
+        (["--optimizer", "adam", "--mu-dtype", "float8"], "--mu-dtype"),
+        (["--warmup-steps", "-1"], "--warmup-steps"),
         (["--dropout", "1.5"], "dropout"),
         (
             ["--optimizer", "adam", "--momentum", "0.9"],
@@ -309,7 +339,7 @@ def test_checkpoint_that_does_not_match_exits_2_with_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--hidden", "32", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "checkpoint" in err[0]
+    assert len(err) == 1 and "--hidden [16] -> [32]" in err[0]
 
 
 def config_for(*argv):
@@ -331,7 +361,7 @@ def config_for(*argv):
     ],
 )
 def test_weight_decay_is_the_optimizers_own_where_it_has_one(argv, reference):
-    tx = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
+    tx, _ = build_optimizer(config_for(*argv), steps_per_epoch=10, seed=0)
     params = {"w": jnp.array([1.0, -2.0, 0.5])}
     grads = {"w": jnp.array([0.3, 0.1, -0.2])}
     ours, ref_state, state = params, reference.init(params), tx.init(params)

@@ -8,7 +8,10 @@ history, the resolved configuration, package versions and the device),
 ``OUT/curves.png`` and ``OUT/params.msgpack``. ``lr-find`` runs the learning-rate range
 test of :func:`jaxopt_dl.lr_find` and ``diagnose`` the debugging checklist of
 :func:`jaxopt_dl.diagnose`, on the same models and optimizers. Bad invocations exit
-with status 2 and one line, before JAX starts where the flags alone show it.
+with status 2 and one line, before JAX starts where the flags alone show it; an
+interrupted command (Ctrl-C) with status 130 and one line. ``train --checkpoint-dir DIR``
+records the run's settings with every checkpoint: the same command again resumes (and
+says so), a changed setting is refused unless ``--allow-changed-settings``.
 
 Commands live in :data:`COMMANDS` (name -> :class:`Command`); optimizers, schedules,
 models and initializers in one registry each, shared by every command, from which the
@@ -38,13 +41,24 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: print the package's version and exit 0."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from jaxopt_dl import __version__
+
+        print(f"jaxopt_dl {__version__}")
+        parser.exit(0)
+
+
 class Command(NamedTuple):
     """A subcommand: adding one is one entry in :data:`COMMANDS`.
 
     Attributes:
       summary: one line for ``--help``.
       add_arguments: ``add_arguments(parser)`` declares its flags.
-      run: ``run(args) -> exit status``; a ``ValueError`` becomes one line and status 2.
+      run: ``run(args) -> exit status``; a ``ValueError`` becomes one line and status
+        2, an interrupt (Ctrl-C) one line and status 130.
     """
 
     summary: str
@@ -84,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
       The ``argparse`` parser.
     """
     parser = _OneLineParser(prog=PROG, description=DESCRIPTION)
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="print the version of jaxopt_dl and exit",
+    )
     commands = parser.add_subparsers(
         dest="command", required=True, parser_class=_OneLineParser, metavar="COMMAND"
     )
@@ -111,3 +132,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = " ".join(str(error).split())
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130

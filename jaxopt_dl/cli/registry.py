@@ -10,6 +10,7 @@ import argparse
 import ast
 import inspect
 import os
+import re
 import tempfile
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -119,13 +120,16 @@ class Schedule(NamedTuple):
 
     Attributes:
       summary: one line for ``--help``.
-      build: ``build(lr, total_steps, steps_per_epoch, decay_rate) -> rate or schedule``.
-      uses_decay_rate: whether ``--decay-rate`` applies.
+      build: ``build(config, steps, steps_per_epoch) -> rate or schedule`` over
+        ``steps`` steps (the run's, less the ``--warmup-steps``).
+      knobs: the flags (``dest``) of its own settings, from :data:`SCHEDULE_KNOBS`.
+      spans_run: whether its shape depends on the number of epochs.
     """
 
     summary: str
     build: Callable[..., Any]
-    uses_decay_rate: bool = False
+    knobs: tuple = ()
+    spans_run: bool = False
 
 
 def library():
@@ -140,35 +144,67 @@ def library():
     return jaxopt_dl
 
 
+SCHEDULE_KNOBS = {
+    "decay_rate": 0.5,
+    "pct_start": 0.3,
+    "div_factor": 25.0,
+    "final_div_factor": 1e4,
+    "plateau_patience": 2,
+}
+"""The schedules' own flags (``dest``) and their defaults."""
+
 SCHEDULES = {
-    "constant": Schedule("--lr throughout", lambda lr, total, per_epoch, rate: lr),
+    "constant": Schedule("--lr throughout", lambda c, total, per_epoch: c["lr"]),
     "cosine": Schedule(
         "cosine decay from --lr to 0 over the run",
-        lambda lr, total, per_epoch, rate: library().cosine_decay_schedule(lr, total),
+        lambda c, total, per_epoch: library().cosine_decay_schedule(c["lr"], total),
+        spans_run=True,
     ),
     "warmup_cosine": Schedule(
-        "linear warmup from 0 over the first 5%% of the steps, then cosine decay to 0",
-        lambda lr, total, per_epoch, rate: library().warmup_cosine_decay_schedule(
-            0.0, lr, max(1, total // 20), total
-        ),
+        "linear warmup from 0 over --warmup-steps (default: the first 5%% of the steps), "
+        "then cosine decay to 0",
+        lambda c, total, per_epoch: library().cosine_decay_schedule(c["lr"], total),
+        spans_run=True,
     ),
     "step": Schedule(
         "multiply by --decay-rate after each third of the run",
-        lambda lr, total, per_epoch, rate: library().step_decay(lr, rate, max(1, total // 3)),
-        True,
+        lambda c, total, per_epoch: library().step_decay(
+            c["lr"], c["decay_rate"], max(1, total // 3)
+        ),
+        ("decay_rate",),
+        spans_run=True,
     ),
     "exponential": Schedule(
         "multiply by --decay-rate per epoch, smoothly",
-        lambda lr, total, per_epoch, rate: library().exponential_decay(lr, per_epoch, rate),
-        True,
+        lambda c, total, per_epoch: library().exponential_decay(
+            c["lr"], per_epoch, c["decay_rate"]
+        ),
+        ("decay_rate",),
     ),
     "inverse_time": Schedule(
         "--lr / (1 + decay-rate * epochs so far)",
-        lambda lr, total, per_epoch, rate: library().inverse_time_decay(lr, rate, per_epoch),
-        True,
+        lambda c, total, per_epoch: library().inverse_time_decay(
+            c["lr"], c["decay_rate"], per_epoch
+        ),
+        ("decay_rate",),
+    ),
+    "onecycle": Schedule(
+        "one cycle: cosine up from --lr / --div-factor to --lr over "
+        "--pct-start of the run, then down to --lr / (--div-factor * --final-div-factor)",
+        lambda c, total, per_epoch: library().cosine_onecycle_schedule(
+            total, c["lr"], c["pct_start"], c["div_factor"], c["final_div_factor"]
+        ),
+        ("pct_start", "div_factor", "final_div_factor"),
+        spans_run=True,
+    ),
+    "plateau": Schedule(
+        "--lr, multiplied by --decay-rate when the validation loss (the training loss "
+        "with --val-fraction 0) has not improved for more than --plateau-patience epochs",
+        lambda c, total, per_epoch: c["lr"],
+        ("decay_rate", "plateau_patience"),
     ),
 }
-DECAY_RATE = 0.5
+DTYPES = ("float32", "bfloat16", "float16")
 
 MODELS = {
     "mlp": "multilayer perceptron with --hidden widths",
@@ -245,6 +281,18 @@ def positive_int(text: str) -> int:
       The integer.
     """
     return _parsed(text, int, lambda value: value >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0.
+
+    Args:
+      text: the flag's value.
+
+    Returns:
+      The integer.
+    """
+    return _parsed(text, int, lambda value: value >= 0, "a non-negative integer")
 
 
 def fraction(text: str) -> float:
@@ -417,6 +465,15 @@ def add_optimizer_flags(add: Callable[..., None], lr_help: Optional[str]) -> Non
         help="any other argument of the optimizer's function, e.g. --opt-arg "
         "nesterov=True (a Python literal; repeatable)",
     )
+    for flag, moment in (("mu-dtype", "first"), ("nu-dtype", "second")):
+        add(
+            f"--{flag}",
+            choices=DTYPES,
+            default=None,
+            shown="the parameters' dtype",
+            help=f"storage dtype of the {moment}-moment average, for the optimizers "
+            f"whose factory takes {flag.replace('-', '_')}",
+        )
 
 
 def add_run_flags(add: Callable[..., None], out: str, writes: str) -> None:
@@ -453,6 +510,12 @@ def check_shared(args) -> None:
             raise UsageError(
                 f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
                 f"(it applies to {', '.join(applies_to(flag))})"
+            )
+    for flag in DTYPE_FLAGS:
+        if getattr(args, flag) is not None and flag not in _dtype_flags(args.optimizer):
+            raise UsageError(
+                f"--{flag.replace('_', '-')} does not apply to --optimizer {args.optimizer} "
+                f"(it applies to {', '.join(dtype_users(flag))})"
             )
     if args.hidden is not None and args.model != "mlp":
         raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
@@ -492,6 +555,8 @@ def _optimizer_arguments(args) -> dict:
                 f"(its arguments: {', '.join(n for n in defaults if n != 'learning_rate')})"
             )
         resolved[name] = value
+    for flag, name in _dtype_flags(args.optimizer).items():
+        resolved[name] = getattr(args, flag, None)
     return {**resolved, **(optimizer.fixed or {})}
 
 
@@ -507,7 +572,7 @@ def resolve_config(args) -> dict:
     config = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in vars(args).items()
-        if k not in ("command", "run", "opt_arg", *OPTIMIZER_FLAGS)
+        if k not in ("command", "run", "opt_arg", *OPTIMIZER_FLAGS, *DTYPE_FLAGS)
     }
     config["optimizer_arguments"] = _optimizer_arguments(args)
     config["batchnorm"] = args.batchnorm if args.batchnorm is not None else args.model == "resnet"
@@ -519,12 +584,76 @@ def resolve_config(args) -> dict:
     uses_l2 = args.weight_decay is not None and not own_decay
     config["weight_decay"] = args.weight_decay if uses_l2 else None
     config["weight_decay_kind"] = "l2" if uses_l2 else ("decoupled" if own_decay else "none")
-    config["decay_rate"] = (
-        (DECAY_RATE if args.decay_rate is None else args.decay_rate)
-        if SCHEDULES[args.schedule].uses_decay_rate
-        else None
-    )
+    schedule = SCHEDULES[args.schedule]
+    for knob, default in SCHEDULE_KNOBS.items():
+        value = getattr(args, knob)
+        config[knob] = (default if value is None else value) if knob in schedule.knobs else None
     return config
+
+
+def _dtype_flags(optimizer: str) -> dict:
+    """``{flag dest: argument}`` of the storage-dtype flags the optimizer's factory takes."""
+    factory = getattr(library(), OPTIMIZERS[optimizer].factory)
+    parameters = inspect.signature(factory).parameters
+    return {flag: flag for flag in DTYPE_FLAGS if flag in parameters}
+
+
+DTYPE_FLAGS = ("mu_dtype", "nu_dtype")
+"""Flags of the moments' storage dtypes (each applies where the factory takes it)."""
+
+
+def dtype_users(flag: str) -> list[str]:
+    """The optimizers whose factory takes a storage-dtype argument.
+
+    Args:
+      flag: ``"mu_dtype"`` or ``"nu_dtype"``.
+
+    Returns:
+      Their names, in registry order.
+    """
+    return [name for name in OPTIMIZERS if flag in _dtype_flags(name)]
+
+
+FLAG_OF_ARGUMENT = {
+    "learning_rate": "--lr",
+    "init_value": "--lr",
+    "peak_value": "--lr",
+    "drop": "--decay-rate",
+    "decay_rate": "--decay-rate",
+    "factor": "--decay-rate",
+    "patience": "--plateau-patience",
+    "pct_start": "--pct-start",
+    "div_factor": "--div-factor",
+    "final_div_factor": "--final-div-factor",
+    "mu_dtype": "--mu-dtype",
+    "nu_dtype": "--nu-dtype",
+    "max_norm": "--clip-norm",
+    "weight_decay": "--weight-decay",
+}
+"""The flag that sets a library argument (beside each optimizer's own in :data:`OPTIMIZERS`)."""
+
+
+def flag_error(error: Exception, optimizer: str) -> "UsageError":
+    """A library error about its arguments, rewritten with the flags that set them.
+
+    ``beta must be in [0, 1), got beta=1.5`` becomes ``--momentum must be in [0, 1),
+    got 1.5``.
+
+    Args:
+      error: the ``ValueError``/``TypeError`` raised while building the optimizer.
+      optimizer: the ``--optimizer`` name.
+
+    Returns:
+      The :class:`UsageError` to raise.
+    """
+    flags = {
+        arg: f"--{flag.replace('_', '-')}" for flag, arg in OPTIMIZERS[optimizer].flags.items()
+    }
+    text = " ".join(str(error).split())
+    for argument, flag in {**FLAG_OF_ARGUMENT, **flags}.items():
+        text = re.sub(rf"\bgot {argument}=", "got ", text)
+        text = re.sub(rf"(?<![-\w]){argument}\b", flag, text)
+    return UsageError(text)
 
 
 def optimizer_factory(config: dict, seed: int) -> Callable[[Any], Any]:
@@ -542,7 +671,52 @@ def optimizer_factory(config: dict, seed: int) -> Callable[[Any], Any]:
     if name == "noisy_sgd":
         arguments["key"] = seed
     factory = getattr(library(), OPTIMIZERS[name].factory)
-    return lambda learning_rate: factory(learning_rate, **arguments)
+
+    def build(learning_rate):
+        try:
+            return factory(learning_rate, **arguments)
+        except (TypeError, ValueError) as error:
+            raise flag_error(error, name) from None
+
+    return build
+
+
+def load_split(config: dict) -> tuple:
+    """``(train, val or None, test)`` of the digits: validation is a stratified
+    ``val_fraction`` of the training split, drawn with ``seed`` (the same in every command).
+
+    Args:
+      config: from :func:`resolve_config` (``seed``, ``val_fraction``, and
+        ``standardize``, default ``"global"``).
+
+    Returns:
+      The three ``(x, y)`` pairs.
+    """
+    standardize = {"global": "global", "feature": True, "none": False}[
+        config.get("standardize", "global")
+    ]
+    train, test = library().data.load_digits(seed=config["seed"], standardize=standardize)
+    if not config["val_fraction"]:
+        return train, None, test
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        *train, test_size=config["val_fraction"], random_state=config["seed"], stratify=train[1]
+    )
+    return (x_tr, y_tr), (x_val, y_val), test
+
+
+def counted(number: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``.
+
+    Args:
+      number: how many.
+      noun: the singular noun.
+
+    Returns:
+      The text.
+    """
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def build_model(config: dict):

@@ -26,6 +26,7 @@ saves it with the training state and hands it back through
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -434,24 +435,55 @@ class ModelCheckpoint(Callback):
     A checkpoint (:func:`jaxopt_dl.checkpoint.save_checkpoint`, atomic; its step is the
     number of finished epochs) holds the training state (params, batch statistics,
     optimizer state, step, rng, non-finite counters), the state of the other callbacks
-    (e.g. :class:`EarlyStopping`'s best params), the history and the seed. It is written
-    every ``every`` epochs, after the last epoch and when the run stops early.
+    (e.g. :class:`EarlyStopping`'s best params), the history, the seed, the number of
+    epochs, whether the run was stopped (early stopping, ``stop_training``) and the
+    run's ``settings``. It is written every ``every`` epochs, after the last epoch and
+    when the run stops.
 
-    With ``resume`` a run continues from the newest checkpoint in ``directory``: the
-    epoch order is a function of ``(seed, epoch)`` and the rng is in the state, so the
+    With ``resume`` a run continues from the newest good checkpoint in ``directory``
+    and says so in one line (``resumed from DIR/step_N, epoch N of M``): the epoch
+    order is a function of ``(seed, epoch)`` and the rng is in the state, so the
     resumed run is bit-identical to an uninterrupted one. The initial state passed to
-    ``fit`` is the template (its structure, shapes and dtypes must match).
+    ``fit`` is the template (its structure, shapes and dtypes must match). A run that
+    was stopped trains no further; a larger ``epochs`` trains on. A checkpoint written
+    with another seed or other ``settings`` is refused
+    (:class:`~jaxopt_dl.checkpoint.SettingsChangedError`) unless
+    ``allow_changed_settings``; the recorded settings are then in :attr:`resumed`.
+
+    Keras's ``save_best_only``: only epochs that improve ``monitor`` are saved (so a
+    resume continues from the best epoch so far).
 
     Args:
       directory: the checkpoint folder.
-      every: epochs between checkpoints.
-      resume: continue from the newest checkpoint in ``directory``.
+      every: epochs between checkpoints (a positive integer).
+      resume: continue from the newest checkpoint in ``directory``. Without it, a
+        folder that already holds checkpoints is refused before training, unless
+        ``overwrite``.
       backend: ``"msgpack"`` or ``"orbax"``.
-      keep: how many checkpoints to keep (``None``: all).
+      keep: how many checkpoints to keep, the newest by step (``None``: all).
+      monitor: the ``logs`` key that ``save_best_only`` watches.
+      mode: ``"min"`` (lower is better), ``"max"``, or ``"auto"`` (``"max"`` for
+        accuracies, ``"min"`` otherwise).
+      save_best_only: save only the epochs where ``monitor`` improved (an epoch
+        without a value, every step skipped as non-finite, is no improvement).
+      overwrite: with ``resume=False``, delete the folder's checkpoints at the start
+        (start over) instead of refusing.
+      settings: a JSON-able dict of the run's settings (optimizer, its
+        hyperparameters, model, data, ...), recorded and compared on resume.
+      allow_changed_settings: resume even when the seed or ``settings`` differ.
+      verbose: print the resume line.
+
+    Attributes:
+      resumed: after ``on_train_begin`` of a resumed run, ``{"path", "epoch",
+        "epochs", "stopped", "settings", "changes"}`` (the checkpoint, its epoch,
+        the epochs and stop of the run that wrote it, its recorded settings and the
+        changed ones); ``None`` otherwise.
+      best: the best ``monitor`` value so far (``save_best_only``).
 
     Raises:
-      ValueError: (at the start of ``fit``) a checkpoint written with another seed or a
-        state that does not match the template.
+      ValueError: (at construction) a bad argument, named with its value; (at the
+        start of ``fit``) a folder with checkpoints and ``resume=False`` without
+        ``overwrite``, changed settings, or a state that does not match the template.
     """
 
     def __init__(
@@ -461,10 +493,46 @@ class ModelCheckpoint(Callback):
         resume: bool = True,
         backend: str = "msgpack",
         keep: Optional[int] = 3,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        save_best_only: bool = False,
+        overwrite: bool = False,
+        settings: Optional[dict] = None,
+        allow_changed_settings: bool = False,
+        verbose: bool = True,
     ):
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"directory must be a path, got directory={directory!r}")
         check_int("every", every, 1)
-        self.directory, self.every, self.resume = directory, every, resume
-        self.backend, self.keep = backend, keep
+        check_choice("backend", backend, checkpoint.BACKENDS)
+        checkpoint.check_keep(keep)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a logs key (a str), got monitor={monitor!r}")
+        check_choice("mode", mode, ("auto", "min", "max"))
+        for name, value in (
+            ("resume", resume),
+            ("save_best_only", save_best_only),
+            ("overwrite", overwrite),
+            ("allow_changed_settings", allow_changed_settings),
+            ("verbose", verbose),
+        ):
+            check_bool(name, value)
+        if settings is not None:
+            try:
+                json.dumps(settings)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"settings must be a JSON-serializable dict, got settings={settings!r}"
+                ) from error
+        self.directory, self.every, self.resume = os.fspath(directory), every, resume
+        self.backend, self.keep, self.monitor = backend, keep, monitor
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.mode, self.save_best_only, self.overwrite = mode, save_best_only, overwrite
+        self.settings, self.allow_changed_settings = settings, allow_changed_settings
+        self.verbose = verbose
+        self.resumed: Optional[dict] = None
+        self.best: Optional[float] = None
 
     def _stateful(self) -> dict:
         """``{key: callback}`` of the callbacks with progress to save, keyed by class name
@@ -482,45 +550,143 @@ class ModelCheckpoint(Callback):
         tree = {"state": self.trainer.state, "callbacks": {k: v[0] for k, v in saved.items()}}
         return tree, {k: v[1] for k, v in saved.items()}
 
+    def checkpoint_state(self):
+        if not self.save_best_only:
+            return None
+        return {}, {"best": self.best}
+
+    def restore_state(self, arrays, info):
+        self.best = info["best"]
+
     def on_train_begin(self, logs=None):
-        latest = checkpoint.latest_step(self.directory) if self.resume else None
+        trainer = self.trainer
+        self.resumed = None
+        if self.save_best_only and self.monitor.startswith("val_") and not trainer.has_validation:
+            raise ValueError(
+                f"ModelCheckpoint(monitor={self.monitor!r}) needs val_data, got val_data=None"
+            )
+        if not self.resume:
+            steps = checkpoint.all_steps(self.directory)
+            if steps and not self.overwrite:
+                raise ValueError(
+                    f"ModelCheckpoint(resume=False): directory={self.directory!r} already "
+                    f"holds checkpoints of steps {steps}; pass overwrite=True to delete them "
+                    "and start over, or resume=True to continue"
+                )
+            checkpoint.remove_checkpoints(self.directory)
+            return
+        latest = checkpoint.latest_step(self.directory)
         if latest is None:
             return
+        info = checkpoint.checkpoint_metadata(self.directory, latest)["metadata"]
+        self._check_settings(info)
+        if info["epoch"] > trainer.epochs:
+            raise ValueError(
+                f"the checkpoint {self._path(latest)} is at epoch {info['epoch']}, past "
+                f"epochs={trainer.epochs}; pass epochs >= {info['epoch']} to resume it"
+            )
         template, _ = self._tree_and_info()
         saved = checkpoint.restore_checkpoint(self.directory, template, latest)
-        info = checkpoint.checkpoint_metadata(self.directory, latest)["metadata"]
-        if info.get("seed") != self.trainer.seed:
-            raise ValueError(
-                f"the checkpoint in {self.directory!r} was written with seed="
-                f"{info.get('seed')}, got seed={self.trainer.seed}"
-            )
         for key, cb in self._stateful().items():
             cb.restore_state(saved["callbacks"][key], info["callbacks"][key])
-        trainer = self.trainer
         trainer.state = saved["state"]
         trainer.history = History.from_dict(info["history"])
         trainer.first_epoch = info["epoch"]
         trainer.global_step = info["global_step"]
+        stopped = bool(info.get("stopped"))
+        if stopped:
+            trainer.first_epoch = trainer.epochs  # the stop is part of the run
+        self.resumed = {
+            "path": self._path(latest),
+            "epoch": info["epoch"],
+            "epochs": info.get("epochs"),
+            "stopped": stopped,
+            "settings": info.get("settings"),
+            "changes": self._changes(info),
+        }
+        if self.verbose:
+            print(self._resume_line(), flush=True)
+
+    def _path(self, step: int) -> str:
+        return os.path.join(self.directory, f"step_{step}")
+
+    def _changes(self, info: dict) -> dict:
+        recorded, new = dict(info.get("settings") or {}), dict(self.settings or {})
+        if not (info.get("settings") is not None and self.settings is not None):
+            recorded, new = {}, {}
+        recorded["seed"], new["seed"] = info.get("seed"), self.trainer.seed
+        return checkpoint.changed_settings(recorded, new)
+
+    def _check_settings(self, info: dict) -> None:
+        changes = self._changes(info)
+        if changes and not self.allow_changed_settings:
+            raise checkpoint.SettingsChangedError(
+                f"the checkpoint in {self.directory!r} was written with other settings: "
+                f"{checkpoint.describe_changes(changes)}; pass allow_changed_settings=True "
+                "to continue with the new ones",
+                changes,
+            )
+
+    def _resume_line(self) -> str:
+        resumed, epochs = self.resumed, self.trainer.epochs
+        line = f"resumed from {resumed['path']}, epoch {resumed['epoch']} of {epochs}"
+        if resumed["changes"]:
+            changes = checkpoint.describe_changes(resumed["changes"])
+            line += f" with changed settings ({changes})"
+        if resumed["stopped"]:
+            return f"{line}: the run stopped at epoch {resumed['epoch']}; nothing left to train"
+        if resumed["epochs"] is not None and resumed["epochs"] < epochs:
+            had = resumed["epochs"]
+            line += f" (training on: the checkpoint's run had {had} epoch{'s' * (had != 1)})"
+        if resumed["epoch"] == epochs:
+            line += ": nothing left to train"
+        return line
+
+    def _improved(self, epoch: int, logs: dict) -> bool:
+        if self.monitor not in logs:
+            raise ValueError(
+                f"ModelCheckpoint: logs have no {self.monitor!r}, got keys {sorted(logs)}"
+            )
+        value = logs[self.monitor]
+        if value is None or not math.isfinite(value):
+            return False
+        better = self.best is None or (
+            value < self.best if self.mode == "min" else value > self.best
+        )
+        if better:
+            self.best = float(value)
+        return better
+
+    def _save(self, done: int) -> None:
+        trainer = self.trainer
+        tree, callback_info = self._tree_and_info()
+        checkpoint.save_checkpoint(
+            self.directory,
+            tree,
+            done,
+            backend=self.backend,
+            keep=self.keep,
+            overwrite=True,  # newer steps here are damaged ones, or a run started over
+            metadata={
+                "epoch": done,
+                "epochs": trainer.epochs,
+                "global_step": trainer.global_step,
+                "seed": trainer.seed,
+                "stopped": trainer.stop_training,
+                "settings": self.settings,
+                "history": trainer.history.to_dict(),
+                "callbacks": callback_info,
+            },
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         trainer = self.trainer
         done = epoch + 1
-        if trainer.stop_training or done == trainer.epochs or done % self.every == 0:
-            tree, callback_info = self._tree_and_info()
-            checkpoint.save_checkpoint(
-                self.directory,
-                tree,
-                done,
-                backend=self.backend,
-                keep=self.keep,
-                metadata={
-                    "epoch": done,
-                    "global_step": trainer.global_step,
-                    "seed": trainer.seed,
-                    "history": trainer.history.to_dict(),
-                    "callbacks": callback_info,
-                },
-            )
+        if self.save_best_only:
+            if self._improved(epoch, logs or {}):
+                self._save(done)
+        elif trainer.stop_training or done == trainer.epochs or done % self.every == 0:
+            self._save(done)
 
 
 class NonFiniteError(RuntimeError):
