@@ -652,12 +652,11 @@ def factory_named(spec: str) -> Callable:
     return lambda learning_rate: factory(learning_rate)
 
 
-def _paths(quick: bool, name: Optional[str]) -> dict:
+def _paths(folder: str, quick: bool, name: Optional[str]) -> dict:
     suffix = (f".{name}" if name else "") + (".quick" if quick else "")
     return {
-        "json": os.path.join(RESULTS, f"optimizer_set{suffix}.json"),
-        "md": os.path.join(RESULTS, f"optimizer_set{suffix}.md"),
-        "png": os.path.join(RESULTS, f"optimizer_set{suffix}.png"),
+        kind: os.path.join(folder, f"optimizer_set{suffix}.{kind}")
+        for kind in ("json", "md", "png")
     }
 
 
@@ -671,14 +670,19 @@ def main(argv=None) -> int:
         "committed baselines of the same mode, at their targets",
     )
     parser.add_argument("--problems", nargs="*", default=None, help="run only these problems")
+    parser.add_argument(
+        "--out",
+        default=RESULTS,
+        help="folder of the results (the baselines are read from benchmarks/results)",
+    )
     args = parser.parse_args(argv)
-    os.makedirs(RESULTS, exist_ok=True)
-    baseline_paths = _paths(args.quick, None)
+    os.makedirs(args.out, exist_ok=True)
+    baseline_paths = _paths(RESULTS, args.quick, None)
     if args.optimizer is None:
         optimizers = {name: factory_named(name) for name in BASELINES}
         record = run_optimizer_set(optimizers, args.quick, only=args.problems)
         # a run of some problems never replaces the baselines of all of them
-        paths = _paths(args.quick, "subset" if args.problems else None)
+        paths = _paths(args.out, args.quick, "subset" if args.problems else None)
         shown = record
     else:
         with open(baseline_paths["json"]) as f:
@@ -690,7 +694,7 @@ def main(argv=None) -> int:
         for name in list(baseline["problems"]):
             if name not in record["problems"]:
                 del baseline["problems"][name]
-        paths = _paths(args.quick, args.optimizer.replace(":", "_").replace(".", "_"))
+        paths = _paths(args.out, args.quick, args.optimizer.replace(":", "_").replace(".", "_"))
         shown = merge(baseline, record)
     with open(paths["json"], "w") as f:
         json.dump(record, f, indent=1)
@@ -698,7 +702,7 @@ def main(argv=None) -> int:
     table = markdown(shown, os.path.basename(paths["png"]))
     with open(paths["md"], "w") as f:
         f.write(table)
-    if args.optimizer is None and not args.quick and args.problems is None:
+    if args.optimizer is None and not args.quick and args.problems is None and args.out == RESULTS:
         figure(shown, os.path.join(ROOT, "docs", "optimizer_set.png"))
         replace_section(
             os.path.join(ROOT, "docs", "benchmarks.md"),

@@ -4,6 +4,8 @@ problems, the protocol, the statistics and that the docs' numbers are the result
 import json
 import os
 import re
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -223,3 +225,38 @@ def test_optimizer_set_tables_are_generated_from_their_results(suffix):
             assert len(problem["judged"][name]["steps_to_target"]) == len(
                 record["protocol"]["judged_seeds"]
             )
+
+
+def test_a_users_optimizer_is_judged_at_the_baselines_targets_in_a_new_process(tmp_path):
+    baseline_path = os.path.join(RESULTS, "optimizer_set.quick.json")
+    if not os.path.exists(baseline_path):
+        pytest.skip("no optimizer_set.quick.json committed")
+    baseline = json.load(open(baseline_path))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.optimizer_set",
+            "--quick",
+            "--optimizer",
+            "nadam",
+            "--problems",
+            "quadratic_deep",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.load(open(tmp_path / "optimizer_set.nadam.quick.json"))
+    problem = record["problems"]["quadratic_deep"]
+    assert problem["target"] == baseline["problems"]["quadratic_deep"]["target"]
+    assert list(problem["judged"]) == ["nadam"]
+    table = (tmp_path / "optimizer_set.nadam.quick.md").read_text()
+    # the user's row beside every baseline's, on the problem that ran only
+    for name in [*baseline["problems"]["quadratic_deep"]["judged"], "nadam"]:
+        assert f"| {name} |" in table
+    assert "mnist1d_mlp" not in table and (tmp_path / "optimizer_set.nadam.quick.png").exists()
