@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -15,7 +15,7 @@ from jaxopt_dl.training.devices import over_host_devices
 from jaxopt_dl.training.epoch import epoch_indices, scan_epoch
 from jaxopt_dl.training.modules import check_linen
 from jaxopt_dl.training.state import create_train_state
-from jaxopt_dl.training.steps import eval_step_fn
+from jaxopt_dl.training.steps import LossFn, eval_step_fn
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -32,7 +32,7 @@ class SweepResult(NamedTuple):
       train_loss: ``(settings, seeds, epochs)`` loss on the whole training set
         (``train=False``) after every epoch (``(settings, seeds, 1)``, after the last
         epoch, with ``eval_every_epoch=False``).
-      train_accuracy: same for the accuracy.
+      train_accuracy: same for the accuracy (NaN unless the loss is the cross-entropy).
       val_loss: same as ``train_loss`` on ``val_data`` (``None`` without it).
       val_accuracy: same as ``train_accuracy`` on ``val_data`` (``None`` without it).
       final_loss: ``(settings, seeds)`` loss after the last epoch, on ``val_data``
@@ -51,9 +51,10 @@ class SweepResult(NamedTuple):
     final_accuracy: np.ndarray
 
 
-def _mean_metrics(state, data):
-    out = eval_step_fn(state, data)
-    return out["loss_sum"] / out["weight"], out["accuracy"] / out["weight"]
+def _mean_metrics(state, data, loss):
+    out = eval_step_fn(state, data, loss)
+    correct = out.get("accuracy", jnp.nan)
+    return out["loss_sum"] / out["weight"], correct / out["weight"]
 
 
 def sweep(
@@ -68,6 +69,7 @@ def sweep(
     val_data: Optional[tuple] = None,
     grad_accum_steps: int = 1,
     eval_every_epoch: bool = True,
+    loss: Union[str, LossFn, None] = None,
 ) -> SweepResult:
     """Train ``model`` for every setting and seed in ONE ``jit(vmap(vmap(...)))`` program.
 
@@ -100,6 +102,8 @@ def sweep(
       eval_every_epoch: evaluate on the training set and ``val_data`` after every
         epoch; ``False`` evaluates only after the last one (the curves then have one
         entry), which saves a full pass over the training set per epoch and setting.
+      loss: the loss trained and evaluated (see
+        :func:`~jaxopt_dl.training.resolve_loss`; default the softmax cross-entropy).
 
     Returns:
       A :class:`SweepResult`.
@@ -139,7 +143,7 @@ def sweep(
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     val = None if val_data is None else (jnp.asarray(val_data[0]), jnp.asarray(val_data[1]))
 
-    run = _compiled_run(make_tx, model, grad_accum_steps, val is not None, eval_every_epoch)
+    run = _compiled_run(make_tx, model, grad_accum_steps, val is not None, eval_every_epoch, loss)
     out = jax.device_get(run(hp, keys, jnp.asarray(x), jnp.asarray(y), indices, val))
     step_loss, train_loss, train_acc, val_loss, val_acc = out
     n_settings = step_loss.shape[0]
@@ -159,7 +163,7 @@ def sweep(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
+def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch, loss):
     """The jitted program, cached so a repeated sweep of the same model/make_tx reuses it.
 
     Each epoch is :func:`~jaxopt_dl.training.scan_epoch`, the program ``fit`` runs.
@@ -170,11 +174,13 @@ def _compiled_run(make_tx, model, grad_accum_steps, has_val, eval_every_epoch):
         state = create_train_state(model, make_tx(**setting), key, x[:1])
 
         def metrics(state):
-            train = _mean_metrics(state, (x, y))
-            return (*train, *(_mean_metrics(state, val) if has_val else train))
+            train = _mean_metrics(state, (x, y), loss)
+            return (*train, *(_mean_metrics(state, val, loss) if has_val else train))
 
         def epoch(state, indices):
-            state, steps = scan_epoch(state, x, y, indices, grad_accum_steps=grad_accum_steps)
+            state, steps = scan_epoch(
+                state, x, y, indices, grad_accum_steps=grad_accum_steps, loss=loss
+            )
             losses = jnp.where(steps["finite"], steps["loss"], jnp.nan)
             return state, (losses, *(metrics(state) if eval_every_epoch else ()))
 
