@@ -32,7 +32,7 @@ ENTRY = _common.criteria("c19")
 TITLE = ENTRY["title"]
 SEEDS = ("002", "004")
 CRITERION = ENTRY["criterion"]
-BATCH, N_TRAIN, NEAR = 64, 1100, 0.02
+BATCH, N_TRAIN, NEAR, N_TUNE = 64, 1100, 0.02, 5
 OPTIMIZERS = {
     "SGD": lambda learning_rate: jdl.sgd(learning_rate),
     "momentum 0.9": lambda learning_rate: jdl.sgd(learning_rate, momentum=0.9),
@@ -56,6 +56,7 @@ def grid(name: str) -> np.ndarray:
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
     epochs = _common.pick(quick, smoke, 20, 8, 1)
     seeds = list(range(_common.pick(quick, smoke, ENTRY["seeds"], 3, 2)))
+    tune_seeds = list(range(100, 100 + _common.pick(quick, smoke, N_TUNE, 2, 1)))
     names = _common.pick(
         quick, smoke, list(OPTIMIZERS), list(OPTIMIZERS), ["SGD", "Adadelta", "Adam"]
     )
@@ -70,7 +71,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         res = jdl.training.sweep(
             OPTIMIZERS[name],
             {"learning_rate": lrs.astype(np.float32)},
-            seeds,
+            tune_seeds + seeds,
             model,
             (x, y),
             epochs=epochs,
@@ -78,8 +79,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             val_data=val,
             eval_every_epoch=False,
         )
-        acc = np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))  # (lrs, seeds)
-        best = int(np.argmax(acc.mean(1)))
+        both = np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))  # (lrs, seeds)
+        tune, acc = both[:, : len(tune_seeds)], both[:, len(tune_seeds) :]
+        best = int(np.argmax(tune.mean(1)))  # chosen on the tuning seeds only
         width = np.sum(acc >= acc.max(0, keepdims=True) - NEAR, axis=0).astype(float)
         found[name] = dict(
             lrs=lrs,
@@ -89,7 +91,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             width=width,
             edge=best in (0, len(lrs) - 1),
         )
-    # test accuracy at the chosen rate, fresh runs on the same seeds
+    # test accuracy at the chosen rate: the evaluation seeds, rerun with the test split
     for name, r in found.items():
         res = jdl.training.sweep(
             OPTIMIZERS[name],
