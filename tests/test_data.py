@@ -232,3 +232,81 @@ def test_cliff_step_jumps_far():
 def test_rosenbrock_rejects_bad_dim(dim):
     with pytest.raises(ValueError, match=f"dim={dim}"):
         data.rosenbrock(dim)
+
+
+# --------------------------------------------------------------------------
+# MNIST-1D
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist1d_raw():
+    return data.load_mnist1d(standardize=False)
+
+
+def test_mnist1d_is_the_packages_dataset_4000_train_1000_test_of_length_40(mnist1d_raw):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    (x_tr, y_tr), (x_te, y_te) = mnist1d_raw
+    reference = make_dataset(get_dataset_args())
+    assert (x_tr.shape, x_te.shape, y_tr.shape, y_te.shape) == (
+        (4000, 40),
+        (1000, 40),
+        (4000,),
+        (1000,),
+    )
+    assert (x_tr.dtype, y_tr.dtype, x_te.dtype, y_te.dtype) == (np.float32, np.int32) * 2
+    np.testing.assert_array_equal(x_tr, reference["x"].astype(np.float32))
+    np.testing.assert_array_equal(x_te, reference["x_test"].astype(np.float32))
+    np.testing.assert_array_equal(y_tr, reference["y"])
+    np.testing.assert_array_equal(y_te, reference["y_test"])
+    assert np.bincount(np.concatenate([y_tr, y_te])).tolist() == [500] * 10
+
+
+@pytest.mark.parametrize(
+    "standardize,per_feature", [(True, True), ("feature", True), ("global", False)]
+)
+def test_mnist1d_is_standardized_with_train_statistics_only(mnist1d_raw, standardize, per_feature):
+    (raw_tr, y_tr), (raw_te, _) = mnist1d_raw
+    (x_tr, y), (x_te, _) = data.load_mnist1d(standardize=standardize)
+    axis = 0 if per_feature else None
+    mean, std = raw_tr.astype(np.float64).mean(axis), raw_tr.astype(np.float64).std(axis)
+    np.testing.assert_allclose(x_tr, (raw_tr - mean) / std, atol=2e-5)
+    np.testing.assert_allclose(x_te, (raw_te - mean) / std, atol=2e-5)
+    np.testing.assert_allclose(x_tr.mean(axis), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x_tr.std(axis), 1.0, atol=1e-5)
+    assert abs(float(x_te.mean())) > 1e-4  # the test set keeps its own offset
+    np.testing.assert_array_equal(y, y_tr)
+
+
+def test_mnist1d_is_deterministic_per_seed_and_leaves_global_generators_alone():
+    import random
+
+    np.random.seed(7)
+    random.seed(7)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(7)
+    random.seed(7)
+    (a, ya), _ = data.load_mnist1d(seed=3)
+    assert (np.random.rand(), random.random()) == expected
+    (b, yb), _ = data.load_mnist1d(seed=3)
+    (c, _), _ = data.load_mnist1d(seed=4)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.allclose(a, c)
+    a[:] = 0.0  # callers get their own copies; the cache is untouched
+    np.testing.assert_array_equal(data.load_mnist1d(seed=3)[0][0], b)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,needle",
+    [
+        ({"standardize": "pixel"}, ValueError, "standardize="),
+        ({"standardize": 1.0}, TypeError, "standardize="),
+        ({"seed": 1.5}, ValueError, "seed"),
+        ({"seed": "0"}, TypeError, "seed"),
+    ],
+)
+def test_mnist1d_refuses_bad_arguments_by_name(kwargs, error, needle):
+    with pytest.raises(error, match=needle):
+        data.load_mnist1d(**kwargs)

@@ -152,7 +152,11 @@ MODELS = {
     "mlp": "multilayer perceptron with --hidden widths",
     "cnn": "small convolutional network",
     "resnet": "small residual network (batch norm on by default)",
+    "cnn1d": "1-D convolutional network over the inputs as a sequence",
+    "gru": "bidirectional GRU over the inputs as a sequence (no batch norm)",
 }
+IMAGE_MODELS = ("cnn", "resnet")
+"""Models that read the inputs as square images (the digits' 8x8, not MNIST-1D's 40)."""
 HIDDEN = (128, 64)
 INITS = {
     "he_normal": "He normal (for ReLU)",
@@ -167,7 +171,10 @@ INITS = {
 }
 SPARSE_K = 15
 MOMENTUM_FORMS = ("velocity", "ema", "trace")
-DATASETS = {"digits": "the 8x8 handwritten digits of scikit-learn (bundled)"}
+DATASETS = {
+    "digits": "the 8x8 handwritten digits of scikit-learn (bundled)",
+    "mnist1d": "Greydanus' MNIST-1D, 40-long sequences (generated offline)",
+}
 STANDARDIZE = {
     "global": "one mean and std over all pixels",
     "feature": "one mean and std per pixel",
@@ -405,6 +412,14 @@ def check_shared(args) -> None:
         raise UsageError(f"--hidden does not apply to --model {args.model} (only to mlp)")
     if args.sparse_k is not None and args.init != "sparse":
         raise UsageError(f"--sparse-k does not apply to --init {args.init} (only to sparse)")
+    if args.batchnorm and args.model == "gru":
+        raise UsageError("--batchnorm does not apply to --model gru")
+    dataset = getattr(args, "dataset", "digits")  # only train has --dataset
+    if dataset == "mnist1d" and args.model in IMAGE_MODELS:
+        raise UsageError(
+            f"--model {args.model} reads square images and does not apply to --dataset "
+            "mnist1d (use mlp, cnn1d or gru)"
+        )
 
 
 def check_out(out: str) -> None:
@@ -485,6 +500,22 @@ def optimizer_factory(config: dict, seed: int) -> Callable[[Any], Any]:
     return lambda learning_rate: factory(learning_rate, **arguments)
 
 
+def load_dataset(config: dict):
+    """The ``(train, test)`` arrays of a resolved config's ``dataset`` and ``standardize``.
+
+    Args:
+      config: from :func:`resolve_config`.
+
+    Returns:
+      ``((x_train, y_train), (x_test, y_test))`` as :func:`jaxopt_dl.data.load_digits`.
+    """
+    data = library().data
+    standardize = {"global": "global", "feature": True, "none": False}[config["standardize"]]
+    if config["dataset"] == "mnist1d":
+        return data.load_mnist1d(standardize=standardize)
+    return data.load_digits(seed=config["seed"], standardize=standardize)
+
+
 def build_model(config: dict):
     """The model of a resolved config.
 
@@ -500,9 +531,11 @@ def build_model(config: dict):
         if config["init"] == "sparse"
         else getattr(jdl.initializers, config["init"])()
     )
-    common = dict(
-        use_batchnorm=config["batchnorm"], dropout_rate=config["dropout"], kernel_init=init
-    )
+    common = dict(dropout_rate=config["dropout"], kernel_init=init)
+    if config["model"] == "gru":
+        return jdl.models.GRU(**common)
+    common["use_batchnorm"] = config["batchnorm"]
     if config["model"] == "mlp":
         return jdl.models.MLP(hidden=tuple(config["hidden"]), **common)
-    return {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet}[config["model"]](**common)
+    models = {"cnn": jdl.models.CNN, "resnet": jdl.models.ResNet, "cnn1d": jdl.models.CNN1D}
+    return models[config["model"]](**common)

@@ -25,6 +25,7 @@ from jaxopt_dl.cli.registry import (
     fraction,
     library,
     listing,
+    load_dataset,
     optimizer_factory,
     positive_int,
     resolve_config,
@@ -163,9 +164,7 @@ def build_optimizer(config: dict, steps_per_epoch: int, seed: int):
 
 def _load(config: dict):
     """``(train, val or None, test)``; validation is a stratified part of the training data."""
-    jdl = library()
-    standardize = {"global": "global", "feature": True, "none": False}[config["standardize"]]
-    train, test = jdl.data.load_digits(seed=config["seed"], standardize=standardize)
+    train, test = load_dataset(config)
     if not config["val_fraction"]:
         return train, None, test
     from sklearn.model_selection import train_test_split

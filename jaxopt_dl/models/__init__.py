@@ -1,4 +1,4 @@
-"""Flax linen models for the digits experiments: MLP, CNN, ResNet and a vanilla tanh RNN.
+"""Flax linen models: MLP, CNN, ResNet, a vanilla tanh RNN, and the 1-D CNN1D and GRU.
 
 All are called as ``model.apply(variables, x, train=...)``:
 
@@ -24,5 +24,15 @@ from jaxopt_dl.models.conv import conv_general_dilated
 from jaxopt_dl.models.mlp import MLP
 from jaxopt_dl.models.resnet import ResidualBlock, ResNet
 from jaxopt_dl.models.rnn import RNN
+from jaxopt_dl.models.sequence import CNN1D, GRU
 
-__all__ = ["MLP", "CNN", "ResNet", "ResidualBlock", "RNN", "conv_general_dilated"]
+__all__ = [
+    "MLP",
+    "CNN",
+    "ResNet",
+    "ResidualBlock",
+    "RNN",
+    "CNN1D",
+    "GRU",
+    "conv_general_dilated",
+]
