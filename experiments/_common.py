@@ -901,7 +901,8 @@ def stamp(res: Result, mode: str) -> None:
     if res.figure and os.path.exists(res.figure):
         image = plt.imread(res.figure)
         height, width = image.shape[:2]
-        text = textwrap.fill(f"{label[0].upper()}{label[1:]}. {res.conclusion}".strip(), 110)
+        text = f"{label[0].upper()}{label[1:]}. {res.conclusion}".strip()
+        text = textwrap.fill(text, max(60, int(width / 7.5)))  # ~7.5 px per character
         footer = 22 * (text.count("\n") + 1) + 10
         fig = plt.figure(figsize=(width / 100, (height + footer) / 100), dpi=100)
         ax = fig.add_axes((0, footer / (height + footer), 1, height / (height + footer)))

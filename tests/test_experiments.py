@@ -305,6 +305,35 @@ def test_sanity_checks_are_listed_apart_and_not_counted_as_claims():
     ]
 
 
+# --- pieces of the designs ---------------------------------------------------------------
+
+
+def test_c16_baby_steps_reach_the_full_pool_by_half_the_budget():
+    import jaxopt_dl as jdl
+
+    c16 = run_all.load("c16_curriculum_continuation")
+    for budget in (4, 8, 16, 32):
+        pacing = jdl.training.baby_steps(*c16.pacing(budget))
+        full = next(e for e in range(budget) if pacing(e) == 1.0)
+        assert pacing(0) < 1.0 and full <= budget // 2, (budget, c16.pacing(budget))
+
+
+def test_largest_lr_that_still_trains_matches_a_loop():
+    c06, c12 = run_all.load("c06_clipping_cliff"), run_all.load("c12_batchnorm")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        final = rng.uniform(0, 1, (len(c06.LRS), 6))
+        final[:, 0] = 1.0  # a seed useful at no lr
+        want = []
+        for seed in range(final.shape[1]):
+            ok = [lr for lr, v in zip(c06.LRS, final[:, seed]) if v < c06.USEFUL]
+            want.append(max(ok) if ok else c06.LRS[0] / 2)
+        assert np.array_equal(c06.largest_useful(final), want)
+        cap = 100.0
+        steps = np.where(final < 0.5, 50.0, cap)
+        np.testing.assert_array_equal(c12.largest_reaching(steps, c06.LRS, cap), want)
+
+
 # --- criteria, committed results and the prose about them -----------------------------
 
 
