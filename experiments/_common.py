@@ -14,8 +14,14 @@ A claim's lecture quote, testable statement, criterion and number of seeds live 
 ``experiments/criteria.json`` (read with :func:`criteria`), committed before the runs
 that it judges; ``run_all`` records that commit in ``summary.json``. A script states
 its verdict with :func:`judge` (``"reproduced"``, ``"not reproduced"`` or
-``"inconclusive"``) on estimates from :func:`mean_ci` / :func:`paired_ci`, and draws
-with :func:`band` and :func:`finish_axes`.
+``"inconclusive"``) on estimates from :func:`mean_ci` / :func:`paired_ci` (differences,
+log ratios), :func:`positive_ci` (steps, losses: log scale), :func:`wilson_ci`
+(fractions) or :func:`bootstrap_ci`, joins sub-criteria with :func:`combine` (Holm), and
+draws with :func:`band` and :func:`finish_axes`. Identities the library must satisfy are
+sanity checks: a script of ``"kind": "sanity"`` in ``criteria.json`` is one as a whole,
+and a claim passes its own sub-checks as ``sanity={label: verdict}`` to :func:`report`.
+:func:`stamp` (called by ``run_all`` and :func:`main`) marks the figure and the table
+with the run's mode; only a full run's verdicts are binding.
 
 Sizes: ``full`` is the default, ``quick`` (``--quick``) must finish in about a minute on 2
 CPU cores, ``smoke`` (tests only) in a few seconds; pick sizes with :func:`pick`.

@@ -108,7 +108,7 @@ def steps_to_target(batch: int, lrs, seeds, cap: int, x, y) -> tuple[np.ndarray,
 
 
 def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Result:
-    n_seeds = _common.pick(quick, smoke, ENTRY["seeds"], ENTRY["seeds"], 2)
+    n_seeds = _common.pick(quick, smoke, ENTRY["seeds"], 5, 2)
     draws = _common.pick(quick, smoke, DRAWS, DRAWS, 20)
     cap = _common.pick(quick, smoke, CAP, CAP, 40)
     batches = _common.pick(quick, smoke, STEP_BATCHES, STEP_BATCHES, (8, 64, 512))
