@@ -171,7 +171,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             [sizes[name][w] for w in widths],
             "o-",
             color=colors[name],
-            label=f"{name} (slope {math.log2(sizes[name][widths[-1]] / sizes[name][widths[0]]) / math.log2(widths[-1] / widths[0]):+.2f} per doubling)",
+            label=f"{name} (slope {math.log2(sizes[name][widths[-1]] / sizes[name][widths[0]]) / math.log2(widths[-1] / widths[0]):+.2f}, log-log)",
         )
     _common.finish_axes(
         axes[-1],

@@ -12,7 +12,7 @@ Setup, on the digits and on MNIST-1D (Greydanus 2020, "Scaling down deep learnin
 6x64 ReLU MLP with and without batch norm before every activation and on the logits
 (BN-Inception normalizes every layer), plain SGD (batch 32), validation accuracy every
 10 steps (evaluation mode, batch norm's running statistics), steps to first reach a
-target (95% on digits, 60% on MNIST-1D). Each arm's learning rate is tuned on its own
+target (95% on digits, 45% on MNIST-1D). Each arm's learning rate is tuned on its own
 tuning seeds; on fresh seeds over the whole grid: the steps at each arm's tuned rate,
 and the largest rate at which each arm still reaches the target (the table's BN-x5 and
 BN-x30 in kind). One compiled program per model: ``vmap`` over learning rates and seeds,
@@ -46,7 +46,7 @@ BAR_OCTAVES = 2.0  # BN's largest lr reaching the target is > 4x the plain net's
 # name -> (loader, training examples (the rest of the training split validates), target)
 DATASETS = {
     "digits": (jdl.data.load_digits, 1000, 0.95),
-    "MNIST-1D": (jdl.data.load_mnist1d, 3000, 0.60),
+    "MNIST-1D": (jdl.data.load_mnist1d, 3000, 0.45),
 }
 
 
