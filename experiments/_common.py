@@ -783,6 +783,7 @@ def band(
     label: str,
     color: Optional[str] = None,
     geometric: bool = False,
+    bounds: Optional[tuple[float, float]] = None,
     **kwargs: Any,
 ) -> None:
     """Draw the mean of ``y`` over seeds and, with several seeds, its 95% confidence band.
@@ -795,6 +796,8 @@ def band(
       color: line colour (matplotlib's cycle when ``None``).
       geometric: average ``log10 y`` (a positive quantity spanning decades, drawn on a
         log axis): the line is the geometric mean and the band stays positive.
+      bounds: ``(lo, hi)`` the quantity cannot leave (an accuracy: ``(0, 1)``); the band
+        is cut there.
       **kwargs: passed on to ``ax.plot`` (``ls``, ``lw``, ``marker``, ...).
     """
     import numpy as np
@@ -812,6 +815,8 @@ def band(
         lo, hi = mean - half, mean + half
         if geometric:
             mean, lo, hi = 10**mean, 10**lo, 10**hi
+        if bounds is not None:
+            lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     kind = "geometric mean" if geometric else "mean"
     (line,) = ax.plot(x, mean, label=f"{label} ({kind} of {n}, 95% CI)", color=color, **kwargs)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)

@@ -185,7 +185,14 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         for arm in ("plain", "BN"):
             a = r[arm]
             lr = r["lrs"][a["chosen"]]
-            _common.band(row[0], t, a["acc"][a["chosen"]], f"{arm}, tuned lr {lr:g}", colors[arm])
+            _common.band(
+                row[0],
+                t,
+                a["acc"][a["chosen"]],
+                f"{arm}, tuned lr {lr:g}",
+                colors[arm],
+                bounds=(0.0, 1.0),
+            )
             big = int(np.argmin(np.abs(r["lrs"] - np.median(a["largest"]))))
             _common.band(
                 row[0],
@@ -193,6 +200,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
                 a["acc"][big],
                 f"{arm}, its largest lr reaching the target {r['lrs'][big]:g}",
                 colors[arm],
+                bounds=(0.0, 1.0),
                 ls="--",
             )
             est = [_common.positive_ci(s) for s in a["steps"]]

@@ -141,7 +141,7 @@ def draw(row, dname: str, r: dict) -> None:
     found, seeds, epochs = r["found"], r["seeds"], r["epochs"]
     colors = plt.cm.tab10(np.arange(len(found)))
     for (name, r), color in zip(found.items(), colors):
-        _common.band(row[0], r["lrs"], r["acc"].T, name, color, marker="o", ms=2)
+        _common.band(row[0], r["lrs"], r["acc"].T, name, color, bounds=(0.0, 1.0), marker="o", ms=2)
     _common.finish_axes(
         row[0],
         "learning rate (x2 grid)",

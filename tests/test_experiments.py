@@ -210,7 +210,9 @@ def test_finish_axes_keeps_every_curve_inside_and_picks_log_scales():
         v = np.asarray(line.get_ydata(), float)
         v = v[np.isfinite(v)]
         assert np.all((v >= lo) & (v <= hi))
-    _common.band(ax_lin, x, np.sin(x)[None] + np.array([[0.0], [0.1]]), "sine")
+    _common.band(ax_lin, x, np.sin(x)[None] + np.array([[0.0], [0.1]]), "sine", bounds=(-1, 1))
+    for path in ax_lin.collections[0].get_paths():
+        assert np.all(np.abs(path.vertices[:, 1]) <= 1.0)
     _common.finish_axes(ax_lin, "step", "value", "t")
     assert ax_lin.get_yscale() == "linear"
     _common.plt.close(fig)
