@@ -89,7 +89,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     n_eval = _common.pick(quick, smoke, ENTRY["seeds"], 3, 2)
     tune_seeds = _common.pick(quick, smoke, [100, 101], [100], [100])
     nets = NETS if not smoke else {"6x16": (16,) * 2, "6x32 (wide)": (32,) * 2}
-    lrs = LRS if not smoke else LRS[::4]
+    lrs = _common.pick(quick, smoke, LRS, LRS[1::2], LRS[::4])  # quick: a x4 grid
     (x_all, y_all), _ = jdl.data.load_digits()
     n_train = _common.pick(quick, smoke, N_TRAIN, N_TRAIN, 256)
     data, val = (x_all[:n_train], y_all[:n_train]), (x_all[N_TRAIN:], y_all[N_TRAIN:])
