@@ -14,8 +14,14 @@ A claim's lecture quote, testable statement, criterion and number of seeds live 
 ``experiments/criteria.json`` (read with :func:`criteria`), committed before the runs
 that it judges; ``run_all`` records that commit in ``summary.json``. A script states
 its verdict with :func:`judge` (``"reproduced"``, ``"not reproduced"`` or
-``"inconclusive"``) on estimates from :func:`mean_ci` / :func:`paired_ci`, and draws
-with :func:`band` and :func:`finish_axes`.
+``"inconclusive"``) on estimates from :func:`mean_ci` / :func:`paired_ci` (differences,
+log ratios), :func:`positive_ci` (steps, losses: log scale), :func:`wilson_ci`
+(fractions) or :func:`bootstrap_ci`, joins sub-criteria with :func:`combine` (Holm), and
+draws with :func:`band` and :func:`finish_axes`. Identities the library must satisfy are
+sanity checks: a script of ``"kind": "sanity"`` in ``criteria.json`` is one as a whole,
+and a claim passes its own sub-checks as ``sanity={label: verdict}`` to :func:`report`.
+:func:`stamp` (called by ``run_all`` and :func:`main`) marks the figure and the table
+with the run's mode; only a full run's verdicts are binding.
 
 Sizes: ``full`` is the default, ``quick`` (``--quick``) must finish in about a minute on 2
 CPU cores, ``smoke`` (tests only) in a few seconds; pick sizes with :func:`pick`.
@@ -69,6 +75,33 @@ class Estimate:
     lo: float
     hi: float
     n: int
+    pvalue: Optional[Callable[[float, str], float]] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def p_value(self, bar: float, claim_holds_when: str) -> float:
+        """One-sided p-value of the null "the true value is on the wrong side of ``bar``".
+
+        The test is the one the interval inverts (t, log-t, Wilson score or bootstrap),
+        so ``p < 0.025`` exactly when the 95% interval clears the bar. An estimate built
+        by hand (no test attached) uses the normal test its interval implies.
+
+        Args:
+          bar: the threshold.
+          claim_holds_when: ``"above"`` or ``"below"``: the side on which the claim holds.
+        """
+        _check_side(claim_holds_when)
+        if self.pvalue is not None:
+            return float(self.pvalue(bar, claim_holds_when))
+        from scipy import stats
+
+        sign = 1.0 if claim_holds_when == "above" else -1.0
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            return 1.0
+        if self.hi == self.lo:
+            return 0.0 if sign * (self.mean - bar) > 0 else 1.0
+        se = (self.hi - self.lo) / (2 * stats.norm.ppf(0.975))
+        return float(stats.norm.sf(sign * (self.mean - bar) / se))
 
     def __str__(self) -> str:
         if self.n == 1 or self.lo == self.hi:
@@ -84,8 +117,31 @@ class Estimate:
         }
 
 
+def _check_side(claim_holds_when: str) -> None:
+    if claim_holds_when not in ("above", "below"):
+        raise ValueError(f"claim_holds_when must be 'above' or 'below', got {claim_holds_when!r}")
+
+
+def _t_pvalue(mean: float, se: float, df: int) -> Callable[[float, str], float]:
+    """The one-sided t-test against a bar, for an estimate ``mean`` with standard error ``se``."""
+
+    def pvalue(bar: float, claim_holds_when: str) -> float:
+        from scipy import stats
+
+        sign = 1.0 if claim_holds_when == "above" else -1.0
+        if se == 0:
+            return 0.0 if sign * (mean - bar) > 0 else 1.0
+        return float(stats.t.sf(sign * (mean - bar) / se, df))
+
+    return pvalue
+
+
 def mean_ci(samples: Any, level: float = 0.95) -> Estimate:
     """Mean and two-sided t-distribution confidence interval of independent samples.
+
+    For a quantity that can be negative (a difference, a log ratio). Positive
+    quantities that span a range (steps, losses) take :func:`positive_ci`, fractions of
+    successes :func:`wilson_ci`.
 
     Args:
       samples: one number per seed (any array-like; flattened). Non-finite values
@@ -105,8 +161,9 @@ def mean_ci(samples: Any, level: float = 0.95) -> Estimate:
     if x.size == 1 or not np.all(np.isfinite(x)):
         spread = 0.0 if x.size == 1 else math.inf
         return Estimate(mean, mean - spread, mean + spread, int(x.size))
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * np.std(x, ddof=1) / np.sqrt(x.size))
-    return Estimate(mean, mean - half, mean + half, int(x.size))
+    se = float(np.std(x, ddof=1) / np.sqrt(x.size))
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * se)
+    return Estimate(mean, mean - half, mean + half, int(x.size), _t_pvalue(mean, se, x.size - 1))
 
 
 def paired_ci(a: Any, b: Any, level: float = 0.95) -> Estimate:
@@ -128,7 +185,168 @@ def paired_ci(a: Any, b: Any, level: float = 0.95) -> Estimate:
     return mean_ci(a - b, level)
 
 
-def judge(estimate: Estimate, bar: float, claim_holds_when: str) -> str:
+def positive_ci(samples: Any, level: float = 0.95) -> Estimate:
+    """Geometric mean and t-interval on the log scale of positive samples.
+
+    The interval of a positive quantity (steps, a loss, a ratio) stays positive: it is
+    the t-interval of ``log x`` mapped back with ``exp``.
+
+    Args:
+      samples: one positive number per seed (flattened); ``inf`` (a diverged seed)
+        makes the interval infinite.
+      level: confidence level.
+
+    Returns:
+      The :class:`Estimate` (``mean`` is the geometric mean).
+
+    Raises:
+      ValueError: a sample is zero, negative or NaN.
+    """
+    import numpy as np
+
+    x = np.asarray(samples, np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("samples must hold at least one value, got an empty array")
+    if np.any(np.isnan(x)) or np.any(x <= 0):
+        raise ValueError(f"samples must be positive, got {x[(x <= 0) | np.isnan(x)][:3]}")
+    if not np.all(np.isfinite(x)):
+        return Estimate(math.inf, math.inf, math.inf, int(x.size))
+    log = mean_ci(np.log(x), level)
+    inner = log.pvalue
+
+    def pvalue(bar: float, claim_holds_when: str) -> float:
+        if bar <= 0:
+            return 0.0 if claim_holds_when == "above" else 1.0
+        return inner(math.log(bar), claim_holds_when)
+
+    return Estimate(
+        math.exp(log.mean),
+        math.exp(log.lo),
+        math.exp(log.hi),
+        log.n,
+        None if inner is None else pvalue,
+    )
+
+
+def wilson_ci(successes: Any, n: Optional[int] = None, level: float = 0.95) -> Estimate:
+    """Fraction of successes with its Wilson score interval.
+
+    Args:
+      successes: the number of successes (with ``n``), or an array of booleans /
+        0-1 outcomes (``n`` left out).
+      n: the number of trials when ``successes`` is a count.
+      level: confidence level.
+
+    Returns:
+      The :class:`Estimate` of the fraction; its test is the score test the interval
+      inverts.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if n is None:
+        outcomes = np.asarray(successes).ravel()
+        if outcomes.size == 0 or not np.all(np.isin(outcomes, (0, 1))):
+            raise ValueError("successes must be a non-empty array of 0/1 outcomes")
+        k, n = int(outcomes.sum()), int(outcomes.size)
+    else:
+        k, n = int(successes), int(n)
+        if n < 1 or not 0 <= k <= n:
+            raise ValueError(f"need 0 <= successes <= n and n >= 1, got successes={k}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+
+    def pvalue(bar: float, claim_holds_when: str) -> float:
+        sign = 1.0 if claim_holds_when == "above" else -1.0
+        if bar <= 0 or bar >= 1:
+            return 0.0 if sign * (p - bar) > 0 else 1.0
+        return float(stats.norm.sf(sign * (p - bar) / math.sqrt(bar * (1 - bar) / n)))
+
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, pvalue)
+
+
+def bootstrap_ci(
+    samples: Any,
+    statistic: Optional[Callable[[Any], float]] = None,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> Estimate:
+    """A statistic of independent samples with its percentile bootstrap interval.
+
+    For statistics without a handy sampling distribution (a median, a width counted in
+    grid points).
+
+    Args:
+      samples: one number per seed (flattened).
+      statistic: ``array -> float`` (the mean when ``None``).
+      level: confidence level.
+      n_boot: number of resamples.
+      seed: seed of the resampling (the interval is reproducible).
+
+    Returns:
+      The :class:`Estimate`; its test reads the resampled statistics.
+    """
+    import numpy as np
+
+    x = np.asarray(samples, np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("samples must hold at least one value, got an empty array")
+    statistic = statistic or np.mean
+    value = float(statistic(x))
+    idx = np.random.default_rng(seed).integers(0, x.size, (n_boot, x.size))
+    boot = np.sort(np.array([statistic(x[i]) for i in idx], np.float64))
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+
+    def pvalue(bar: float, claim_holds_when: str) -> float:
+        wrong = boot <= bar if claim_holds_when == "above" else boot >= bar
+        return float(np.mean(wrong))
+
+    return Estimate(value, float(lo), float(hi), int(x.size), pvalue)
+
+
+def holm(pvalues: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which null hypotheses are rejected at family level ``alpha``.
+
+    Args:
+      pvalues: one p-value per hypothesis.
+      alpha: the family-wise error rate.
+
+    Returns:
+      One boolean per hypothesis, in the input's order.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    rejected = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+ALPHA = 0.025  # one-sided level of each direction: the 95% two-sided interval's
+
+
+class Judgement(str):
+    """A verdict (one of :data:`VERDICTS`) that carries the tests behind it.
+
+    ``tests`` holds one ``(p_holds, p_fails)`` pair per sub-criterion: the one-sided
+    p-value of "the claim's side is wrong" and of "the claim's side is right".
+    """
+
+    tests: tuple[tuple[float, float], ...]
+
+    def __new__(cls, verdict: str, tests: Sequence[tuple[float, float]]) -> "Judgement":
+        obj = super().__new__(cls, verdict)
+        obj.tests = tuple(tests)
+        return obj
+
+
+def judge(estimate: Estimate, bar: float, claim_holds_when: str) -> Judgement:
     """Verdict of one sub-criterion: the whole interval must clear the bar.
 
     Args:
@@ -139,37 +357,55 @@ def judge(estimate: Estimate, bar: float, claim_holds_when: str) -> str:
     Returns:
       ``"reproduced"`` when the whole interval lies on the claim's side of the bar,
       ``"not reproduced"`` when it lies wholly on the other side, else
-      ``"inconclusive"`` (the bar is inside the noise).
+      ``"inconclusive"`` (the bar is inside the noise). The result carries the
+      one-sided tests for :func:`combine`.
     """
-    if claim_holds_when not in ("above", "below"):
-        raise ValueError(f"claim_holds_when must be 'above' or 'below', got {claim_holds_when!r}")
+    _check_side(claim_holds_when)
     lo, hi = (
         (estimate.lo, estimate.hi) if claim_holds_when == "above" else (-estimate.hi, -estimate.lo)
     )
-    bar = bar if claim_holds_when == "above" else -bar
-    if lo > bar:
-        return "reproduced"
-    if hi < bar:
-        return "not reproduced"
-    return "inconclusive"
+    signed = bar if claim_holds_when == "above" else -bar
+    verdict = "reproduced" if lo > signed else "not reproduced" if hi < signed else "inconclusive"
+    other = "below" if claim_holds_when == "above" else "above"
+    tests = [(estimate.p_value(bar, claim_holds_when), estimate.p_value(bar, other))]
+    return Judgement(verdict, tests)
 
 
-def combine(verdicts: Sequence[str]) -> str:
-    """Verdict of a claim whose sub-criteria must all hold.
+def combine(verdicts: Sequence[str]) -> Judgement:
+    """Verdict of a claim whose sub-criteria must all hold, Holm-controlled.
+
+    Each sub-criterion is a one-sided test in each direction. The claim is
+    ``"reproduced"`` when Holm's procedure rejects every "this sub-criterion fails"
+    null at family level :data:`ALPHA`, ``"not reproduced"`` when it rejects at least
+    one "this sub-criterion holds" null at that level, else ``"inconclusive"``. With
+    one sub-criterion this is :func:`judge`'s interval rule. A plain verdict string (a
+    count with no test, e.g. "every seed reached the target") enters as certain;
+    nested results of ``combine`` are flattened into one family.
 
     Args:
-      verdicts: the sub-criteria's verdicts (each one of :data:`VERDICTS`).
+      verdicts: the sub-criteria's verdicts (each one of :data:`VERDICTS`, as returned
+        by :func:`judge` or :func:`combine`, or a plain string).
 
     Returns:
-      ``"not reproduced"`` if any sub-criterion failed, ``"reproduced"`` if all held,
-      else ``"inconclusive"``.
+      The claim's :class:`Judgement`.
     """
+    tests = []
     for v in verdicts:
         if v not in VERDICTS:
             raise ValueError(f"verdicts must be among {VERDICTS}, got {v!r}")
-    if "not reproduced" in verdicts:
-        return "not reproduced"
-    return "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive"
+        if isinstance(v, Judgement):
+            tests += v.tests
+        else:
+            tests.append((0.0 if v == "reproduced" else 1.0, 0.0 if v == "not reproduced" else 1.0))
+    if not tests:
+        raise ValueError("verdicts must hold at least one verdict, got []")
+    if any(holm([t[1] for t in tests], ALPHA)):
+        verdict = "not reproduced"
+    elif all(holm([t[0] for t in tests], ALPHA)):
+        verdict = "reproduced"
+    else:
+        verdict = "inconclusive"
+    return Judgement(verdict, tests)
 
 
 def criteria(claim_id: Optional[str] = None) -> Any:
@@ -225,6 +461,8 @@ class Result:
       theory: for a claim not reproduced, the paragraph that explains it.
       figure: path of the PNG, or ``None`` when the script failed before writing it.
       table: path of the Markdown table, or ``None``.
+      sanity: the sanity checks the script also runs (label -> verdict): identities the
+        library must satisfy, reported apart from the claim and not counted with it.
       error: the exception text when the script crashed (set by ``run_all``).
       seconds: wall time of the run (set by ``run_all``).
     """
@@ -240,6 +478,7 @@ class Result:
     theory: str = ""
     figure: Optional[str] = None
     table: Optional[str] = None
+    sanity: dict[str, str] = dataclasses.field(default_factory=dict)
     error: Optional[str] = None
     seconds: Optional[float] = None
 
@@ -255,9 +494,11 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN and inf become strings, estimates become dicts)."""
-        record = dataclasses.asdict(self)
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         record["seeds"] = list(self.seeds)
         record["measured"] = {k: _jsonable(v) for k, v in self.measured.items()}
+        record["verdict"] = str(self.verdict)
+        record["sanity"] = {k: str(v) for k, v in self.sanity.items()}
         record["status"] = self.status
         return record
 
@@ -285,6 +526,7 @@ def result(
     verdict: Optional[str] = None,
     conclusion: str = "",
     theory: str = "",
+    sanity: Optional[Mapping[str, str]] = None,
 ) -> Result:
     """Build a :class:`Result` from a script's constants (pass ``globals()``).
 
@@ -299,6 +541,7 @@ def result(
       verdict: one of :data:`VERDICTS` (overrides ``reproduced``).
       conclusion: one line for the gallery, from the numbers.
       theory: the explanation of a result that did not reproduce.
+      sanity: the script's sanity checks (label -> verdict), kept apart from the claim.
     """
     name = module_globals["__name__"].rsplit(".", 1)[-1]
     if name == "__main__":
@@ -321,6 +564,7 @@ def result(
         theory=theory,
         figure=figure,
         table=table,
+        sanity=dict(sanity or {}),
     )
 
 
@@ -437,6 +681,7 @@ def report(
     conclusion: str,
     theory: str,
     extra_tables: Optional[Mapping[str, Sequence[Mapping[str, Any]]]] = None,
+    sanity: Optional[Mapping[str, str]] = None,
 ) -> Result:
     """Write a claim's table (with the standard notes) and return its :class:`Result`.
 
@@ -451,8 +696,10 @@ def report(
       conclusion: one line for the gallery.
       theory: the explanation of a verdict short of reproduced.
       extra_tables: more tables under sub-headings.
+      sanity: the script's sanity checks (label -> verdict), reported apart from the
+        claim's verdict.
     """
-    notes = verdict_notes(module_globals, verdict, setup, theory)
+    notes = verdict_notes(module_globals, verdict, setup, theory, sanity)
     table = write_table(
         rows, out, module_globals["NAME"], module_globals["TITLE"], notes, extra_tables
     )
@@ -465,11 +712,30 @@ def report(
         verdict=verdict,
         conclusion=conclusion,
         theory=theory,
+        sanity=sanity,
     )
 
 
+SANITY_WORDS = {"reproduced": "holds", "not reproduced": "fails", "inconclusive": "inconclusive"}
+
+
+def kind(claim: int) -> str:
+    """``"sanity"`` for a script that checks an identity, ``"claim"`` for an empirical claim.
+
+    Args:
+      claim: the claim number (``0``: the gallery, reported as ``"gallery"``).
+    """
+    if claim <= 0:
+        return "gallery"
+    return criteria(f"c{claim:02d}").get("kind", "claim")
+
+
 def verdict_notes(
-    module_globals: Mapping[str, Any], reproduced: bool | str, setup: str, theory: str = ""
+    module_globals: Mapping[str, Any],
+    reproduced: bool | str,
+    setup: str,
+    theory: str = "",
+    sanity: Optional[Mapping[str, str]] = None,
 ) -> list[str]:
     """The standard preamble of a table: quote, claim, setup, criterion, verdict, theory.
 
@@ -478,6 +744,7 @@ def verdict_notes(
       reproduced: the verdict (one of :data:`VERDICTS`), or a bool for a pass/fail script.
       setup: one paragraph on what was run.
       theory: the explanation of a claim that did not reproduce (omitted when empty).
+      sanity: the script's sanity checks (label -> verdict), listed after the verdict.
     """
     if isinstance(reproduced, bool):
         reproduced = "reproduced" if reproduced else "not reproduced"
@@ -489,12 +756,21 @@ def verdict_notes(
         if entry.get("quote"):
             lecture = entry["lecture"]
             lines.append(f'> {entry["quote"]}\n>\n> — {lecture["author"]}, "{lecture["title"]}"')
+    if kind(int(module_globals["CLAIM"])) == "sanity":
+        head = f"**Sanity check {module_globals['CLAIM']}** (an identity the library must satisfy"
+        head += f", not counted as a claim; {seeds})"
+        said = f"**Sanity check:** {SANITY_WORDS[str(reproduced)]}"
+    else:
+        head = f"**Claim {module_globals['CLAIM']}** ({seeds})"
+        said = f"**Verdict:** {reproduced}"
     lines += [
-        f"**Claim {module_globals['CLAIM']}** ({seeds}): {module_globals['TITLE']}",
+        f"{head}: {module_globals['TITLE']}",
         f"**Setup:** {setup}",
         f"**Criterion:** {module_globals['CRITERION']}",
-        f"**Verdict:** {reproduced}",
+        said,
     ]
+    for label, verdict in (sanity or {}).items():
+        lines.append(f"**Sanity check {label}:** {SANITY_WORDS[str(verdict)]}")
     if theory:
         lines.append(f"**Theory:** {theory}")
     return lines
@@ -507,6 +783,7 @@ def band(
     label: str,
     color: Optional[str] = None,
     geometric: bool = False,
+    bounds: Optional[tuple[float, float]] = None,
     **kwargs: Any,
 ) -> None:
     """Draw the mean of ``y`` over seeds and, with several seeds, its 95% confidence band.
@@ -519,6 +796,8 @@ def band(
       color: line colour (matplotlib's cycle when ``None``).
       geometric: average ``log10 y`` (a positive quantity spanning decades, drawn on a
         log axis): the line is the geometric mean and the band stays positive.
+      bounds: ``(lo, hi)`` the quantity cannot leave (an accuracy: ``(0, 1)``); the band
+        is cut there.
       **kwargs: passed on to ``ax.plot`` (``ls``, ``lw``, ``marker``, ...).
     """
     import numpy as np
@@ -536,6 +815,8 @@ def band(
         lo, hi = mean - half, mean + half
         if geometric:
             mean, lo, hi = 10**mean, 10**lo, 10**hi
+        if bounds is not None:
+            lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     kind = "geometric mean" if geometric else "mean"
     (line,) = ax.plot(x, mean, label=f"{label} ({kind} of {n}, 95% CI)", color=color, **kwargs)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
@@ -604,6 +885,52 @@ def finish_axes(
         ax.legend(fontsize=legend_size)
 
 
+def mode_label(mode: str) -> str:
+    """How a run's verdicts may be read: ``full`` runs bind, the smaller ones do not.
+
+    Args:
+      mode: ``"full"``, ``"quick"`` or ``"smoke"``.
+    """
+    if mode not in ("full", "quick", "smoke"):
+        raise ValueError(f"mode must be 'full', 'quick' or 'smoke', got {mode!r}")
+    return "full run" if mode == "full" else f"{mode} run: smaller sizes, verdict not binding"
+
+
+def stamp(res: Result, mode: str) -> None:
+    """Mark a finished run's figure and table with its mode and one-line conclusion.
+
+    The figure gets a footer ``"<mode label>. <conclusion>"``; in a run that is not
+    ``full`` the table's verdict line says that the verdict is not binding.
+
+    Args:
+      res: the run's result (its ``figure`` and ``table`` are rewritten in place).
+      mode: ``"full"``, ``"quick"`` or ``"smoke"``.
+    """
+    import textwrap
+
+    label = mode_label(mode)
+    if res.figure and os.path.exists(res.figure):
+        image = plt.imread(res.figure)
+        height, width = image.shape[:2]
+        text = f"{label[0].upper()}{label[1:]}. {res.conclusion}".strip()
+        text = textwrap.fill(text, max(60, int(width / 7.5)))  # ~7.5 px per character
+        footer = 22 * (text.count("\n") + 1) + 10
+        fig = plt.figure(figsize=(width / 100, (height + footer) / 100), dpi=100)
+        ax = fig.add_axes((0, footer / (height + footer), 1, height / (height + footer)))
+        ax.imshow(image)
+        ax.set_axis_off()
+        fig.text(0.01, (footer - 6) / (height + footer), text, va="top", fontsize=9)
+        fig.savefig(res.figure, dpi=100)
+        plt.close(fig)
+    if res.table and os.path.exists(res.table) and mode != "full":
+        with open(res.table) as f:
+            text = f.read()
+        for word in ("**Verdict:**", "**Sanity check:**"):
+            text = text.replace(word, f"{word[:-3]} ({label}):**")
+        with open(res.table, "w") as f:
+            f.write(text)
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     """The standard command line: ``--quick``, ``--smoke`` and ``--out DIR``."""
     p = argparse.ArgumentParser(description=description)
@@ -621,7 +948,14 @@ def main(
     """Run one experiment from the command line and print its verdict; exit status 0."""
     args = parser((doc or "").strip().splitlines()[0] if doc else "").parse_args(argv)
     res = run(args.out, quick=args.quick, smoke=args.smoke)
-    print(f"claim {res.claim} [{res.name}]: {res.status}")
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    stamp(res, mode)
+    said = res.status
+    if kind(res.claim) == "sanity" and res.error is None:
+        said = f"sanity check {SANITY_WORDS[res.verdict]}"
+    print(f"claim {res.claim} [{res.name}] ({mode_label(mode)}): {said}")
+    for label, verdict in res.sanity.items():
+        print(f"  sanity check {label}: {SANITY_WORDS[str(verdict)]}")
     for key, value in res.measured.items():
         print(f"  {key} = {fmt(value)}")
     print(f"wrote {res.figure} and {res.table}")

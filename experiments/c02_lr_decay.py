@@ -33,6 +33,14 @@ TITLE = ENTRY["title"]
 SEEDS = ("002",)
 CRITERION = ENTRY["criterion"]
 W0 = (10.0, 1.0)
+CURVATURES, NOISE_STD = (0.02, 2.0), 0.03  # of (0.1 w1)^2 + w2^2; the gradient noise
+
+
+def floor(lr: float) -> float:
+    """Stationary E|w - w*|^2 of SGD at a fixed ``lr``: sum of lr σ² / (h (2 - lr h))."""
+    return float(sum(lr * NOISE_STD**2 / (h * (2 - lr * h)) for h in CURVATURES))
+
+
 FIXED_LRS = 2.0 ** np.arange(-10, 1)
 ETAS = 2.0 ** np.arange(-3, 2)
 T0S = 2.0 ** np.arange(4, 13)
@@ -51,7 +59,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     tune_keys = jax.random.split(jax.random.key(2), n_seeds)
     eval_keys = jax.random.split(jax.random.key(1002), n_seeds)
     last = max(steps // 20, 1)
-    quarter = steps // 4
+    half = steps // 2
     grid = np.array(list(itertools.product(ETAS, T0S)), np.float32)
 
     def sq_dist(make, params, keys):
@@ -75,13 +83,17 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         np.log10(window(d_fixed, steps + 1)), np.log10(window(d_decay, steps + 1))
     )
     shrink = _common.mean_ci(
-        np.log10(window(d_decay, quarter + 1)) - np.log10(window(d_decay, steps + 1))
+        np.log10(window(d_decay, half + 1)) - np.log10(window(d_decay, steps + 1))
     )
     fixed_shrink = _common.mean_ci(
-        np.log10(window(d_fixed, quarter + 1)) - np.log10(window(d_fixed, steps + 1))
+        np.log10(window(d_fixed, half + 1)) - np.log10(window(d_fixed, steps + 1))
     )
     verdict = _common.combine(
-        [_common.judge(final, BAR_FINAL, "above"), _common.judge(shrink, BAR_SHRINK, "above")]
+        [
+            _common.judge(final, BAR_FINAL, "above"),
+            _common.judge(shrink, BAR_SHRINK, "above"),
+            _common.judge(fixed_shrink, BAR_SHRINK, "below"),
+        ]
     )
     eta, t0 = grid[best_decay]
     i_eta, i_t0 = list(ETAS).index(eta), list(T0S).index(t0)
@@ -150,23 +162,34 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         "fixed: chosen lr": lr_fixed,
         "1/t: chosen η": float(eta),
         "1/t: chosen t0": float(t0),
-        "fixed: squared distance (last 5%)": _common.mean_ci(window(d_fixed, steps + 1)),
-        "1/t: squared distance (last 5%)": _common.mean_ci(window(d_decay, steps + 1)),
+        "fixed: squared distance (last 5%)": _common.positive_ci(window(d_fixed, steps + 1)),
+        "1/t: squared distance (last 5%)": _common.positive_ci(window(d_decay, steps + 1)),
         "log10(D fixed / D 1/t), paired": final,
-        "1/t: log10(D at T/4 / D at T)": shrink,
-        "fixed: log10(D at T/4 / D at T)": fixed_shrink,
+        "1/t: log10(D at T/2 / D at T)": shrink,
+        "fixed: log10(D at T/2 / D at T)": fixed_shrink,
         "chosen setting at the grid's edge": ", ".join(edges) or "none",
+        "fixed: D (last 5%) / its stationary floor (finding)": _common.positive_ci(
+            window(d_fixed, steps + 1) / floor(lr_fixed)
+        ),
     }
     conclusion = (
         f"from (10, 1), the tuned 1/t schedule ends 10^{final.mean:.2f} "
         f"[10^{final.lo:.2f}, 10^{final.hi:.2f}] times closer (squared distance) than the best "
-        f"fixed lr and still shrinks 10^{shrink.mean:.2f}x from T/4 to T; the fixed lr "
-        f"{'stalls' if fixed_shrink.hi < BAR_SHRINK else 'still shrinks'} "
+        f"fixed lr and shrinks 10^{shrink.mean:.2f}x from T/2 to T; over the same half the "
+        f"fixed lr {'stalls' if fixed_shrink.hi < BAR_SHRINK else 'still shrinks'} "
         f"(10^{fixed_shrink.mean:.2f}x)"
     )
     theory = ""
     if verdict != "reproduced":
+        relax = 1 / (2 * lr_fixed * CURVATURES[0])
         theory = (
+            f"At the fixed lr tuned for this horizon ({lr_fixed:g}) the slow coordinate "
+            f"(curvature {CURVATURES[0]:g}) relaxes in about 1/(2ηh) = {relax:.0f} steps, so "
+            f"the squared distance is still falling from the start over [T/2, T]; it reaches "
+            f"its stationary floor ησ²/(h(2 - ηh)) only near T (measured D / floor = "
+            f"{np.mean(window(d_fixed, steps + 1) / floor(lr_fixed)):.2f}). Tuning a fixed "
+            "rate for a horizon puts the end of its transient near that horizon: the noise "
+            "floor is real but a best-tuned fixed rate meets it only at the end. "
             "For SGD with a fixed rate η on a quadratic of curvature h and gradient noise σ², "
             "the iterate's stationary variance per coordinate is ησ²/(h(2 - ηh)): a floor that "
             "the best fixed η trades against the time (1/(ηh) steps) to forget the start. A "

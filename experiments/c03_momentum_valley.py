@@ -8,10 +8,13 @@ Deep Learning", after Goodfellow et al., Alg. 8.2):
     Idea of momentum: update weights with exponential moving average of gradients"
 
 Setup: exact gradients on the lecture's quadratic (0.1 w1)^2 + w2^2 (condition number
-κ = 100) and on Rosenbrock. Steps until the loss stays below min + 1e-4 (start - min) to
-the end of the run. SGD is tuned over the learning rate, heavy-ball momentum
-(``jdl.momentum``, Goodfellow's velocity form) and Nesterov jointly over the learning rate
-and β, all on the same grids, on tuning starts; the verdict reads fresh random starts,
+κ = 100) and on Rosenbrock. Steps until the loss stays below the absolute target
+min + 1e-4 to the end of the run (a target relative to the start would make starts high
+on Rosenbrock's steep wall trivial: the fall onto the valley floor alone reaches it). SGD
+is tuned over the learning rate, heavy-ball momentum (``jdl.momentum``, Goodfellow's
+velocity form) and Nesterov jointly over the learning rate and β, all on the same grids,
+on tuning starts, by the worst tuning start (then the mean): a setting at the edge of
+stability that fails on one start is not chosen. The verdict reads fresh random starts,
 paired. For the quadratic, theory gives the tuned rates: ρ_GD = (κ-1)/(κ+1) per step and
 ρ_HB = (√κ-1)/(√κ+1), so momentum should need ln ρ_HB / ln ρ_GD ≈ √κ = 10 times fewer
 steps here (Polyak 1964). One compiled program per method and surface.
@@ -37,7 +40,7 @@ ENTRY = _common.criteria("c03")
 TITLE = ENTRY["title"]
 SEEDS = ("000", "002")
 CRITERION = ENTRY["criterion"]
-THRESHOLD = 1e-4
+TARGET = 1e-4  # absolute: steps until f - min stays below it
 ONE_MINUS_BETA = (0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01)
 N_TUNE = 5
 BAR = np.log10(3.0)
@@ -79,13 +82,13 @@ def surfaces(quick: bool, smoke: bool):
 def steps_to_stay(make, params, surface, starts, cap: int) -> np.ndarray:
     """``(config, start)`` steps until ``f`` stays below its target; ``cap + 1`` if never.
 
-    The target is ``min + 1e-4 (f(start) - min)``; one ``lax.scan`` that tracks the last
-    step at or above it (NaN counts as above), ``vmap`` over configs and starts.
+    The target is ``min + TARGET``; one ``lax.scan`` that tracks the last step at or above
+    it (NaN counts as above), ``vmap`` over configs and starts.
     """
 
     def one(p, w0):
         opt = make(p)
-        target = surface.min_value + THRESHOLD * (surface.fun(w0) - surface.min_value)
+        target = surface.min_value + TARGET
 
         def step(carry, t):
             w, state, last_above = carry
@@ -115,9 +118,9 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
                 if mname == "SGD"
                 else np.array(list(itertools.product(lrs, betas)))
             )
-            tune = steps_to_stay(make, grid, surface, tune_starts, cap)
-            score = np.log10(tune).mean(1)
-            chosen = int(np.argmin(score))
+            tune = np.log10(steps_to_stay(make, grid, surface, tune_starts, cap))
+            score, worst = tune.mean(1), tune.max(1)
+            chosen = int(np.lexsort((score, worst))[0])  # the worst start first, then the mean
             steps = steps_to_stay(make, grid[chosen : chosen + 1], surface, eval_starts, cap)[0]
             lr_i = int(np.argmin(np.abs(lrs - grid[chosen, 0])))
             beta_i = int(np.argmin(np.abs(betas - grid[chosen, 1])))
@@ -153,7 +156,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
                 "o-",
                 ms=3,
                 color=colors[mname],
-                label=f"{mname} (best β per lr; mean of {n_tune} tuning starts, geometric)"
+                label=f"{mname} (best β per lr; geometric mean of {n_tune} tuning starts)"
                 if mname != "SGD"
                 else f"SGD (geometric mean of {n_tune} tuning starts)",
             )
@@ -198,8 +201,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         legend_size=7,
     )
     fig.suptitle(
-        "Ill-conditioned valleys: steps until the loss stays below "
-        "min + 1e-4 (start - min), exact gradients"
+        f"Ill-conditioned valleys: steps until the loss stays below min + {TARGET:g}, "
+        "exact gradients"
     )
     fig.tight_layout()
     figure = _common.save_figure(fig, out_dir, NAME)
@@ -212,7 +215,10 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
             measured[f"{s} {m}: chosen lr, β"] = (
                 f"{lr:.3g}, {beta:.2f}" if m != "SGD" else f"{lr:.3g}"
             )
-            measured[f"{s} {m}: steps"] = _common.mean_ci(r["steps"])
+            measured[f"{s} {m}: steps"] = _common.positive_ci(r["steps"])
+            measured[f"{s} {m}: starts reaching the target"] = _common.wilson_ci(
+                r["steps"] <= r["cap"]
+            )
         measured[f"{s}: log10(steps SGD / momentum), paired"] = found[s, "ratio"]
         measured[f"{s}: log10(steps momentum / Nesterov), paired"] = nesterov[s]
     measured["quadratic: predicted SGD/momentum ratio ln ρ_HB / ln ρ_GD"] = float(predicted)
@@ -233,11 +239,14 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
         theory = (
             "On a quadratic with condition number κ, gradient descent at its best rate "
             "contracts the error by (κ-1)/(κ+1) per step and heavy-ball momentum at its best "
-            "(lr, β) by (√κ-1)/(√κ+1) (Polyak 1964), so the ratio of steps is about √κ for "
-            "large κ; a smaller measured gain means the valley is not ill-conditioned enough "
-            "along the path, or that the tuned momentum is limited by the non-quadratic parts "
-            "of the surface (Rosenbrock's curvature changes along the valley, so no single "
-            "(lr, β) is optimal everywhere)."
+            "(lr, β) by (√κ-1)/(√κ+1) (Polyak 1964), so the ratio of steps is about √κ. "
+            "Rosenbrock is not one quadratic: after the fall onto the valley floor (a few "
+            "steps for either method) the iterate follows a curved floor whose curvature "
+            "across is ~100 times, near the minimum ~2500 times, the curvature along it. "
+            "Momentum gains there only where one (lr, β) is stable all along the path; the "
+            "rate that is stable on the steep part of the floor is too small near the "
+            "minimum, and a β high enough to help near the minimum overshoots the bend, so a "
+            "setting chosen to be safe on every start gives up part of the √κ gain."
         )
     rows = []
     for s in ("quadratic", "Rosenbrock"):
@@ -250,7 +259,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
                     "method": m,
                     "chosen lr": lr,
                     "chosen β": beta if m != "SGD" else "-",
-                    "steps (fresh starts)": _common.mean_ci(r["steps"]),
+                    "steps (fresh starts)": _common.positive_ci(r["steps"]),
                     "cap": r["cap"],
                 }
             )

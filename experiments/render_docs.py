@@ -23,6 +23,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import _common  # noqa: E402
+import run_all  # noqa: E402
 
 BEGIN, END = "<!-- experiments:begin -->", "<!-- experiments:end -->"
 SUMMARY = os.path.join(HERE, "gallery", "summary.json")
@@ -54,7 +55,7 @@ def value_text(value: Any) -> str:
 
 
 def conclusion(rec: dict[str, Any]) -> str:
-    """The record's one-line conclusion; for a claim not yet redone, its first measurements.
+    """The record's one-line conclusion (its first measurements when it has none).
 
     Args:
       rec: one ``summary.json`` record.
@@ -65,30 +66,30 @@ def conclusion(rec: dict[str, Any]) -> str:
         return rec["conclusion"]
     shown = list(rec["measured"].items())[:3]
     text = "; ".join(f"{k} = {value_text(v)}" for k, v in shown)
-    if not rec.get("id"):
-        return f"gallery, not a claim: {text}"
-    return f"not yet redone with tuned arms and intervals; {text}"
+    return f"gallery, not a claim: {text}" if not rec.get("id") else text
 
 
 def counts_sentence(summary: dict[str, Any]) -> str:
-    """``"Of the 19 claims, N reproduced, ..."`` from the summary's counts (claims only).
+    """``"Of the N claims, ... Of the M sanity checks, K hold."`` from the summary's counts.
 
     Args:
       summary: the loaded ``summary.json``.
     """
-    n = summary["counts"]
-    redone = sum(1 for r in summary["experiments"] if r.get("id") and r.get("redone"))
-    commits = sorted(
-        {str(r.get("criteria_commit"))[:10] for r in summary["experiments"] if r.get("id")}
-    )
+    n = run_all.counts(summary["experiments"])
     modes = sorted({r["mode"] for r in summary["experiments"]})
+    binding = modes == ["full"]
     return (
-        f"Of the {n['claims']} claims, {n['reproduced']} reproduced, {n['not reproduced']} "
-        f"not reproduced, {n['inconclusive']} inconclusive and {n['error']} crashed "
-        f"({' + '.join(modes)} run; criteria commit {', '.join(commits)}; "
-        f"{redone} of {n['claims']} claims redone with tuned arms, seeds and 95% intervals, "
-        "the others still judged by their earlier pass/fail criterion). The schedules "
-        "gallery is not a claim and is not counted."
+        f"Of the {n['claims']} claims (empirical statements that could fail), "
+        f"{n['reproduced']} reproduced, {n['not reproduced']} not reproduced, "
+        f"{n['inconclusive']} inconclusive and {n['error']} crashed. Of the {n['sanity']} "
+        f"sanity checks (identities the library must satisfy), {n['sanity_holds']} hold; "
+        "they are not counted as claims. "
+        + (
+            "All from one full run."
+            if binding
+            else f"From a {' + '.join(modes)} run with smaller sizes: the verdicts are not binding."
+        )
+        + " The schedules gallery is neither."
     )
 
 
@@ -96,58 +97,79 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _history(rec: dict[str, Any]) -> str:
-    return "; ".join(f"{h['verdict']}, {h['run']}" for h in rec.get("history", [])) or "-"
+def _lecture(rec: dict[str, Any]) -> str:
+    return f"{rec['lecture']['author']}, *{rec['lecture']['title']}*" if rec.get("id") else "-"
+
+
+def _is_claim(rec: dict[str, Any]) -> bool:
+    return run_all.record_kind(rec) != "sanity"
+
+
+def sanity_table(summary: dict[str, Any]) -> list[str]:
+    """The sanity checks as Markdown lines.
+
+    Args:
+      summary: the loaded ``summary.json``.
+    """
+    lines = ["| check | identity | script | result |", "|---|---|---|---|"]
+    for c in run_all.sanity_checks(summary["experiments"]):
+        lines.append(f"| {c['id']} | {_cell(c['check'])} | `{c['name']}.py` | **{c['status']}** |")
+    return lines
 
 
 def readme_block(summary: dict[str, Any], gallery: str = "experiments/gallery") -> str:
-    """The README's generated table: one row per experiment, one conclusion per figure.
+    """The README's generated tables: the sanity checks, then one row per claim's figure.
 
     Args:
       summary: the loaded ``summary.json``.
       gallery: the gallery folder relative to the README.
     """
-    lines = [
-        counts_sentence(summary),
+    lines = [counts_sentence(summary), "", "**Sanity checks**", ""] + sanity_table(summary)
+    lines += [
         "",
-        "| figure | lecture | conclusion | verdict | earlier verdict |",
-        "|---|---|---|---|---|",
+        "**Claims**",
+        "",
+        "| figure | lecture | conclusion | verdict |",
+        "|---|---|---|---|",
     ]
     for rec in summary["experiments"]:
+        if not _is_claim(rec):
+            continue
         label = rec.get("id") or rec["name"]
-        lecture = (
-            f"{rec['lecture']['author']}, *{rec['lecture']['title']}*" if rec.get("id") else "-"
-        )
         lines.append(
-            f"| [{label}]({gallery}/{rec['figure']}) | {_cell(lecture)} | "
-            f"{_cell(conclusion(rec))} | **{rec['status']}** | {_cell(_history(rec))} |"
+            f"| [{label}]({gallery}/{rec['figure']}) | {_cell(_lecture(rec))} | "
+            f"{_cell(conclusion(rec))} | **{rec['status']}** |"
         )
     return "\n".join(lines)
 
 
 def docs_block(summary: dict[str, Any]) -> str:
-    """docs/experiments.md's generated summary table and per-claim sections.
+    """docs/experiments.md's generated summary tables and per-experiment sections.
 
     Args:
       summary: the loaded ``summary.json``.
     """
-    lines = [
-        "## Summary",
+    lines = ["## Summary", "", counts_sentence(summary), "", "### Sanity checks", ""]
+    lines += sanity_table(summary)
+    lines += [
         "",
-        counts_sentence(summary),
+        "### Claims",
         "",
         "| claim | script | claim, as tested | verdict |",
         "|---|---|---|---|",
     ]
     for rec in summary["experiments"]:
+        if not _is_claim(rec):
+            continue
         claim = rec.get("claim_text") or rec["title"]
         lines.append(
             f"| {rec.get('id') or '-'} | `{rec['name']}.py` | {_cell(claim)} | "
             f"**{rec['status']}** |"
         )
-    lines += ["", "## The claims", ""]
+    lines += ["", "## The experiments", ""]
     for rec in summary["experiments"]:
-        lines += [f"### {rec.get('id') or rec['name']}. {rec['title']}", ""]
+        what = "sanity check" if not _is_claim(rec) else "claim" if rec.get("id") else "gallery"
+        lines += [f"### {rec.get('id') or rec['name']}. {rec['title']} ({what})", ""]
         if rec.get("quote"):
             lecture = rec["lecture"]
             lines += [
@@ -157,20 +179,23 @@ def docs_block(summary: dict[str, Any]) -> str:
                 "",
             ]
         if rec.get("claim_text"):
-            lines += [f"- Claim, as tested: {rec['claim_text']}"]
+            lines += [f"- As tested: {rec['claim_text']}"]
+        said = _common.SANITY_WORDS[rec["status"]] if what == "sanity check" else rec["status"]
+        if rec["status"] == "error":
+            said = "error"
         lines += [
             f"- Script: `experiments/{rec['name']}.py` — figure "
-            f"`experiments/gallery/{rec['figure']}` ({rec['mode']} run)",
+            f"`experiments/gallery/{rec['figure']}` ({_common.mode_label(rec['mode'])})",
             f"- Criterion: {rec['criterion']}",
-            f"- Verdict: **{rec['status']}**. {conclusion(rec)}",
+            f"- Result: **{said}**. {conclusion(rec)}",
         ]
+        for label, verdict in rec.get("sanity", {}).items():
+            lines.append(f"- Sanity check {label}: **{_common.SANITY_WORDS[verdict]}**")
         measured = "; ".join(f"{k} = {value_text(v)}" for k, v in rec["measured"].items())
         if measured:
-            lines.append(f"- Measured (mean [95% interval]): {measured}")
+            lines.append(f"- Measured (estimate [95% interval]): {measured}")
         if rec.get("theory"):
             lines.append(f"- Theory: {rec['theory']}")
-        for h in rec.get("history", []):
-            lines.append(f"- Earlier criterion ({h['run']}), {h['verdict']}: {h['criterion']}")
         lines.append("")
     return "\n".join(lines).rstrip()
 

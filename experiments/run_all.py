@@ -9,9 +9,12 @@ script crashed, 0 otherwise (a claim that does not reproduce is a result, not a 
 
 ``summary.json`` holds one record per experiment: claim id, lecture, criterion (from
 ``criteria.json``), number of seeds, measured values with 95% intervals, verdict, the
-commit of the criteria it was judged by, the run's mode and the criteria's history
-(older criteria with their verdicts). With ``--only`` the named records replace their
-earlier ones in an existing ``summary.json`` and the others are kept.
+commit of the criteria it was judged by, the run's mode (only a ``full`` run is binding),
+whether it is a claim or a sanity check (with the claims' own sanity sub-checks), and the
+criteria's history (older criteria with their verdicts). ``summary.md`` shows the sanity
+checks and the claims in separate tables and counts only the claims. With ``--only`` the
+named records replace their earlier ones in an existing ``summary.json`` and the others
+are kept.
 """
 
 from __future__ import annotations
@@ -71,7 +74,10 @@ def _failed(name: str, module: Optional[ModuleType], error: BaseException) -> _c
 
 
 def run_one(name: str, out: str, quick: bool, smoke: bool = False) -> _common.Result:
-    """Import and run one experiment; a crash becomes a ``Result`` with ``error`` set."""
+    """Import and run one experiment and stamp its figure and table with the run's mode.
+
+    A crash becomes a ``Result`` with ``error`` set.
+    """
     module = None
     start = time.perf_counter()
     try:
@@ -79,11 +85,16 @@ def run_one(name: str, out: str, quick: bool, smoke: bool = False) -> _common.Re
         res = module.run(out, quick=quick, smoke=smoke)
         if not isinstance(res, _common.Result):
             raise TypeError(f"run() of {name!r} returned {type(res).__name__}, not Result")
+        _common.stamp(res, _mode(quick, smoke))
     except Exception as error:  # noqa: BLE001 - one broken script must not stop the others
         traceback.print_exc()
         res = _failed(name, module, error)
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _mode(quick: bool, smoke: bool) -> str:
+    return "smoke" if smoke else "quick" if quick else "full"
 
 
 def _rel(path: Optional[str], out: str) -> str:
@@ -101,66 +112,115 @@ def record(res: _common.Result, out: str, mode: str, commit: dict) -> dict:
     rec["figure"] = _rel(res.figure, out)
     rec["table"] = _rel(res.table, out)
     rec["mode"] = mode
+    rec["binding"] = mode == "full"
+    rec["kind"] = _common.kind(res.claim) if res.claim >= 0 else "claim"
     rec["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cid = claim_id(res.claim)
     rec["id"] = cid
     if cid is not None:
         entry = _common.criteria(cid)
-        redone = entry["redone"] and res.criterion == entry["criterion"]
         rec.update(
             lecture=entry["lecture"],
-            quote=entry["quote"] if redone else "",
-            claim_text=entry["claim"] if redone else "",
-            n_seeds=entry["seeds"] if redone else None,
-            redone=redone,
-            history=entry["history"] if redone else [],
+            quote=entry["quote"],
+            claim_text=entry["claim"],
+            n_seeds=entry["seeds"],
+            history=entry["history"],
             criteria_commit=commit["commit"],
             criteria_uncommitted=commit["uncommitted_changes"],
         )
     return rec
 
 
+def record_kind(rec: dict) -> str:
+    """A record's kind (``"claim"``, ``"sanity"`` or ``"gallery"``), from criteria.json if unset."""
+    return rec.get("kind") or _common.kind(int(rec["claim"]))
+
+
+def sanity_checks(records: Sequence[dict]) -> list[dict]:
+    """Every sanity check in the records: whole sanity scripts and the claims' sub-checks.
+
+    Returns:
+      ``[{"id", "check", "name", "status"}]``; ``status`` is ``"holds"``, ``"fails"``,
+      ``"inconclusive"`` or ``"error"``.
+    """
+    rows = []
+    for r in records:
+        if not r.get("id"):
+            continue
+        if record_kind(r) == "sanity":
+            status = "error" if r["status"] == "error" else _common.SANITY_WORDS[r["status"]]
+            rows.append({"id": r["id"], "check": r["title"], "name": r["name"], "status": status})
+        for label, verdict in r.get("sanity", {}).items():
+            rows.append(
+                {
+                    "id": f"{r['id']} {label.split(' ', 1)[0]}",
+                    "check": label.split(" ", 1)[-1],
+                    "name": r["name"],
+                    "status": _common.SANITY_WORDS[verdict],
+                }
+            )
+    return rows
+
+
 def counts(records: Sequence[dict]) -> dict[str, int]:
-    """How many of the claims (gallery excluded) have each verdict, plus errors."""
-    claims = [r for r in records if r.get("id")]
+    """How many claims (sanity checks and the gallery excluded) have each verdict.
+
+    Also ``errors`` among them, ``claims`` (their number) and ``sanity`` /
+    ``sanity_holds`` (the sanity checks and how many hold).
+    """
+    claims = [r for r in records if r.get("id") and record_kind(r) == "claim"]
     out = {v: sum(r["status"] == v for r in claims) for v in _common.VERDICTS}
     out["error"] = sum(r["status"] == "error" for r in claims)
     out["claims"] = len(claims)
+    checks = sanity_checks(records)
+    out["sanity"] = len(checks)
+    out["sanity_holds"] = sum(c["status"] == "holds" for c in checks)
     return out
 
 
 def summary_markdown(records: Sequence[dict]) -> str:
-    """The summary page: counts, one row per experiment, then criteria and history."""
+    """The summary page: counts, the sanity checks, one row per claim, then the criteria."""
     n = counts(records)
     modes = sorted({r["mode"] for r in records})
-    commits = sorted({str(r.get("criteria_commit"))[:10] for r in records if r.get("id")})
+    binding = all(r["mode"] == "full" for r in records)
     lines = [
-        f"# Experiments: summary ({' + '.join(modes)} run)",
+        f"# Experiments: summary ({' + '.join(_common.mode_label(m) for m in modes)})",
         "",
         f"Of {n['claims']} claims: {n['reproduced']} reproduced, {n['not reproduced']} not "
-        f"reproduced, {n['inconclusive']} inconclusive, {n['error']} crashed. "
-        f"Criteria commit: {', '.join(commits)}.",
+        f"reproduced, {n['inconclusive']} inconclusive, {n['error']} crashed. Of "
+        f"{n['sanity']} sanity checks, {n['sanity_holds']} hold."
+        + ("" if binding else " Not a full run: the verdicts are not binding."),
         "",
-        "| claim | experiment | lecture | seeds | measured (mean [95% CI]) | verdict | "
-        "earlier verdicts | figure | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "## Sanity checks (identities the library must satisfy)",
+        "",
+        "| check | what | script | result |",
+        "|---|---|---|---|",
+    ]
+    for c in sanity_checks(records):
+        lines.append(f"| {c['id']} | {c['check']} | `{c['name']}` | **{c['status']}** |")
+    lines += [
+        "",
+        "## Claims (empirical statements that could fail)",
+        "",
+        "| claim | experiment | lecture | seeds | measured (estimate [95% CI]) | verdict | "
+        "figure | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
+        if record_kind(r) == "sanity":
+            continue
         measured = "; ".join(f"{k} = {_fmt_json(v)}" for k, v in r["measured"].items())
         if r.get("error"):
             measured = f"**crashed:** `{r['error'].splitlines()[-1]}`"
         lecture = f"{r['lecture']['author']}, *{r['lecture']['title']}*" if r.get("id") else "-"
-        history = "; ".join(f"{h['verdict']}, {h['run']}" for h in r.get("history", [])) or "-"
         lines.append(
             f"| {r.get('id') or '-'} | {r['title']} (`{r['name']}`) | {lecture} | "
-            f"{r.get('n_seeds') or '-'} | {measured} | **{r['status']}** | {history} | "
+            f"{r.get('n_seeds') or '-'} | {measured} | **{r['status']}** | "
             f"[png]({r['figure']}) / [table]({r['table']}) | {r['seconds'] or 0:.1f} |"
         )
     lines += ["", "## Criteria", ""]
     for r in records:
         lines.append(f"- **{r.get('id') or r['name']}** ({r['mode']} run): {r['criterion']}")
-        for h in r.get("history", []):
-            lines.append(f"  - earlier criterion, {h['verdict']} ({h['run']}): {h['criterion']}")
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +252,7 @@ def run_experiments(
         bar.set_postfix_str(name)
         results.append(run_one(name, out, quick, smoke))
     results.sort(key=lambda r: (r.claim, r.name))
-    mode = "smoke" if smoke else "quick" if quick else "full"
+    mode = _mode(quick, smoke)
     commit = _common.criteria_commit()
     records = {r.name: record(r, out, mode, commit) for r in results}
     path = os.path.join(out, "summary.json")
@@ -222,8 +282,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.error(f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(names)}")
         names = wanted
     results = run_experiments(names, args.out, args.quick, args.smoke, merge=bool(args.only))
+    print(_common.mode_label(_mode(args.quick, args.smoke)))
     for r in results:
-        print(f"{r.claim:>3} {r.name:<32} {r.status:<6} {r.seconds:6.1f}s")
+        print(f"{r.claim:>3} {r.name:<32} {r.status:<14} {r.seconds:6.1f}s")
     print(f"wrote {os.path.join(args.out, 'summary.md')}")
     return 1 if any(r.error for r in results) else 0
 
