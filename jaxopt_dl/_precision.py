@@ -165,10 +165,17 @@ def round_with_bits(x: jax.Array, dtype: Any, bits: jax.Array) -> jax.Array:
     return jnp.where(raw >> 31 == 1, -rounded, rounded)
 
 
-def _key_words(key: Any) -> list:
-    """The hash words of a PRNG key (its raw data) or of an integer seed (array)."""
+def key_words(key: Any, name: str = "key") -> list:
+    """The hash words of a PRNG key (its raw data) or of an integer seed (array).
+
+    Args:
+      key: a JAX PRNG key, an int, an integer array, or ``None`` (seed 0).
+      name: the argument's name, used in the message.
+    """
+    if key is None:
+        return [jnp.uint32(0)]
     if isinstance(key, (bool, np.bool_)):
-        raise TypeError(f"key must be a PRNG key or an integer seed, got key={key!r}")
+        raise TypeError(f"{name} must be a PRNG key or an integer seed, got {name}={key!r}")
     if isinstance(key, (int, np.integer)):
         return [jnp.asarray(key % 2**32, jnp.uint32)]
     if isinstance(key, (jax.Array, np.ndarray)):
@@ -176,7 +183,7 @@ def _key_words(key: Any) -> list:
             key = jax.random.key_data(key)
         if jnp.issubdtype(key.dtype, jnp.integer):
             return list(jnp.ravel(_u32(key)))
-    raise TypeError(f"key must be a PRNG key or an integer seed, got key={key!r}")
+    raise TypeError(f"{name} must be a PRNG key or an integer seed, got {name}={key!r}")
 
 
 def round_to(
@@ -231,15 +238,18 @@ def tree_round_to(
     return jax.tree.unflatten(treedef, out)
 
 
-def check_rounding(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``"nearest"`` or ``"stochastic"``.
+def check_rounding(rounding: Any, rounding_seed: Any = None) -> None:
+    """Check a ``rounding`` mode and its ``rounding_seed`` where they enter.
 
     Args:
-      name: the argument's name, used in the message.
-      value: the value given.
+      rounding: must be ``"nearest"`` or ``"stochastic"`` (else ``ValueError``).
+      rounding_seed: ``None`` (seed 0), an int, an integer array or a PRNG key (else
+        ``TypeError``).
     """
-    if not isinstance(value, str) or value not in ROUNDINGS:
-        raise ValueError(f"{name} must be one of {ROUNDINGS}, got {name}={value!r}")
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got rounding={rounding!r}")
+    if rounding_seed is not None:
+        key_words(rounding_seed, "rounding_seed")
 
 
 def stochastic_round(x: jax.typing.ArrayLike, dtype: Any, key: Any) -> jax.Array:
@@ -283,4 +293,4 @@ def stochastic_round(x: jax.typing.ArrayLike, dtype: Any, key: Any) -> jax.Array
         raise TypeError(f"x must be a floating-point array, got x.dtype={x.dtype}")
     if np.dtype(x.dtype).itemsize > 4:
         raise TypeError(f"x must be float32 or narrower, got x.dtype={x.dtype}")
-    return round_with_bits(x, dtype, hash_bits(_key_words(key), x.shape))
+    return round_with_bits(x, dtype, hash_bits(key_words(key), x.shape))
