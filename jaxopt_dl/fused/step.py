@@ -77,8 +77,8 @@ _ADAM = dict(
     kernel="adam", moment_state=optax.ScaleByAdamState, moments=("mu", "nu"), scalars=_adam_scalars
 )
 RULES = {
-    "adam": _Rule(fixed={"nesterov": False}, **_ADAM),
-    "adamw": _Rule(fixed={"nesterov": False, "mask": None}, **_ADAM),
+    "adam": _Rule(fixed={"nesterov": False, "rounding": "nearest"}, **_ADAM),
+    "adamw": _Rule(fixed={"nesterov": False, "mask": None, "rounding": "nearest"}, **_ADAM),
     "sgd": _Rule(
         kernel="momentum",
         moment_state=optax.TraceState,
