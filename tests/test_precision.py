@@ -288,6 +288,17 @@ def test_float32_state_with_stochastic_rounding_gives_optax_numbers():
     for ours, theirs in (
         (jdl.adam(1e-2, rounding="stochastic"), optax.adam(1e-2)),
         (jdl.sgd(1e-2, 0.9, rounding="stochastic"), optax.sgd(1e-2, 0.9)),
+        (
+            jdl.sgd(1e-2, 0.9, nesterov=True, rounding="stochastic"),
+            optax.sgd(1e-2, 0.9, nesterov=True),
+        ),
+        (jdl.rmsprop(1e-2, momentum=0.9, rounding="stochastic"), optax.rmsprop(1e-2, momentum=0.9)),
+        (
+            jdl.rmsprop(1e-2, centered=True, rounding="stochastic"),
+            optax.rmsprop(1e-2, centered=True),
+        ),
+        (jdl.adagrad(1e-2, rounding="stochastic"), optax.adagrad(1e-2)),
+        (jdl.amsgrad(1e-2, rounding="stochastic"), optax.amsgrad(1e-2)),
     ):
         s1, s2 = ours.init(params), theirs.init(params)
         p1 = p2 = params
