@@ -32,6 +32,7 @@ from jaxopt_dl._core import (
     identity,
     safe_increment,
 )
+from jaxopt_dl._precision import kahan_apply_updates, stochastic_round
 from jaxopt_dl.checklist import CheckItem, DiagnoseReport, diagnose
 
 # --- optimizers beyond the lectures, lr range test, debugging checklist ---

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_dl import _core
+from jaxopt_dl import _core, _precision
 from jaxopt_dl._core import GradientTransformationExtraArgs, ScalarOrSchedule, chain
 from jaxopt_dl.transforms import adaptive, regularization, scaling
 from jaxopt_dl.transforms import momentum as momentum_lib
@@ -41,6 +41,9 @@ def sgd(
     momentum: Optional[float] = None,
     nesterov: bool = False,
     accumulator_dtype: Optional[Any] = None,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Stochastic gradient descent, optionally with heavy-ball momentum (optax/torch form).
 
@@ -56,6 +59,12 @@ def sgd(
         Keras's ``nesterov=True``.
       accumulator_dtype: storage dtype of the momentum buffer (default ``None``: the
         param's).
+      rounding: how the new buffer is rounded to a bfloat16/float16 storage dtype:
+        ``"nearest"`` (default; optax's ``trace`` and state) or ``"stochastic"``
+        (unbiased, from a hash of ``rounding_seed`` and the step count kept in the
+        state; see :func:`jaxopt_dl.stochastic_round`).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"`` (default
+        ``None``: 0).
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_dl as jdl
@@ -65,11 +74,22 @@ def sgd(
     References:
       Robbins & Monro 1951; Goodfellow et al. 2016, Alg. 8.1; torch.optim.SGD.
     """
+    _precision.check_rounding(rounding, rounding_seed)
     if momentum is None:
         return _with_lr(_core.identity(), learning_rate=learning_rate)
     _core.check_decay("momentum", momentum)
     return _with_lr(
-        momentum_lib.trace(momentum, nesterov, accumulator_dtype), learning_rate=learning_rate
+        _heavy_ball(momentum, nesterov, accumulator_dtype, rounding, rounding_seed),
+        learning_rate=learning_rate,
+    )
+
+
+def _heavy_ball(decay, nesterov, accumulator_dtype=None, rounding="nearest", rounding_seed=None):
+    """optax's ``trace``, or its stochastically rounded form."""
+    if rounding == "nearest":
+        return momentum_lib.trace(decay, nesterov, accumulator_dtype)
+    return momentum_lib.stochastic_trace(
+        decay, nesterov, accumulator_dtype, rounding_seed=rounding_seed
     )
 
 
@@ -124,6 +144,8 @@ def adagrad(
     eps: float = 1e-7,
     *,
     eps_in_sqrt: bool = True,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AdaGrad (Duchi et al. 2011).
 
@@ -142,9 +164,21 @@ def adagrad(
         default is ``1e-10``, outside the root).
       eps_in_sqrt: ``delta`` inside the root (default ``True``, optax) or outside
         (``False``: Goodfellow, torch).
+      rounding: how the new sum is rounded to a bfloat16/float16 accumulator (the
+        param's dtype): ``"nearest"`` (default; optax's state) or ``"stochastic"``
+        (unbiased; the state then also counts the steps; see
+        :func:`jaxopt_dl.stochastic_round`).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"`` (default
+        ``None``: 0).
     """
     return _with_lr(
-        adaptive.scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+        adaptive.scale_by_rss(
+            initial_accumulator_value,
+            eps,
+            eps_in_sqrt=eps_in_sqrt,
+            rounding=rounding,
+            rounding_seed=rounding_seed,
+        ),
         learning_rate=learning_rate,
     )
 
@@ -160,6 +194,9 @@ def rmsprop(
     momentum: Optional[float] = None,
     nesterov: bool = False,
     bias_correction: bool = False,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """RMSProp (Tieleman & Hinton 2012).
 
@@ -185,15 +222,29 @@ def rmsprop(
       nesterov: the Nesterov form of that buffer (default ``False``).
       bias_correction: divide ``r_t`` by ``1 - rho^t`` (default ``False``, as torch,
         Keras and optax).
+      rounding: how the new accumulators (and momentum buffer) are rounded to a
+        bfloat16/float16 state (the param's dtype): ``"nearest"`` (default; optax's
+        state) or ``"stochastic"`` (unbiased; the states then also count the steps;
+        see :func:`jaxopt_dl.stochastic_round`).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"`` (default
+        ``None``: 0).
     """
     scaler = adaptive.scale_by_stddev if centered else adaptive.scale_by_rms
     if momentum is None:
         accumulate = _core.identity()
     else:
         _core.check_decay("momentum", momentum)
-        accumulate = momentum_lib.trace(momentum, nesterov)
+        accumulate = _heavy_ball(momentum, nesterov, None, rounding, rounding_seed)
     return chain(
-        scaler(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
+        scaler(
+            decay,
+            eps,
+            initial_scale,
+            eps_in_sqrt,
+            bias_correction,
+            rounding=rounding,
+            rounding_seed=rounding_seed,
+        ),
         scaling.scale_by_learning_rate(learning_rate),
         accumulate,
     )
@@ -232,7 +283,18 @@ def adadelta(
 
 
 def _adam_chain(
-    learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype, *decay
+    learning_rate,
+    b1,
+    b2,
+    eps,
+    eps_root,
+    mu_dtype,
+    nesterov,
+    bias_correction,
+    nu_dtype,
+    *decay,
+    rounding="nearest",
+    rounding_seed=None,
 ):
     return _with_lr(
         adaptive.scale_by_adam(
@@ -244,6 +306,8 @@ def _adam_chain(
             nesterov=nesterov,
             bias_correction=bias_correction,
             nu_dtype=nu_dtype,
+            rounding=rounding,
+            rounding_seed=rounding_seed,
         ),
         *decay,
         learning_rate=learning_rate,
@@ -262,6 +326,8 @@ def adam(
     nesterov: bool = False,
     bias_correction: bool = True,
     nu_dtype: Optional[Any] = None,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Adam (Kingma & Ba 2014; Goodfellow Alg. 8.7).
 
@@ -285,6 +351,14 @@ def adam(
       bias_correction: ``False`` is the "not quite Adam" of R. Neychev, "Optimization
         and regularization in Deep Learning" (no ``1 - beta^t``; default ``True``).
       nu_dtype: storage dtype of the second moment (default ``None``: the param's).
+      rounding: how new moments are rounded to a bfloat16/float16 ``mu_dtype`` or
+        ``nu_dtype``: ``"nearest"`` (default; optax's cast) or ``"stochastic"``
+        (computed in float32, rounded up or down at random, unbiased, from a hash of
+        ``rounding_seed`` and the step count kept in the state: deterministic, and a
+        resumed run continues bit for bit; see :func:`jaxopt_dl.stochastic_round`).
+        The state's structure is the same either way.
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"`` (default
+        ``None``: 0).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
@@ -296,7 +370,17 @@ def adam(
       >>> params = jdl.apply_updates(params, updates)
     """
     return _adam_chain(
-        learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov, bias_correction, nu_dtype
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        nesterov,
+        bias_correction,
+        nu_dtype,
+        rounding=rounding,
+        rounding_seed=rounding_seed,
     )
 
 
@@ -311,6 +395,8 @@ def nadam(
     *,
     bias_correction: bool = True,
     nu_dtype: Optional[Any] = None,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """NAdam (Dozat 2016): Adam with a Nesterov look-ahead first moment, optax's numbers.
 
@@ -329,6 +415,8 @@ def nadam(
       mu_dtype: storage dtype of the first moment (default ``None``: the param's).
       bias_correction: as :func:`adam` (default ``True``).
       nu_dtype: storage dtype of the second moment (default ``None``: the param's).
+      rounding: as :func:`adam` (default ``"nearest"``).
+      rounding_seed: as :func:`adam` (default ``None``: 0).
 
     torch's ``NAdam`` also decays its momentum (``momentum_decay``), so its numbers
     differ; use :func:`jaxopt_dl.torch_nadam` for those.
@@ -341,7 +429,17 @@ def nadam(
       Dozat 2016, Incorporating Nesterov Momentum into Adam; optax.nadam.
     """
     return _adam_chain(
-        learning_rate, b1, b2, eps, eps_root, mu_dtype, True, bias_correction, nu_dtype
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        True,
+        bias_correction,
+        nu_dtype,
+        rounding=rounding,
+        rounding_seed=rounding_seed,
     )
 
 
@@ -358,6 +456,8 @@ def adamw(
     *,
     nesterov: bool = False,
     nu_dtype: Optional[Any] = None,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019).
 
@@ -379,6 +479,8 @@ def adamw(
         ``None``: every leaf).
       nesterov: as :func:`adam`.
       nu_dtype: as :func:`adam`.
+      rounding: as :func:`adam` (default ``"nearest"``).
+      rounding_seed: as :func:`adam` (default ``None``: 0).
     """
     return _adam_chain(
         learning_rate,
@@ -391,6 +493,8 @@ def adamw(
         True,
         nu_dtype,
         regularization.add_decayed_weights(weight_decay, mask),
+        rounding=rounding,
+        rounding_seed=rounding_seed,
     )
 
 
@@ -420,6 +524,9 @@ def amsgrad(
     mu_dtype: Optional[Any] = None,
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformationExtraArgs:
     """AMSGrad (Reddi et al. 2018): Adam with a non-decreasing second moment.
 
@@ -432,10 +539,20 @@ def amsgrad(
       mu_dtype: as :func:`adam`.
       bias_correction_mu: divide the first moment by ``1 - b1^t``.
       bias_correction_nu: divide the second moment by ``1 - b2^t`` before the maximum.
+      rounding: as :func:`adam` (default ``"nearest"``).
+      rounding_seed: as :func:`adam` (default ``None``: 0).
     """
     return _with_lr(
         adaptive.scale_by_amsgrad(
-            b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype,
+            bias_correction_mu,
+            bias_correction_nu,
+            rounding=rounding,
+            rounding_seed=rounding_seed,
         ),
         learning_rate=learning_rate,
     )

@@ -36,6 +36,8 @@ from jaxopt_dl.training import batch_size
 # Public callables of ``jaxopt_dl`` that build nothing from hyperparameters.
 NOT_FACTORIES = {
     "apply_updates": "applies updates, takes trees",
+    "kahan_apply_updates": "applies updates, takes trees",
+    "stochastic_round": "rounds an array",
     "chain": "composes transforms, takes no hyperparameter",
     "current_learning_rate": "reads a state",
     "describe": "reads a transform (anything else is opaque)",

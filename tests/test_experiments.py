@@ -24,7 +24,7 @@ import render_docs  # noqa: E402
 import run_all  # noqa: E402
 
 NAMES = run_all.experiment_names()
-CLAIM_IDS = [f"c{i:02d}" for i in range(1, 20)]
+CLAIM_IDS = [f"c{i:02d}" for i in range(1, 21)]
 
 
 def test_experiments_are_discovered():

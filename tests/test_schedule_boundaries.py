@@ -168,3 +168,37 @@ def test_cosine_decay_with_huge_decay_steps_gives_optax_value_without_overflow()
     schedule = jdl.cosine_decay_schedule(1000.0, int(1e10))
     assert float(schedule(int(1e9))) == pytest.approx(expected, rel=1e-6)
     assert float(jax.jit(schedule)(int(1e9))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_polynomial_reaches_end_value_exactly_at_and_after_every_length_up_to_1000():
+    """Compiled ``t / T`` is ``t * (1/T)``, so ``1 - t/T`` at ``t = T`` can leave a
+    permanent residual above the end value (1.5e-4 at T=100, p=0.5 under jit)."""
+    lengths = range(1, 1001)
+    powers = jnp.asarray(POWERS, jnp.float32)
+
+    def steps(T):
+        return jnp.asarray([T, T + 1, T + 7, 2 * T + 3], jnp.int32)
+
+    def at_and_after_end(power):
+        # T is a Python constant in each schedule, as in user code: XLA folds 1/T.
+        return jnp.stack(
+            [jax.vmap(jdl.polynomial_schedule(1.0, 0.0, power, T))(steps(T)) for T in lengths]
+        )
+
+    compiled = np.asarray(jax.jit(jax.vmap(at_and_after_end))(powers))
+    assert compiled.shape == (len(POWERS), len(lengths), 4)
+    residual = np.argwhere(compiled != 0.0)
+    assert residual.size == 0, (
+        f"(power index, T - 1, step index) off the end value: {residual[:10]}"
+    )
+    eager = np.stack(
+        [
+            np.asarray(jdl.polynomial_schedule(1.0, 0.0, powers[:, None], T)(steps(T)))
+            for T in lengths
+        ]
+    )
+    assert np.all(eager == 0.0)
+    # One step before the end the value is (1/T)**p, not the end value.
+    before = jax.jit(jax.vmap(jdl.polynomial_schedule(1.0, 0.0, 0.5, 100)))(jnp.arange(98, 106))
+    np.testing.assert_allclose(np.asarray(before[:2]), [0.02**0.5, 0.1], rtol=1e-5)
+    assert np.all(np.asarray(before[2:]) == 0.0)

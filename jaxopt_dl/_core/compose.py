@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_dl import _precision
 from jaxopt_dl._core import description as desc_lib
 from jaxopt_dl._core.factory import accepted_keywords, block
 from jaxopt_dl._core.types import (
@@ -14,6 +15,7 @@ from jaxopt_dl._core.types import (
     Params,
     Updates,
 )
+from jaxopt_dl._core.treemath import widen
 from jaxopt_dl._core.validation import check_tree_matches
 
 
@@ -63,24 +65,61 @@ def chain(*transforms: GradientTransformation) -> GradientTransformationExtraArg
     return GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def apply_updates(params: Params, updates: Updates) -> Params:
+def apply_updates(
+    params: Params, updates: Updates, *, rounding: str = "nearest", key: Any = None
+) -> Params:
     """``params + updates``, each result in its param's dtype (bf16/fp16 stay bf16/fp16).
+
+    With ``rounding="stochastic"`` a bfloat16/float16 parameter is updated in float32
+    and rounded up or down at random, unbiased (:func:`jaxopt_dl.stochastic_round`), so
+    updates smaller than half the parameter's spacing still move it on average: low
+    precision parameters train without a float32 master copy. The bits hash ``key`` and
+    each leaf's index and element, so pass a new key (e.g. ``fold_in(key, step)``)
+    every step. float32 parameters are added as with ``"nearest"``.
 
     Args:
       params: a tree of parameters.
       updates: a tree with the same structure and shapes.
+      rounding: ``"nearest"`` (default; the ordinary cast) or ``"stochastic"``.
+      key: a PRNG key or an integer seed (an int or an integer array); required for
+        ``"stochastic"``.
 
     Returns:
       The updated parameters, each leaf in the dtype of its parameter.
 
     Raises:
       ValueError: naming the first path where the trees or leaf shapes differ (checked
-        when traced, so it costs nothing in a jitted step).
+        when traced, so it costs nothing in a jitted step); an unknown ``rounding``, or
+        ``"stochastic"`` without a ``key``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_dl as jdl
+      >>> w = jnp.ones(4096, jnp.bfloat16)
+      >>> u = jnp.full(4096, 1e-3)  # below half of bfloat16's spacing at 1 (2**-8)
+      >>> float(jnp.mean(jdl.apply_updates(w, u).astype(jnp.float32)))  # nearest: lost
+      1.0
+      >>> w2 = jdl.apply_updates(w, u, rounding="stochastic", key=jax.random.key(0))
+      >>> round(float(jnp.mean(w2.astype(jnp.float32))), 3)
+      1.001
     """
+    _precision.check_rounding(rounding)
     check_tree_matches(updates, params, "params")
-    return jax.tree.map(
-        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+    if rounding == "nearest":
+        return jax.tree.map(
+            lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+            params,
+            updates,
+            is_leaf=lambda x: x is None,
+        )
+    if key is None:
+        raise ValueError(
+            "apply_updates(rounding='stochastic') needs key= (a PRNG key or an integer seed)"
+        )
+    words = _precision.key_words(key)
+    sums = jax.tree.map(
+        lambda p, u: None if p is None else widen(jnp.asarray(p)) + widen(jnp.asarray(u)),
         params,
         updates,
         is_leaf=lambda x: x is None,
     )
+    return _precision.tree_round_to(sums, params, "stochastic", words)

@@ -127,6 +127,8 @@ def _plan(description: Any, opt_state: Any, view: Any) -> Optional[_Plan]:
         if part in _RULES and rule_at is None and not masks:
             if part == "adam" and hp.get("nesterov"):
                 return None
+            if hp.get("rounding", "nearest") != "nearest":
+                return None  # stochastic rounding: the plain step hashes its bits
             rule_at = at
             continue
         if not _stateless(state):

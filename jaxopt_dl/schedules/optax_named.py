@@ -103,14 +103,17 @@ def _polynomial(
 ) -> Schedule:
     """``(I - E) max(1 - clip(t - B, 0, T) / T, 0)**P + E``; ``T <= 0`` holds ``I``.
 
-    Not optax's: compiled code computes ``1 - T / T`` as a tiny negative number, which
-    a fractional power turns into NaN (optax's value under ``jit``); the fraction is
-    clamped at 0.
+    Not optax's: compiled code turns ``t / T`` into ``t * (1/T)``, so ``1 - T / T`` is
+    a few ulps off zero -- negative (a fractional power gives NaN, optax's value under
+    ``jit``) or positive (a residual above ``E`` forever). The fraction is clamped at 0
+    and is exactly 0 from ``t = B + T`` on, so compiled and eager code reach ``E``
+    exactly there; before it the numbers are optax's.
     """
 
     def schedule(count):
-        count = jnp.clip(count - transition_begin, 0, transition_steps)
-        frac = jnp.maximum(1 - count / jnp.where(transition_steps > 0, transition_steps, 1), 0)
+        done = jnp.clip(count - transition_begin, 0, transition_steps)
+        remaining = jnp.maximum(1 - done / jnp.where(transition_steps > 0, transition_steps, 1), 0)
+        frac = jnp.where((transition_steps > 0) & (done >= transition_steps), 0, remaining)
         return _as_float((init_value - end_value) * (frac**power) + end_value)
 
     return schedule

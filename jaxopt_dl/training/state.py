@@ -8,10 +8,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from flax.training import train_state
 
-from jaxopt_dl import fused
-from jaxopt_dl._core import GradientTransformation
+from jaxopt_dl import _precision, fused
+from jaxopt_dl._core import GradientTransformation, apply_updates
 from jaxopt_dl.training.modules import model_apply
 
 __all__ = ["TrainState", "create_train_state", "optimizer_update"]
@@ -76,6 +77,10 @@ class TrainState(train_state.TrainState):
       nonfinite_total: all skipped steps.
       nonfinite_leaf: index (in ``jax.tree.leaves(params)`` order) of the first
         gradient leaf that was non-finite at the latest skipped step; ``-1`` if none.
+      rounding: how bfloat16/float16 params take their updates: ``"nearest"`` or
+        ``"stochastic"`` (see :func:`jaxopt_dl.apply_updates`; not a pytree leaf).
+      rounding_seed: the integer seed of stochastic rounding's bits, hashed with the
+        step, so a resumed run continues bit for bit (not a pytree leaf).
     """
 
     batch_stats: Any
@@ -83,6 +88,8 @@ class TrainState(train_state.TrainState):
     nonfinite_streak: jax.Array
     nonfinite_total: jax.Array
     nonfinite_leaf: jax.Array
+    rounding: str = struct.field(pytree_node=False, default="nearest")
+    rounding_seed: int = struct.field(pytree_node=False, default=0)
 
     def apply_gradients(
         self,
@@ -106,6 +113,19 @@ class TrainState(train_state.TrainState):
         Returns:
           The state with ``step + 1``, the new params and optimizer state.
         """
+        if self.rounding == "stochastic":
+            updates, opt_state = optimizer_update(
+                self.tx, grads, self.opt_state, self.params, value
+            )
+            key = jnp.stack(
+                [
+                    jnp.uint32(self.rounding_seed % 2**32),
+                    jnp.uint32(_precision.STREAM_PARAMS),
+                    jax.lax.bitcast_convert_type(jnp.asarray(self.step, jnp.int32), jnp.uint32),
+                ]
+            )
+            params = apply_updates(self.params, updates, rounding="stochastic", key=key)
+            return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
         params, opt_state = fused.apply_gradients(
             self.tx,
             grads,
@@ -139,6 +159,8 @@ def create_train_state(
     sample_x: jax.typing.ArrayLike,
     *,
     params: Optional[Any] = None,
+    rounding: str = "nearest",
+    rounding_seed: int = 0,
 ) -> TrainState:
     """Initialize a model and its optimizer into a :class:`TrainState`.
 
@@ -159,6 +181,12 @@ def create_train_state(
       sample_x: a batch of inputs of the training shape (its values are not used).
       params: start from these params instead of the random init (e.g. from
         ``initializers.from_pretrained``); ``batch_stats`` still come from ``init``.
+        Pass bfloat16 params (and ``rounding="stochastic"``) to train in bfloat16
+        without a float32 master copy.
+      rounding: how low-precision params take their updates, ``"nearest"`` (default)
+        or ``"stochastic"`` (unbiased; :func:`jaxopt_dl.apply_updates`). ``fit`` and
+        every step follow the state's choice.
+      rounding_seed: an integer seed for ``"stochastic"`` (default 0).
 
     Returns:
       A :class:`TrainState` at step 0.
@@ -170,7 +198,9 @@ def create_train_state(
       >>> int(state.step), state.batch_stats
       (0, {})
     """
-    apply = model_apply(model)
+from jaxopt_dl import _precision, fused
+from jaxopt_dl._core import GradientTransformation, apply_updates
+from jaxopt_dl.training.modules import model_apply
     init_key, rng = jax.random.split(key)
     # "params" alone decides the params; the "dropout" stream serves modules whose
     # dropout is always on.
@@ -191,4 +221,6 @@ def create_train_state(
         nonfinite_streak=jnp.zeros([], jnp.int32),
         nonfinite_total=jnp.zeros([], jnp.int32),
         nonfinite_leaf=jnp.full([], -1, jnp.int32),
+        rounding=rounding,
+        rounding_seed=rounding_seed,
     ).replace(step=jnp.zeros([], jnp.int32))

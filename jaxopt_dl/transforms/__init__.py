@@ -15,7 +15,14 @@ from jaxopt_dl.transforms.clipping import (
     clip_by_block_rms,
     clip_by_global_norm,
 )
-from jaxopt_dl.transforms.momentum import bias_correction, ema, nesterov_ema, trace, velocity
+from jaxopt_dl.transforms.momentum import (
+    bias_correction,
+    ema,
+    nesterov_ema,
+    stochastic_trace,
+    trace,
+    velocity,
+)
 from jaxopt_dl.transforms.regularization import (
     add_decayed_weights,
     add_elastic_net,

@@ -12,7 +12,7 @@ Where the conventions differ (users hit this when porting):
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ from optax._src.transform import (  # optax's classes, not exported at its top l
     ScaleByRStdDevWithCountState,
 )
 
-from jaxopt_dl import _core
+from jaxopt_dl import _core, _precision
 from jaxopt_dl._core import GradientTransformation
 
 
@@ -84,6 +84,8 @@ def scale_by_rss(
     eps: jax.typing.ArrayLike = 1e-7,
     *,
     eps_in_sqrt: bool = True,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformation:
     """AdaGrad scaling by the root of the sum of all squared gradients so far.
 
@@ -101,28 +103,51 @@ def scale_by_rss(
       initial_accumulator_value: starting value of ``r`` (optax 0.1, torch 0).
       eps: the small constant ``delta``.
       eps_in_sqrt: optax's convention (True) or Goodfellow Alg. 8.4 / torch (False).
+      rounding: how the new sum is rounded to a bfloat16/float16 accumulator (the
+        param's dtype): ``"nearest"`` (optax's state) or ``"stochastic"`` (computed in
+        float32 and rounded unbiased, as :func:`scale_by_adam`; the state then also
+        counts the steps, :class:`ScaleByRssWithCountState`).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"``; ``None``
+        is 0.
 
     References:
       Duchi et al. 2011; Goodfellow et al. 2016, Alg. 8.4.
     """
     _core.check_nonnegative("initial_accumulator_value", initial_accumulator_value)
     _check_adaptive(eps)
+    _precision.check_rounding(rounding, rounding_seed)
+    counted = rounding == "stochastic"
 
     def init_fn(params):
-        return optax.ScaleByRssState(
-            _core.tree_second_moment_like(params, initial_accumulator_value)
-        )
+        sum_sq = _core.tree_second_moment_like(params, initial_accumulator_value)
+        if counted:
+            return ScaleByRssWithCountState(_core.zero_count(), sum_sq)
+        return optax.ScaleByRssState(sum_sq)
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.sum_of_squares)
-        sum_sq = _core.tree_map(lambda g, r: _core.abs_sq(g) + r, updates, state.sum_of_squares)
+        count = _core.safe_increment(state.count) if counted else None
+        words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
+        stored, sum_sq = _stored(
+            _core.tree_map(
+                lambda g, r: _core.abs_sq(g if words is None else _core.widen_to(g, r)) + r,
+                updates,
+                _widened(state.sum_of_squares, words),
+            ),
+            None,
+            updates,
+            state.sum_of_squares,
+            words,
+        )
         updates = _core.tree_map(
             lambda g, r: _rescale(g, jnp.where(r > 0, inverse_root(r, eps, eps_in_sqrt), 0.0)),
             updates,
             sum_sq,
         )
-        return updates, optax.ScaleByRssState(sum_sq)
+        if counted:
+            return updates, ScaleByRssWithCountState(count, stored)
+        return updates, optax.ScaleByRssState(stored)
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -134,6 +159,9 @@ def scale_by_rms(
     initial_scale: jax.typing.ArrayLike = 0.0,
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformation:
     """RMSProp scaling by the root of an EMA of squared gradients.
 
@@ -151,29 +179,43 @@ def scale_by_rms(
       initial_scale: starting value of ``r``.
       eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
       bias_correction: divide ``r_t`` by ``1 - rho^t`` before the root.
+      rounding: how the new ``r`` is rounded to a bfloat16/float16 accumulator (the
+        param's dtype): ``"nearest"`` (optax's state) or ``"stochastic"`` (as
+        :func:`scale_by_adam`; the state then also counts the steps).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"``; ``None``
+        is 0.
 
     References:
       Tieleman & Hinton 2012; Goodfellow et al. 2016, Alg. 8.5.
     """
     _check_adaptive(eps, [("decay", decay)])
     _core.check_nonnegative("initial_scale", initial_scale)
+    _precision.check_rounding(rounding, rounding_seed)
+    counted = bias_correction or rounding == "stochastic"
 
     def init_fn(params):
         nu = _core.tree_second_moment_like(params, initial_scale)
-        if bias_correction:
+        if counted:
             return ScaleByRmsWithCountState(_core.zero_count(), nu)
         return optax.ScaleByRmsState(nu)
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.nu)
-        nu = _core.tree_ema_sq_norm(updates, state.nu, decay)
-        if bias_correction:
-            count = _core.safe_increment(state.count)
-            nu_hat = _core.tree_bias_correction(nu, decay, count)
-            new_state = ScaleByRmsWithCountState(count, nu)
+        count = _core.safe_increment(state.count) if counted else None
+        words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
+        stored, nu = _stored(
+            _core.tree_ema_sq_norm(updates, _widened(state.nu, words), decay),
+            None,
+            updates,
+            state.nu,
+            words,
+        )
+        nu_hat = _core.tree_bias_correction(nu, decay, count) if bias_correction else nu
+        if counted:
+            new_state = ScaleByRmsWithCountState(count, stored)
         else:
-            nu_hat, new_state = nu, optax.ScaleByRmsState(nu)
+            new_state = optax.ScaleByRmsState(stored)
         updates = _core.tree_map(
             lambda g, n: _rescale(g, inverse_root(n, eps, eps_in_sqrt)), updates, nu_hat
         )
@@ -189,6 +231,9 @@ def scale_by_stddev(
     initial_scale: jax.typing.ArrayLike = 0.0,
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformation:
     """Centered RMSProp: scale by the root of the EMA variance ``E[g^2] - E[g]^2``.
 
@@ -206,33 +251,56 @@ def scale_by_stddev(
       initial_scale: starting value of ``r``.
       eps_in_sqrt: Goodfellow/optax/Keras (True) or torch (False).
       bias_correction: divide both EMAs by ``1 - rho^t``.
+      rounding: how the new EMAs are rounded to bfloat16/float16 accumulators:
+        ``"nearest"`` (optax's state) or ``"stochastic"`` (as :func:`scale_by_adam`;
+        the state then also counts the steps).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"``; ``None``
+        is 0.
 
     References:
       Graves 2013; torch ``RMSprop(centered=True)`` with ``eps_in_sqrt=False``.
     """
     _check_adaptive(eps, [("decay", decay)])
     _core.check_nonnegative("initial_scale", initial_scale)
+    _precision.check_rounding(rounding, rounding_seed)
+    counted = bias_correction or rounding == "stochastic"
 
     def init_fn(params):
         mu = _core.tree_zeros_like(params)
         nu = _core.tree_second_moment_like(params, initial_scale)
-        if bias_correction:
+        if counted:
             return ScaleByRStdDevWithCountState(_core.zero_count(), mu, nu)
         return optax.ScaleByRStdDevState(mu, nu)
 
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.nu)
-        mu = _core.tree_ema(updates, state.mu, decay)
-        nu = _core.tree_ema_sq_norm(updates, state.nu, decay)
+        count = _core.safe_increment(state.count) if counted else None
+        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
+        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
+        stored_mu, mu = _stored(
+            _core.tree_ema(updates, _widened(state.mu, mu_words), decay),
+            None,
+            updates,
+            state.mu,
+            mu_words,
+        )
+        stored_nu, nu = _stored(
+            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), decay),
+            None,
+            updates,
+            state.nu,
+            nu_words,
+        )
         if bias_correction:
-            count = _core.safe_increment(state.count)
             mu_hat = _core.tree_bias_correction(mu, decay, count)
             nu_hat = _core.tree_bias_correction(nu, decay, count)
-            new_state = ScaleByRStdDevWithCountState(count, mu, nu)
         else:
             mu_hat, nu_hat = mu, nu
-            new_state = optax.ScaleByRStdDevState(mu, nu)
+        if counted:
+            new_state = ScaleByRStdDevWithCountState(count, stored_mu, stored_nu)
+        else:
+            new_state = optax.ScaleByRStdDevState(stored_mu, stored_nu)
         updates = _core.tree_map(
             lambda g, m, n: _rescale(g, inverse_root(n - _core.abs_sq(m), eps, eps_in_sqrt)),
             updates,
@@ -244,10 +312,46 @@ def scale_by_stddev(
     return GradientTransformation(init_fn, update_fn)
 
 
-def _stored(moment: Any, dtype: Optional[Any], updates: Any) -> tuple[Any, Any]:
-    """A new moment as the state stores it (cast to ``dtype``) and as the step uses it:
-    the stored values, widened back to the gradients' precision."""
-    stored = _core.tree_cast(moment, dtype)
+class ScaleByRssWithCountState(NamedTuple):
+    """AdaGrad's accumulator and a step count (for stochastic rounding; no optax counterpart).
+
+    Attributes:
+      count: updates applied so far (int32); part of the rounding's random bits.
+      sum_of_squares: the running sum of squared gradients.
+    """
+
+    count: jax.Array
+    sum_of_squares: Any
+
+
+def _rounded(rounding: str, seed: Any, stream: int, count: jax.Array) -> Optional[tuple]:
+    """The hash words of a moment's stochastic rounding at ``count``; None: to nearest."""
+    return None if rounding == "nearest" else (*_precision.key_words(seed), stream, count)
+
+
+def _widened(moment: Any, words: Optional[tuple]) -> Any:
+    """A stored moment as the EMA reads it: widened to float32 when it is rounded
+    stochastically (the update is computed wide, then rounded once)."""
+    return moment if words is None else _core.tree_map(_core.widen, moment)
+
+
+def _stored(
+    moment: Any,
+    dtype: Optional[Any],
+    updates: Any,
+    like: Any = None,
+    words: Optional[tuple] = None,
+) -> tuple[Any, Any]:
+    """A new moment as the state stores it and as the step uses it: the stored values,
+    widened back to the gradients' precision.
+
+    Stored: cast to ``dtype`` (round to nearest), or with ``words`` rounded
+    stochastically to the dtypes of ``like`` (the previous stored moment).
+    """
+    if words is None:
+        stored = _core.tree_cast(moment, dtype)
+    else:
+        stored = _precision.tree_round_to(moment, like, "stochastic", words)
     return stored, _core.tree_map(_core.widen_to, stored, updates)
 
 
@@ -273,6 +377,8 @@ def scale_by_adam(
     nesterov: bool = False,
     bias_correction: bool = True,
     nu_dtype: Optional[Any] = None,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformation:
     """Adam scaling (Kingma & Ba 2014; Goodfellow Alg. 8.7).
 
@@ -305,11 +411,19 @@ def scale_by_adam(
       bias_correction: ``False`` gives the "not quite Adam" of R. Neychev,
         "Optimization and regularization in Deep Learning" (no ``1-beta^t``).
       nu_dtype: storage dtype of the second moment (as ``mu_dtype``).
+      rounding: how a new moment is rounded to a bfloat16/float16 storage dtype:
+        ``"nearest"`` (optax's cast) or ``"stochastic"`` (computed in float32, then
+        rounded up or down at random, unbiased, from a hash of ``rounding_seed``, the
+        step count, the leaf and the element: see :func:`jaxopt_dl.stochastic_round`).
+        The state is the same either way.
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"``; ``None``
+        is 0.
 
     References:
       Kingma & Ba 2014; Goodfellow et al. 2016, Alg. 8.7; Dozat 2016.
     """
     _check_adaptive(eps, [("b1", b1), ("b2", b2)], eps_root)
+    _precision.check_rounding(rounding, rounding_seed)
 
     def init_fn(params):
         return optax.ScaleByAdamState(
@@ -321,9 +435,23 @@ def scale_by_adam(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        stored_mu, mu = _stored(_core.tree_ema(updates, state.mu, b1), mu_dtype, updates)
-        stored_nu, nu = _stored(_core.tree_ema_sq_norm(updates, state.nu, b2), nu_dtype, updates)
         count = _core.safe_increment(state.count)
+        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
+        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
+        stored_mu, mu = _stored(
+            _core.tree_ema(updates, _widened(state.mu, mu_words), b1),
+            mu_dtype,
+            updates,
+            state.mu,
+            mu_words,
+        )
+        stored_nu, nu = _stored(
+            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), b2),
+            nu_dtype,
+            updates,
+            state.nu,
+            nu_words,
+        )
         if nesterov:
             mu_hat = _nesterov_mu_hat(updates, mu, b1, count, bias_correction)
         elif bias_correction:
@@ -390,6 +518,9 @@ def scale_by_amsgrad(
     mu_dtype: Optional[Any] = None,
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
+    *,
+    rounding: str = "nearest",
+    rounding_seed: Any = None,
 ) -> GradientTransformation:
     """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment.
 
@@ -407,11 +538,16 @@ def scale_by_amsgrad(
       mu_dtype: storage dtype of the first moment.
       bias_correction_mu: divide the first moment by ``1 - b1^t``.
       bias_correction_nu: divide the second moment by ``1 - b2^t``.
+      rounding: how the new moments are rounded to a bfloat16/float16 storage dtype:
+        ``"nearest"`` or ``"stochastic"`` (as :func:`scale_by_adam`).
+      rounding_seed: an integer seed (or a PRNG key) for ``"stochastic"``; ``None``
+        is 0.
 
     References:
       Reddi, Kale & Kumar 2018.
     """
     _check_adaptive(eps, [("b1", b1), ("b2", b2)], eps_root)
+    _precision.check_rounding(rounding, rounding_seed)
 
     def init_fn(params):
         return optax.ScaleByAmsgradState(
@@ -424,14 +560,28 @@ def scale_by_amsgrad(
     def update_fn(updates, state, params=None):
         del params
         _core.check_tree_matches(updates, state.mu)
-        stored_mu, mu = _stored(_core.tree_ema(updates, state.mu, b1), mu_dtype, updates)
-        nu = _core.tree_ema_sq_norm(updates, state.nu, b2)
         count = _core.safe_increment(state.count)
+        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
+        stored_mu, mu = _stored(
+            _core.tree_ema(updates, _widened(state.mu, mu_words), b1),
+            mu_dtype,
+            updates,
+            state.mu,
+            mu_words,
+        )
+        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
+        stored_nu, nu = _stored(
+            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), b2),
+            None,
+            updates,
+            state.nu,
+            nu_words,
+        )
         mu_hat = _core.tree_bias_correction(mu, b1, count) if bias_correction_mu else mu
         nu_eff = _core.tree_bias_correction(nu, b2, count) if bias_correction_nu else nu
         nu_max = _core.tree_map(jnp.maximum, state.nu_max, nu_eff)
         updates = _core.tree_map(lambda m, v: adam_direction(m, v, eps, eps_root), mu_hat, nu_max)
-        return updates, optax.ScaleByAmsgradState(count, stored_mu, nu, nu_max)
+        return updates, optax.ScaleByAmsgradState(count, stored_mu, stored_nu, nu_max)
 
     return GradientTransformation(init_fn, update_fn)
 

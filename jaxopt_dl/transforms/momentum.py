@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from jaxopt_dl import _core
+from jaxopt_dl import _core, _precision
 from jaxopt_dl._core import GradientTransformation, ScalarOrSchedule
 
 
@@ -43,6 +43,18 @@ class BiasCorrectionState(NamedTuple):
     count: jax.Array
 
 
+class StochasticTraceState(NamedTuple):
+    """The heavy-ball buffer and a step count (no optax counterpart).
+
+    Attributes:
+      count: updates applied so far (int32); part of the rounding's random bits.
+      trace: the momentum buffer ``m``, a tree shaped like the params.
+    """
+
+    count: jax.Array
+    trace: Any
+
+
 @_core.block(kernel="trace", checks={"decay": _core.check_nonnegative}, signature_of=optax.trace)
 def trace(decay, nesterov=False, accumulator_dtype=None):
     """Heavy-ball momentum: optax.trace (torch SGD's momentum buffer with dampening 0).
@@ -58,6 +70,66 @@ def trace(decay, nesterov=False, accumulator_dtype=None):
       Polyak 1964; Sutskever et al. 2013.
     """
     return optax.trace(decay, nesterov, accumulator_dtype)
+
+
+@_core.block(checks={"decay": _core.check_nonnegative})
+def stochastic_trace(
+    decay: jax.typing.ArrayLike,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
+    *,
+    rounding_seed: Any = None,
+) -> GradientTransformation:
+    """Heavy-ball momentum whose low-precision buffer is rounded stochastically.
+
+    Hand-written: :func:`trace`'s update, computed in float32 and rounded to the
+    buffer's bfloat16/float16 dtype up or down at random, unbiased (see
+    :func:`jaxopt_dl.stochastic_round`; the bits hash ``rounding_seed``, the step
+    count, the leaf and the element). The step uses the buffer as stored. A float32
+    buffer gives :func:`trace`'s numbers.
+
+    .. math::
+        m_t = \\mathrm{SR}(g_t + \\beta m_{t-1}), \\qquad
+        u_t = m_t \\;\\text{or, with Nesterov,}\\; g_t + \\beta m_t
+
+    Args:
+      decay: the momentum coefficient ``beta`` (finite, >= 0).
+      nesterov: the Nesterov form.
+      accumulator_dtype: storage dtype of the buffer (default ``None``: the param's).
+      rounding_seed: an integer seed (or a PRNG key) of the random bits; ``None``
+        is 0.
+
+    References:
+      Polyak 1964; Gupta et al. 2015 (stochastic rounding).
+    """
+    _precision.check_rounding("stochastic", rounding_seed)
+
+    def init_fn(params):
+        return StochasticTraceState(
+            _core.zero_count(), _core.tree_zeros_like(params, dtype=accumulator_dtype)
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        _core.check_tree_matches(updates, state.trace)
+        count = _core.safe_increment(state.count)
+        wide = _core.tree_map(
+            lambda g, m: _core.widen(_core.widen_to(g, m)) + decay * _core.widen(m),
+            updates,
+            state.trace,
+        )
+        stored = _precision.tree_round_to(
+            wide,
+            state.trace,
+            "stochastic",
+            (*_precision.key_words(rounding_seed), _precision.STREAM_MU, count),
+        )
+        used = _core.tree_map(_core.widen_to, stored, updates)
+        if nesterov:
+            used = _core.tree_map(lambda g, m: g + decay * m, updates, used)
+        return _core.tree_cast_like(used, updates), StochasticTraceState(count, stored)
+
+    return GradientTransformation(init_fn, update_fn)
 
 
 @_core.block(checks={"decay": _core.check_decay}, signature_of=optax.ema)
