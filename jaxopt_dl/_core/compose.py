@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -9,13 +11,13 @@ import optax
 from jaxopt_dl import _precision
 from jaxopt_dl._core import description as desc_lib
 from jaxopt_dl._core.factory import accepted_keywords, block
+from jaxopt_dl._core.treemath import widen
 from jaxopt_dl._core.types import (
     GradientTransformation,
     GradientTransformationExtraArgs,
     Params,
     Updates,
 )
-from jaxopt_dl._core.treemath import widen
 from jaxopt_dl._core.validation import check_tree_matches
 
 

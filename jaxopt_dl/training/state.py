@@ -198,9 +198,10 @@ def create_train_state(
       >>> int(state.step), state.batch_stats
       (0, {})
     """
-from jaxopt_dl import _precision, fused
-from jaxopt_dl._core import GradientTransformation, apply_updates
-from jaxopt_dl.training.modules import model_apply
+    _precision.check_rounding(rounding)
+    if isinstance(rounding_seed, bool) or not isinstance(rounding_seed, int):
+        raise TypeError(f"rounding_seed must be an int, got rounding_seed={rounding_seed!r}")
+    apply = model_apply(model)
     init_key, rng = jax.random.split(key)
     # "params" alone decides the params; the "dropout" stream serves modules whose
     # dropout is always on.
