@@ -282,6 +282,8 @@ def test_adam_ema_figures_match_the_issue():
 
 
 def test_float32_state_with_stochastic_rounding_gives_optax_numbers():
+    """float32 state: the rounding is a no-op, so optax's numbers (rtol 2e-5, as optax parity:
+    the bias correction is computed accurately, optax's as ``1 - b**t``)."""
     params = {"w": jnp.linspace(-1.0, 1.0, 7), "b": jnp.ones(2)}
     grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
     for ours, theirs in (
@@ -305,7 +307,7 @@ def test_float32_state_with_stochastic_rounding_gives_optax_numbers():
             u1, s1 = ours.update(grads, s1, p1)
             u2, s2 = theirs.update(grads, s2, p2)
             p1, p2 = jdl.apply_updates(p1, u1), optax.apply_updates(p2, u2)
-        chex.assert_trees_all_close(p1, p2, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(p1, p2, rtol=2e-5, atol=1e-6)
 
 
 def test_stochastic_adam_takes_the_plain_path_in_the_fused_step():
