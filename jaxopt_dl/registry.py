@@ -1,8 +1,7 @@
 """The one list of jaxopt_dl's optimizers, read by the command line, the docs and the tests.
 
-Plain data, importable without JAX (the command line refuses a bad invocation before
-JAX starts): each :class:`Entry` names its factory (``"module:attribute"``), a summary
-and its torch and optax counterparts. What needs the library is computed from it on
+Plain data (the module itself imports no optimizer): each :class:`Entry` names its
+factory (``"module:attribute"``), a summary and its torch and optax counterparts. What needs the library is computed from it on
 demand: the factory itself (:func:`factory`), its hyperparameters from the signature
 (:func:`hyperparameters`) and whether the fused step has a kernel for it
 (:func:`fusable`, from the optimizer's description). Adding an optimizer is its block

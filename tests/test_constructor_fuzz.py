@@ -38,6 +38,7 @@ NOT_FACTORIES = {
     "apply_updates": "applies updates, takes trees",
     "chain": "composes transforms, takes no hyperparameter",
     "current_learning_rate": "reads a state",
+    "describe": "reads a transform (anything else is opaque)",
     "global_norm": "a tree function",
     "safe_increment": "a counter function",
     "asgd_average": "reads a state",
