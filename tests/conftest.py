@@ -1,7 +1,10 @@
 """Shared test fixtures: an ill-conditioned, noisy problem and trajectory runners."""
 
+import math
+
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
 import jaxopt_dl as jdl
@@ -61,3 +64,20 @@ def run_trajectory(opt, params, steps=100, apply=jdl.apply_updates, grad_fn=None
 @pytest.fixture
 def params():
     return make_params()
+
+
+def accurate_bias_correction(moment, decay, count):
+    """``moment / (1 - decay**count)`` with ``1 - decay**count = -expm1(count log decay)``,
+    the logarithm of a Python decay taken in float64."""
+    if isinstance(decay, float):
+        log_decay = jnp.asarray(-math.inf if decay == 0 else math.log(decay), jnp.float32)
+    else:
+        log_decay = jnp.log(jnp.asarray(decay, jnp.float32))
+    correction = -jnp.expm1(count.astype(jnp.float32) * log_decay)
+    return jax.tree.map(lambda t: t / correction.astype(t.dtype), moment)
+
+
+@pytest.fixture
+def accurate_optax(monkeypatch):
+    """optax with its bias correction replaced by :func:`accurate_bias_correction`."""
+    monkeypatch.setattr(optax.tree, "bias_correction", accurate_bias_correction)

@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 _EXTENSION = "jaxopt_dl.fused._fused_update"
-_TARGETS = {"adam": "JdlFusedAdam", "momentum": "JdlFusedMomentum"}
+# The handlers of this source's kernel; a library built from an older source lacks them
+# (and is then not used).
+_TARGETS = {"adam": "JdlFusedAdamV2", "momentum": "JdlFusedMomentumV2"}
 # XLA's compile time grows faster than linearly in the operand count of one custom
 # call (400 leaves in one call: ~10 s), so the leaves go in calls of at most this many.
 CALL_LEAVES = 16
@@ -54,7 +56,8 @@ def _register() -> bool:
         return False
     try:
         library = ctypes.cdll.LoadLibrary(path)
-    except OSError as error:
+        handlers = {name: getattr(library, symbol) for name, symbol in _TARGETS.items()}
+    except (OSError, AttributeError) as error:
         warnings.warn(
             f"the fused optimizer kernel {path} cannot be loaded ({error}); "
             "every step takes the plain optax path",
@@ -62,10 +65,8 @@ def _register() -> bool:
             stacklevel=2,
         )
         return False
-    for name, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(
-            _target(name), jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
-        )
+    for name, handler in handlers.items():
+        jax.ffi.register_ffi_target(_target(name), jax.ffi.pycapsule(handler), platform="cpu")
     return True
 
 

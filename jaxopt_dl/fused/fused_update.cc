@@ -489,7 +489,7 @@ ffi::Error MomentumImpl(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdam, AdamImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdamV2, AdamImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .RemainingArgs()
@@ -497,7 +497,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedAdam, AdamImpl,
                                   .Attr<int64_t>("per_entry")
                                   .Attr<int64_t>("leaf_values"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedMomentum, MomentumImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JdlFusedMomentumV2, MomentumImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .RemainingArgs()
