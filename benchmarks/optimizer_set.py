@@ -660,6 +660,20 @@ def _paths(folder: str, quick: bool, name: Optional[str]) -> dict:
     }
 
 
+def write_docs(record: dict) -> None:
+    """The figure ``docs/optimizer_set.png`` and the section of ``docs/benchmarks.md``.
+
+    Args:
+      record: the baselines' record.
+    """
+    figure(record, os.path.join(ROOT, "docs", "optimizer_set.png"))
+    replace_section(
+        os.path.join(ROOT, "docs", "benchmarks.md"),
+        "optimizer_set",
+        markdown(record, "optimizer_set.png"),
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, coarse grid, 3 seeds")
@@ -702,13 +716,10 @@ def main(argv=None) -> int:
     table = markdown(shown, os.path.basename(paths["png"]))
     with open(paths["md"], "w") as f:
         f.write(table)
-    if args.optimizer is None and not args.quick and args.problems is None and args.out == RESULTS:
-        figure(shown, os.path.join(ROOT, "docs", "optimizer_set.png"))
-        replace_section(
-            os.path.join(ROOT, "docs", "benchmarks.md"),
-            "optimizer_set",
-            markdown(shown, "optimizer_set.png"),
-        )
+    full_exists = os.path.exists(_paths(RESULTS, False, None)["json"])
+    if args.optimizer is None and args.problems is None and args.out == RESULTS:
+        if not args.quick or not full_exists:  # a quick run shows only until a full one exists
+            write_docs(shown)
     print(table)
     return 0
 
