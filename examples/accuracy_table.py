@@ -3,9 +3,7 @@
     python examples/accuracy_table.py [--rows resnet_demo,mlp,...] [--render-only]
 
 Each row of :data:`ROWS` is a ``python -m jaxopt_dl train`` command, run in this process
-through the CLI's ``main`` over the row's seeds; the row with bf16 Adam moments runs the
-same recipe through the Python API (``jdl.adam(..., mu_dtype=jnp.bfloat16,
-nu_dtype=jnp.bfloat16)``). The test accuracies go to ``examples/accuracy_table.json``
+through the CLI's ``main`` over the row's seeds. The test accuracies go to ``examples/accuracy_table.json``
 (committed) and the table between ``<!-- accuracy:begin -->`` and
 ``<!-- accuracy:end -->`` in README.md is rendered from that file; ``--render-only``
 renders without training. ``tests/test_accuracy_table.py`` fails when the README, the
@@ -39,7 +37,6 @@ ROWS: list[dict[str, Any]] = [
         "recipe": "Adam, warmup-cosine peak 3e-3, 12 epochs, batch 64",
         "args": f"{DEMO} --epochs 12 --batch-size 64".split(),
         "seeds": [0],
-        "moment_dtype": None,
     },
     {
         "id": "mlp",
@@ -47,16 +44,14 @@ ROWS: list[dict[str, Any]] = [
         "recipe": "Adam, warmup-cosine peak 3e-3, 20 epochs, batch 64",
         "args": f"{MLP} --schedule warmup_cosine --epochs 20 --batch-size 64".split(),
         "seeds": [0, 1, 2, 3, 4],
-        "moment_dtype": None,
     },
     {
         "id": "mlp_bf16",
         "model": "same, bf16 Adam moments",
-        "recipe": "half the optimizer memory: `jdl.adam(..., mu_dtype=jnp.bfloat16, "
-        "nu_dtype=jnp.bfloat16)`",
-        "args": f"{MLP} --schedule warmup_cosine --epochs 20 --batch-size 64".split(),
+        "recipe": "half the optimizer memory: `--mu-dtype bfloat16 --nu-dtype bfloat16`",
+        "args": f"{MLP} --schedule warmup_cosine --epochs 20 --batch-size 64 "
+        "--mu-dtype bfloat16 --nu-dtype bfloat16".split(),
         "seeds": [0, 1, 2, 3, 4],
-        "moment_dtype": "bfloat16",
     },
     {
         "id": "mlp_per_pixel",
@@ -66,18 +61,17 @@ ROWS: list[dict[str, Any]] = [
         "args": "--dataset digits --model mlp --hidden 128,64 --optimizer adam --lr 1e-3 "
         "--standardize feature --epochs 20 --batch-size 64".split(),
         "seeds": [0],
-        "moment_dtype": None,
     },
 ]
 
 
 def spec(row: dict[str, Any]) -> dict[str, Any]:
-    """What a row's result depends on: its arguments, seeds and moment dtype.
+    """What a row's result depends on: its arguments and seeds.
 
     Args:
       row: an entry of :data:`ROWS`.
     """
-    return {key: row[key] for key in ("args", "seeds", "moment_dtype")}
+    return {key: row[key] for key in ("args", "seeds")}
 
 
 def _cli_accuracy(args: list[str], out: str) -> float:
@@ -91,40 +85,6 @@ def _cli_accuracy(args: list[str], out: str) -> float:
         return float(json.load(f)["test_accuracy"])
 
 
-def _api_accuracy(args: list[str], moment_dtype: str) -> float:
-    """The test accuracy of the CLI recipe ``args`` with Adam's moments in ``moment_dtype``.
-
-    The data, model, schedule and training loop are the CLI's own (its parser, config,
-    data split and model builder); only the optimizer gains the moments' dtype.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    import jaxopt_dl as jdl
-    from jaxopt_dl import training
-    from jaxopt_dl.cli import build_parser
-    from jaxopt_dl.cli import train as cli_train
-
-    parsed = build_parser().parse_args(["train", *args])
-    config = cli_train.resolve_config(parsed)
-    if config["optimizer"] != "adam":
-        raise ValueError(f"moment_dtype applies to --optimizer adam, got {config['optimizer']}")
-    (x, y), val, test = cli_train._load(config)
-    steps_per_epoch = len(x) // parsed.batch_size
-    total = config["epochs"] * steps_per_epoch
-    lr = cli_train.SCHEDULES[config["schedule"]].build(
-        config["lr"], total, steps_per_epoch, config["decay_rate"]
-    )
-    dtype = jnp.dtype(moment_dtype)
-    tx = jdl.adam(lr, mu_dtype=dtype, nu_dtype=dtype)
-    model = cli_train.build_model(config)
-    state = training.create_train_state(model, tx, jax.random.key(parsed.seed), x[:1])
-    state, _ = training.fit(
-        state, (x, y), val, epochs=parsed.epochs, batch_size=parsed.batch_size, seed=parsed.seed
-    )
-    return float(training.evaluate(state, test)[1])
-
-
 def run_row(row: dict[str, Any]) -> dict[str, Any]:
     """Train ``row`` once per seed; its spec with ``{seed: test accuracy}``.
 
@@ -134,11 +94,8 @@ def run_row(row: dict[str, Any]) -> dict[str, Any]:
     accuracy = {}
     for seed in row["seeds"]:
         args = [*row["args"], "--seed", str(seed)]
-        if row["moment_dtype"] is None:
-            with tempfile.TemporaryDirectory() as out:
-                accuracy[str(seed)] = _cli_accuracy(args, out)
-        else:
-            accuracy[str(seed)] = _api_accuracy(args, row["moment_dtype"])
+        with tempfile.TemporaryDirectory() as out:
+            accuracy[str(seed)] = _cli_accuracy(args, out)
         print(f"{row['id']} seed {seed}: test accuracy {accuracy[str(seed)]:.4f}", flush=True)
     return {"id": row["id"], **spec(row), "test_accuracy": accuracy}
 
