@@ -302,8 +302,11 @@ def fit(
       ``(state, history)``.
 
     Raises:
-      ValueError: bad ``epochs``/``batch_size``, early stopping without ``val_data``,
-        or a checkpoint that does not match ``state``.
+      ValueError: bad ``epochs``/``batch_size``/``metrics`` (a fraction, a value out of
+        range, an unknown name; checked before anything trains or is written), early
+        stopping without ``val_data``, or a checkpoint that does not match ``state``.
+      TypeError: an argument of the wrong type (e.g. ``epochs="3"``, a metric that is
+        neither a name nor a function).
       NonFiniteError: too many consecutive non-finite steps.
 
     Example:
