@@ -111,7 +111,7 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     n_seeds = _common.pick(quick, smoke, ENTRY["seeds"], 5, 2)
     draws = _common.pick(quick, smoke, DRAWS, DRAWS, 20)
     cap = _common.pick(quick, smoke, CAP, CAP, 40)
-    batches = _common.pick(quick, smoke, STEP_BATCHES, STEP_BATCHES, (8, 64, 512))
+    batches = _common.pick(quick, smoke, STEP_BATCHES, (8, 64, 512), (8, 64, 512))
     lrs = LRS if not smoke else LRS[::3]
     (x, y), _ = jdl.data.load_digits()
     x, y = jnp.asarray(x), jnp.asarray(y)

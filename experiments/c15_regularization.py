@@ -101,12 +101,9 @@ def one_dataset(dataset: str, quick: bool, smoke: bool) -> dict:
     n_eval = _common.pick(quick, smoke, ENTRY["seeds"], 3, 2)
     n_tune = _common.pick(quick, smoke, N_TUNE, 2, 1)
     hidden = _common.pick(quick, smoke, HIDDEN, HIDDEN, (32,))
-    grids = (
-        GRIDS
-        if not smoke
-        else {k: (a[::4], b[::4]) for k, a, b in ((k, *v) for k, v in GRIDS.items())}
-    )
-    rates = RATES if not smoke else RATES[::4]
+    stride = _common.pick(quick, smoke, 1, 2, 4)  # quick: x4 grids, every other rate
+    grids = {k: (a[::stride], b[::stride]) for k, (a, b) in GRIDS.items()}
+    rates = RATES[::stride]
     tune_seeds, eval_seeds = list(range(100, 100 + n_tune)), list(range(n_eval))
     (raw_all, y_all), (raw_xt, yt) = load(standardize=False)
     raw_all, y_all, raw_xt = np.asarray(raw_all), np.asarray(y_all), np.asarray(raw_xt)

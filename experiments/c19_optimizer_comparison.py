@@ -67,7 +67,8 @@ def one_dataset(dname: str, quick: bool, smoke: bool) -> dict:
     epochs = _common.pick(quick, smoke, epochs_full, max(1, epochs_full // 3), 1)
     seeds = list(range(_common.pick(quick, smoke, ENTRY["seeds"], 3, 2)))
     tune_seeds = list(range(100, 100 + _common.pick(quick, smoke, N_TUNE, 2, 1)))
-    names = _common.pick(quick, smoke, names_full, names_full, ["SGD", "Adadelta", "Adam"])
+    names = _common.pick(quick, smoke, names_full, [*JUDGED, "Adam"], ["SGD", "Adadelta", "Adam"])
+    stride = _common.pick(quick, smoke, 1, 2, 6)  # quick: a x4 grid; widths stay in octaves
     (x_all, y_all), test = load()
     n_train = _common.pick(quick, smoke, n_full, n_full, 256)
     x, y = x_all[:n_train], y_all[:n_train]
@@ -75,7 +76,7 @@ def one_dataset(dname: str, quick: bool, smoke: bool) -> dict:
     model = jdl.models.MLP(hidden=(64, 64))
     found = {}
     for name in names:
-        lrs = grid(name) if not smoke else grid(name)[::6]
+        lrs = grid(name)[::stride]
         res = jdl.training.sweep(
             OPTIMIZERS[name],
             {"learning_rate": lrs.astype(np.float32)},
@@ -90,7 +91,7 @@ def one_dataset(dname: str, quick: bool, smoke: bool) -> dict:
         both = np.nan_to_num(np.asarray(res.val_accuracy[..., -1], np.float64))  # (lrs, seeds)
         tune, acc = both[:, : len(tune_seeds)], both[:, len(tune_seeds) :]
         best = int(np.argmax(tune.mean(1)))  # chosen on the tuning seeds only
-        width = np.sum(acc >= acc.max(0, keepdims=True) - NEAR, axis=0).astype(float)
+        width = stride * np.sum(acc >= acc.max(0, keepdims=True) - NEAR, axis=0).astype(float)
         found[name] = dict(
             lrs=lrs,
             acc=acc,
