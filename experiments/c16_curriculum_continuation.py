@@ -108,8 +108,8 @@ def run(out_dir: str, quick: bool = False, smoke: bool = False) -> _common.Resul
     n_sets = _common.pick(quick, smoke, 5, 5, 2)
     budgets = _common.pick(quick, smoke, (4, 8, 16), (4, 8), (4,))
     n_eval = _common.pick(quick, smoke, ENTRY["seeds"], 5, 2)
-    tune_seeds = _common.pick(quick, smoke, (100, 101), (100, 101), (100,))
-    lrs = LRS if not smoke else LRS[-3:]
+    tune_seeds = _common.pick(quick, smoke, (100, 101), (100,), (100,))
+    lrs = _common.pick(quick, smoke, LRS, LRS[1::2], LRS[-3:])  # quick: a x4 grid
 
     cont = continuation_hits(n_sets, n_starts, stage_steps)
     cont_diff = _common.paired_ci(cont["continuation"], cont["plain GD"])
