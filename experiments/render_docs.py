@@ -69,6 +69,25 @@ def conclusion(rec: dict[str, Any]) -> str:
     return f"gallery, not a claim: {text}" if not rec.get("id") else text
 
 
+def earlier_design(rec: dict[str, Any]) -> bool:
+    """The record was judged by a criterion that ``criteria.json`` has since replaced.
+
+    Args:
+      rec: one ``summary.json`` record.
+    """
+    return bool(rec.get("id")) and _common.criteria(rec["id"])["criterion"] != rec["criterion"]
+
+
+def verdict_cell(rec: dict[str, Any]) -> str:
+    """The record's verdict, marked when it comes from an earlier design.
+
+    Args:
+      rec: one ``summary.json`` record.
+    """
+    text = f"**{rec['status']}**"
+    return f"{text} (earlier design; rerun pending)" if earlier_design(rec) else text
+
+
 def counts_sentence(summary: dict[str, Any]) -> str:
     """``"Of the N claims, ... Of the M sanity checks, K hold."`` from the summary's counts.
 
@@ -90,6 +109,17 @@ def counts_sentence(summary: dict[str, Any]) -> str:
             else f"From a {' + '.join(modes)} run with smaller sizes: the verdicts are not binding."
         )
         + " The schedules gallery is neither."
+        + _earlier_sentence(summary)
+    )
+
+
+def _earlier_sentence(summary: dict[str, Any]) -> str:
+    earlier = [rec["id"] for rec in summary["experiments"] if earlier_design(rec)]
+    if not earlier:
+        return ""
+    return (
+        f" {len(earlier)} of the verdicts ({', '.join(earlier)}) were judged by an earlier "
+        "design of their claim, since redone; they stand until the gallery's next full run."
     )
 
 
@@ -138,7 +168,7 @@ def readme_block(summary: dict[str, Any], gallery: str = "experiments/gallery") 
         label = rec.get("id") or rec["name"]
         lines.append(
             f"| [{label}]({gallery}/{rec['figure']}) | {_cell(_lecture(rec))} | "
-            f"{_cell(conclusion(rec))} | **{rec['status']}** |"
+            f"{_cell(conclusion(rec))} | {verdict_cell(rec)} |"
         )
     return "\n".join(lines)
 
@@ -164,7 +194,7 @@ def docs_block(summary: dict[str, Any]) -> str:
         claim = rec.get("claim_text") or rec["title"]
         lines.append(
             f"| {rec.get('id') or '-'} | `{rec['name']}.py` | {_cell(claim)} | "
-            f"**{rec['status']}** |"
+            f"{verdict_cell(rec)} |"
         )
     lines += ["", "## The experiments", ""]
     for rec in summary["experiments"]:
@@ -189,6 +219,11 @@ def docs_block(summary: dict[str, Any]) -> str:
             f"- Criterion: {rec['criterion']}",
             f"- Result: **{said}**. {conclusion(rec)}",
         ]
+        if earlier_design(rec):
+            lines.append(
+                "- Judged by the criterion above, an earlier design of this claim; the "
+                "redone design (`experiments/criteria.json`) awaits the next full run."
+            )
         for label, verdict in rec.get("sanity", {}).items():
             lines.append(f"- Sanity check {label}: **{_common.SANITY_WORDS[verdict]}**")
         measured = "; ".join(f"{k} = {value_text(v)}" for k, v in rec["measured"].items())
