@@ -95,21 +95,27 @@ def counts_sentence(summary: dict[str, Any]) -> str:
       summary: the loaded ``summary.json``.
     """
     n = run_all.counts(summary["experiments"])
-    modes = sorted({r["mode"] for r in summary["experiments"]})
-    binding = modes == ["full"]
     return (
         f"Of the {n['claims']} claims (empirical statements that could fail), "
         f"{n['reproduced']} reproduced, {n['not reproduced']} not reproduced, "
         f"{n['inconclusive']} inconclusive and {n['error']} crashed. Of the {n['sanity']} "
         f"sanity checks (identities the library must satisfy), {n['sanity_holds']} hold; "
         "they are not counted as claims. "
-        + (
-            "All from one full run."
-            if binding
-            else f"From a {' + '.join(modes)} run with smaller sizes: the verdicts are not binding."
-        )
+        + _modes_sentence(summary["experiments"])
         + " The schedules gallery is neither."
         + _earlier_sentence(summary)
+    )
+
+
+def _modes_sentence(records: list) -> str:
+    quick = [rec.get("id") or rec["name"] for rec in records if rec["mode"] != "full"]
+    if not quick:
+        return "All from one full run."
+    if len(quick) == len(records):
+        return "From a quick run with smaller sizes: the verdicts are not binding."
+    return (
+        f"All from one full run except {', '.join(quick)}, from a quick run with smaller "
+        "sizes: not binding."
     )
 
 

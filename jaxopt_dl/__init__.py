@@ -1,6 +1,6 @@
 """jaxopt_dl: the deep-learning optimization canon as optax-compatible JAX transforms."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # --- core ---------------------------------------------------------------
 # --- training-side names ----------------------------------------------------

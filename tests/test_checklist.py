@@ -64,9 +64,9 @@ def test_dead_relu_init_is_flagged(digits):
     "hidden,optimizer,diverges",
     [
         ((128, 64), jdl.sgd(20.0), True),
-        ((64,), jdl.adam(1.0), False),
+        ((64,), jdl.adam(3.0), False),
     ],
-    ids=["sgd20", "adam1"],
+    ids=["sgd20", "adam3"],
 )
 def test_too_large_learning_rate_is_flagged(digits, hidden, optimizer, diverges):
     report = jdl.diagnose(jdl.models.MLP(hidden=hidden), digits, optimizer)
@@ -187,7 +187,7 @@ def test_cli_writes_the_report(tmp_path):
             "--steps",
             "40",
             "--overfit-steps",
-            "100",
+            "300",
             "--out",
             str(out),
         ],
@@ -196,7 +196,7 @@ def test_cli_writes_the_report(tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # every item passes: exit 0
     assert "Initial loss" in proc.stdout and "report.md" in proc.stdout
     assert "| Initial loss |" in (out / "report.md").read_text()
     assert (out / "update_ratio.png").exists()

@@ -53,7 +53,8 @@ def test_batch_stats_updated_in_training_and_used_in_eval():
     assert abs(float(stale["loss_sum"]) - float(ref)) > 1e-3
 
 
-def test_train_step_matches_hand_written_optax_step():
+def test_train_step_matches_hand_written_optax_step(accurate_optax):
+    """optax's Adam with the accurate bias correction jaxopt_dl computes (see conftest)."""
     state = make_state()
     batch = (X[:64], Y[:64])
     new, metrics = training.train_step(state, batch)

@@ -359,6 +359,7 @@ class EarlyStopping(Callback):
         self.best_value = math.inf
         self.wait = 0
         self.best = None
+        self.stopped_here = False
 
     def _signed(self, value: float) -> float:
         return value if self.mode == "min" else -value
@@ -371,6 +372,7 @@ class EarlyStopping(Callback):
         state = self.trainer.state
         self.best = {"params": state.params, "batch_stats": state.batch_stats}
         self.best_value, self.wait = math.inf, 0
+        self.stopped_here = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -389,12 +391,14 @@ class EarlyStopping(Callback):
             if self.wait >= self.patience:
                 self.trainer.stop_training = True
                 self.trainer.history.stopped_early = True
+                self.stopped_here = True
 
     def on_train_end(self, logs=None):
         history = self.trainer.history
         if self.restore_best and history.best_epoch is not None:
             self.trainer.state = self.trainer.state.replace(**self.best)
-        if self.verbose and history.stopped_early:
+        # Said once, by the run that stopped (a relaunch of a stopped run trains nothing).
+        if self.verbose and self.stopped_here:
             print(self.summary(), file=self.stream or sys.stdout, flush=True)
 
     def summary(self) -> str:
