@@ -309,8 +309,11 @@ def test_damaged_newest_checkpoint_falls_back_with_one_warning(backend, damage, 
     with pytest.warns(UserWarning) as caught:
         restored = checkpoint.restore_checkpoint(tmp_path, state(0.0))
     chex.assert_trees_all_equal(restored, state(1.0))
-    assert len(caught) == 1
-    message = str(caught[0].message)
+    # orbax's internals may add a RuntimeWarning (a coroutine left un-awaited on damaged
+    # data); the library says one line.
+    ours = [w for w in caught if issubclass(w.category, UserWarning)]
+    assert len(ours) == 1
+    message = str(ours[0].message)
     assert str(bad) in message and "using step_1" in message and "\n" not in message
     with pytest.raises(checkpoint.CorruptCheckpointError, match=re.escape(str(bad))):
         checkpoint.restore_checkpoint(tmp_path, state(0.0), step=2)
