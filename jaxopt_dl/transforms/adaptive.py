@@ -276,21 +276,8 @@ def scale_by_stddev(
         del params
         _core.check_tree_matches(updates, state.nu)
         count = _core.safe_increment(state.count) if counted else None
-        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
-        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
-        stored_mu, mu = _stored(
-            _core.tree_ema(updates, _widened(state.mu, mu_words), decay),
-            None,
-            updates,
-            state.mu,
-            mu_words,
-        )
-        stored_nu, nu = _stored(
-            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), decay),
-            None,
-            updates,
-            state.nu,
-            nu_words,
+        stored_mu, mu, stored_nu, nu = _ema_moments(
+            updates, state, (decay, decay), (None, None), rounding, rounding_seed, count
         )
         if bias_correction:
             mu_hat = _core.tree_bias_correction(mu, decay, count)
@@ -353,6 +340,24 @@ def _stored(
     else:
         stored = _precision.tree_round_to(moment, like, "stochastic", words)
     return stored, _core.tree_map(_core.widen_to, stored, updates)
+
+
+def _ema_moments(updates, state, decays, dtypes, rounding, seed, count):
+    """The new EMAs of ``g`` and ``|g|^2`` from ``state.mu``/``state.nu``, each as stored
+    and as the step uses it (:func:`_stored`): ``(stored_mu, mu, stored_nu, nu)``.
+
+    ``decays`` and ``dtypes`` are ``(first, second)`` moment pairs; ``rounding``, ``seed``
+    and ``count`` choose nearest or stochastic rounding (:func:`_rounded`).
+    """
+    (b_mu, b_nu), (mu_dtype, nu_dtype) = decays, dtypes
+    mu_words = _rounded(rounding, seed, _precision.STREAM_MU, count)
+    nu_words = _rounded(rounding, seed, _precision.STREAM_NU, count)
+    mu = _core.tree_ema(updates, _widened(state.mu, mu_words), b_mu)
+    nu = _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), b_nu)
+    return (
+        *_stored(mu, mu_dtype, updates, state.mu, mu_words),
+        *_stored(nu, nu_dtype, updates, state.nu, nu_words),
+    )
 
 
 def _nesterov_mu_hat(updates, mu, b1, count, bias_correction):
@@ -436,21 +441,8 @@ def scale_by_adam(
         del params
         _core.check_tree_matches(updates, state.mu)
         count = _core.safe_increment(state.count)
-        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
-        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
-        stored_mu, mu = _stored(
-            _core.tree_ema(updates, _widened(state.mu, mu_words), b1),
-            mu_dtype,
-            updates,
-            state.mu,
-            mu_words,
-        )
-        stored_nu, nu = _stored(
-            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), b2),
-            nu_dtype,
-            updates,
-            state.nu,
-            nu_words,
+        stored_mu, mu, stored_nu, nu = _ema_moments(
+            updates, state, (b1, b2), (mu_dtype, nu_dtype), rounding, rounding_seed, count
         )
         if nesterov:
             mu_hat = _nesterov_mu_hat(updates, mu, b1, count, bias_correction)
@@ -561,21 +553,8 @@ def scale_by_amsgrad(
         del params
         _core.check_tree_matches(updates, state.mu)
         count = _core.safe_increment(state.count)
-        mu_words = _rounded(rounding, rounding_seed, _precision.STREAM_MU, count)
-        stored_mu, mu = _stored(
-            _core.tree_ema(updates, _widened(state.mu, mu_words), b1),
-            mu_dtype,
-            updates,
-            state.mu,
-            mu_words,
-        )
-        nu_words = _rounded(rounding, rounding_seed, _precision.STREAM_NU, count)
-        stored_nu, nu = _stored(
-            _core.tree_ema_sq_norm(updates, _widened(state.nu, nu_words), b2),
-            None,
-            updates,
-            state.nu,
-            nu_words,
+        stored_mu, mu, stored_nu, nu = _ema_moments(
+            updates, state, (b1, b2), (mu_dtype, None), rounding, rounding_seed, count
         )
         mu_hat = _core.tree_bias_correction(mu, b1, count) if bias_correction_mu else mu
         nu_eff = _core.tree_bias_correction(nu, b2, count) if bias_correction_nu else nu
